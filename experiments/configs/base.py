@@ -1,0 +1,36 @@
+"""Base config: every field dae-jax reads, with its default. Setup configs override it."""
+
+import ml_collections
+from ml_collections.config_dict import placeholder
+
+
+def get_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    # Model preset from dae_jax.models.MODELS; other keys override the preset's fields.
+    c.model = ml_collections.ConfigDict({"name": "conv32"})
+    # Corruption from dae_jax.corruptions.CORRUPTIONS; other keys are its parameters.
+    c.corruption = ml_collections.ConfigDict({"name": "gaussian", "sigma": 0.5, "clip": True})
+    c.loss = "bce"  # dae_jax.losses.LOSSES: "bce" (sigmoid output) or "mse" (linear output)
+    c.optimizer = "adadelta"  # dae_jax.optimizers.OPTIMIZERS
+    c.learning_rate = placeholder(float)  # None: the optimizer's Keras default
+    c.optimizer_kwargs = ml_collections.ConfigDict()  # e.g. {"rho": 0.95}
+    c.batch_size = 128  # global, split evenly over all devices
+    c.eval_batch_size = 1000
+    c.num_epochs = 10
+    c.max_steps_per_epoch = placeholder(int)  # None: the whole training split
+    c.max_eval_examples = placeholder(int)  # None: the whole validation/test split
+    c.log_every_steps = 50  # also how often the loss is checked for NaN/inf
+    c.checkpoint_every_epochs = 1
+    c.keep_checkpoints = 3
+    c.num_figure_images = 10
+    c.smoke = False  # True: shrink to 1 epoch of 2 steps and 256 eval images (dae_jax.train.smoke)
+    c.data = ml_collections.ConfigDict(
+        {
+            "source": "auto",  # auto | idx | tfds | embedded (dae_jax.input_pipeline)
+            "idx_dir": placeholder(str),  # MNIST IDX dir; default $DAE_JAX_MNIST_DIR
+            "data_dir": placeholder(str),  # TFDS data dir; default $TFDS_DATA_DIR or ~/tensorflow_datasets
+            "validation_fraction": 0.1,  # the last 10% of TFDS "train"
+        }
+    )
+    return c
