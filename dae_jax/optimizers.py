@@ -41,7 +41,7 @@ def make(name: str, **kwargs) -> optax.GradientTransformation:
     fn = OPTIMIZERS[name]
     accepted = list(inspect.signature(fn).parameters)
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
-    for k, v in kwargs.items():
+    for k in kwargs:
         if k not in accepted:
             raise ValueError(f"Optimizer {name!r} has no parameter {k!r}; it accepts {accepted}.")
     lr = kwargs.get("learning_rate", 1.0)

@@ -101,7 +101,10 @@ def make_eval_step(corrupt: corruptions.Corruption, loss_name: str) -> Callable:
 
 def data_parallel(step: Callable, mesh: jax.sharding.Mesh, donate_state: bool) -> Callable:
     """jit(shard_map(step)): state and key replicated, batch split over ``data``; jitted once."""
-    mapped = jax.shard_map(step, mesh=mesh, in_specs=(P(), P(DATA_AXIS), P()), out_specs=P())
+    # check_vma=False gives pmap's semantics: the gradient of the replicated params is this
+    # device's own, and train_step averages it with lax.pmean. With check_vma=True shard_map
+    # would already psum it, and the pmean would then average an N-times-summed gradient.
+    mapped = jax.shard_map(step, mesh=mesh, in_specs=(P(), P(DATA_AXIS), P()), out_specs=P(), check_vma=False)
     return jax.jit(mapped, donate_argnums=(0,) if donate_state else ())
 
 
@@ -239,7 +242,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
             unit="step",
             disable=None,
         )
-        for _, batch in zip(range(steps_per_epoch - skip), batches):
+        for _, batch in zip(range(steps_per_epoch - skip), batches, strict=False):
             state, m = train_step(state, sharding.global_batch(batch, mesh), train_key)
             step += 1
             losses_.append(m["loss"])

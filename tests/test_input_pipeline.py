@@ -1,0 +1,101 @@
+import gzip
+import time
+
+import numpy as np
+import pytest
+
+from dae_jax import datasets, input_pipeline
+
+
+def write_idx(path, array, compress):
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    data = header + array.astype(np.uint8).tobytes()
+    path.write_bytes(gzip.compress(data) if compress else data)
+
+
+@pytest.fixture
+def idx_dir(tmp_path):
+    """A tiny MNIST-format directory: 40 train and 20 test images, gz and raw files mixed."""
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for prefix, n, compress in (("train", 40, True), ("t10k", 20, False)):
+        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        labels = rng.integers(0, 10, (n,), dtype=np.uint8)
+        suffix = ".gz" if compress else ""
+        write_idx(tmp_path / f"{prefix}-images-idx3-ubyte{suffix}", images, compress)
+        write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte{suffix}", labels, compress)
+        arrays[prefix] = (images, labels)
+    return tmp_path, arrays
+
+
+def test_offline_resolution_is_fast_and_falls_back_to_embedded(tmp_path, monkeypatch):
+    monkeypatch.delenv(input_pipeline.IDX_DIR_ENV, raising=False)
+    start = time.perf_counter()
+    src = input_pipeline.resolve_source("auto", None, str(tmp_path))
+    assert time.perf_counter() - start < 10
+    # This machine has no route to TFDS' servers; on one that has, "tfds" is the right answer.
+    assert src.kind == ("tfds" if input_pipeline.is_online() else "embedded")
+
+
+def test_idx_dir_from_environment_wins(tmp_path, monkeypatch, idx_dir):
+    monkeypatch.setenv(input_pipeline.IDX_DIR_ENV, str(idx_dir[0]))
+    src = input_pipeline.resolve_source("auto", None, str(tmp_path))
+    assert src.kind == "idx" and src.idx_dir == str(idx_dir[0].resolve())
+
+
+def test_idx_dir_builds_into_tfds_and_round_trips_pixels(tmp_path, idx_dir):
+    directory, arrays = idx_dir
+    src = input_pipeline.resolve_source("idx", str(directory), str(tmp_path / "tfds"))
+    b = input_pipeline.builder(src, str(tmp_path / "tfds"))
+    assert b.info.splits["train"].num_examples == 40 and b.info.splits["test"].num_examples == 20
+    test = input_pipeline.load_split(b, "test")
+    # TFDS stores examples in its own order; compare as sets of (label, pixels).
+    got = sorted((int(lab), img.tobytes()) for img, lab in zip(test["image"][..., 0], test["label"], strict=True))
+    want = sorted((int(lab), img.tobytes()) for img, lab in zip(*arrays["t10k"], strict=True))
+    assert got == want
+
+
+def test_read_idx_rejects_bad_magic_and_truncation(tmp_path):
+    bad = tmp_path / "train-images-idx3-ubyte"
+    bad.write_bytes(b"PK\x03\x04" + bytes(100))
+    with pytest.raises(ValueError, match="not an IDX file"):
+        datasets.read_idx(bad)
+    write_idx(bad, np.zeros((10, 28, 28), np.uint8), compress=False)
+    bad.write_bytes(bad.read_bytes()[:-100])
+    with pytest.raises(ValueError, match="truncated"):
+        datasets.read_idx(bad)
+
+
+def test_missing_idx_files_are_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        datasets.find_idx_files(tmp_path / "nope")
+    with pytest.raises(FileNotFoundError, match="train-images-idx3-ubyte"):
+        datasets.find_idx_files(tmp_path)
+
+
+def test_train_order_is_a_pure_function_of_seed_and_epoch():
+    arrays = {"image": np.arange(64, dtype=np.uint8).reshape(64, 1, 1, 1), "label": np.arange(64)}
+
+    def order(seed, epoch, skip=0):
+        return np.concatenate([b["label"] for b in input_pipeline.train_batches(arrays, 8, seed, epoch, skip)])
+
+    assert np.array_equal(order(0, 3), order(0, 3))
+    assert not np.array_equal(order(0, 3), order(0, 4))
+    assert not np.array_equal(order(0, 3), order(1, 3))
+    assert np.array_equal(order(0, 3, skip=5), order(0, 3)[40:])
+    assert sorted(order(0, 3)) == list(range(64))
+
+
+def test_eval_batches_pad_and_mask():
+    arrays = {"image": np.ones((10, 28, 28, 1), np.uint8), "label": np.arange(10)}
+    batches = list(input_pipeline.eval_batches(arrays, 4))
+    assert [b["mask"].sum() for b in batches] == [4, 4, 2]
+    assert batches[-1]["index"].tolist() == [8, 9, 10, 11]
+    assert batches[-1]["image"][2:].sum() == 0
+
+
+def test_embedded_sample_is_real_mnist(mnist_sample):
+    images, labels = mnist_sample["image"], mnist_sample["label"]
+    assert images.shape == (4000, 28, 28, 1) and images.dtype == np.uint8
+    assert set(np.unique(labels)) == set(range(10))
+    assert 0.10 < (images > 128).mean() < 0.20  # MNIST ink coverage is ~13%
