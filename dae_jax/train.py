@@ -188,14 +188,118 @@ def _take(arrays: dict[str, np.ndarray], n: int | None) -> dict[str, np.ndarray]
     return arrays if n is None else {k: v[:n] for k, v in arrays.items()}
 
 
+# Fields that fix the shapes and structure of the saved state: a checkpoint made with other
+# values cannot be resumed.
+STATE_FIELDS = ("model", "loss", "optimizer", "optimizer_kwargs")
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+    """Raises ValueError naming the field and a valid value for a config that cannot run."""
+
+    def positive_int(name: str, value) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"config.{name} must be a positive integer, got {value!r}.")
+
+    for name in (
+        "batch_size",
+        "eval_batch_size",
+        "num_epochs",
+        "log_every_steps",
+        "checkpoint_every_epochs",
+        "keep_checkpoints",
+        "num_figure_images",
+    ):
+        positive_int(name, config[name])
+    for name in ("max_steps_per_epoch", "max_eval_examples", "checkpoint_every_steps"):
+        if config[name] is not None:
+            positive_int(name, config[name])
+    if config.loss not in losses.LOSSES:
+        raise ValueError(f"Unknown loss {config.loss!r}; choose one of {sorted(losses.LOSSES)}.")
+    if config.data.source not in input_pipeline.SOURCES:
+        raise ValueError(f"Unknown data source {config.data.source!r}; choose one of {list(input_pipeline.SOURCES)}.")
+    if not 0 < round(100 * config.data.validation_fraction) < 100:
+        raise ValueError(f"data.validation_fraction must be in [0.01, 0.99], got {config.data.validation_fraction}.")
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out |= _flatten(v, f"{prefix}{k}.")
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def config_differences(saved: dict, config: ml_collections.ConfigDict) -> list[str]:
+    """``field: checkpoint value -> config value`` for every STATE_FIELDS entry that differs."""
+    old = _flatten({k: saved.get(k) for k in STATE_FIELDS})
+    new = _flatten({k: config.to_dict().get(k) for k in STATE_FIELDS})
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+
+
+def resume(ckpts: checkpoints.Checkpoints, state: TrainState, config: ml_collections.ConfigDict) -> TrainState:
+    """The state at ``config.restore_step`` (default: the latest step), or ``state`` when there is none.
+
+    Refuses, with the reason and the way out, a damaged checkpoint or one made by a config
+    whose model, loss or optimizer differ. Resuming an earlier step deletes the later ones.
+    """
+    steps = ckpts.all_steps()
+    while config.restore_step is None and steps and not ckpts.is_complete(steps[-1]):
+        print(f"discarding checkpoint step {steps[-1]}: its write was interrupted", flush=True)
+        ckpts.manager.delete(steps.pop())
+    if not steps:
+        return state
+    step = steps[-1] if config.restore_step is None else config.restore_step
+    earlier = [s for s in steps if s < step]
+    try:
+        if step not in steps:
+            raise checkpoints.CheckpointError(f"no checkpoint step {step} in {ckpts.directory}; it has {steps}.")
+        ckpts.verify(step)
+    except checkpoints.CheckpointError as e:
+        way_out = (
+            f"resume from the previous good step with --config.restore_step={earlier[-1]}"
+            if earlier
+            else f"delete {ckpts.directory} to start over"
+        )
+        raise checkpoints.CheckpointError(f"{e} Training will not start from it: {way_out}.") from None
+    differences = config_differences(ckpts.saved_config(step), config)
+    if differences:
+        raise checkpoints.CheckpointError(
+            f"the checkpoint at step {step} in {ckpts.directory} was made with a different config "
+            f"({'; '.join(differences)}). Use a new --workdir, or the config it was made with."
+        )
+    state, _, _ = ckpts.restore(state, step)
+    dropped = ckpts.delete_after(step)
+    print(
+        f"resumed from {ckpts.directory} at step {step}" + (f" (deleted later steps {dropped})" if dropped else ""),
+        flush=True,
+    )
+    return state
+
+
+def _writable_workdir(workdir: str | os.PathLike) -> Path:
+    workdir = Path(workdir)
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+        probe = workdir / ".write_test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise ValueError(
+            f"workdir {str(workdir)!r} cannot be written ({e.strerror}); pass a writable --workdir."
+        ) from None
+    return workdir
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[str, float]:
     """Trains ``config`` in ``workdir`` (resuming from its latest checkpoint) and returns test metrics."""
     from tqdm import tqdm
 
     if config.get("smoke"):
         config = smoke(config)
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
+    check_config(config)
+    workdir = _writable_workdir(workdir)
 
     mesh = sharding.make_mesh()
     sharding.check_batch_size(config.batch_size, mesh)
@@ -214,9 +318,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     state = jax.device_put(state, sharding.replicated(mesh))
 
     ckpts = checkpoints.Checkpoints(workdir / "checkpoints", config.keep_checkpoints)
-    if ckpts.latest_step() is not None:
-        state, _, _ = ckpts.restore(state)
-        print(f"resumed from {workdir / 'checkpoints'} at step {int(state.step)}", flush=True)
+    state = resume(ckpts, state, config)
 
     train_step = data_parallel(make_train_step(corrupt, config.loss), mesh, donate_state=True)
     eval_step = data_parallel(make_eval_step(corrupt, config.loss), mesh, donate_state=False)
@@ -246,17 +348,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
             state, m = train_step(state, sharding.global_batch(batch, mesh), train_key)
             step += 1
             losses_.append(m["loss"])
-            if step % config.log_every_steps == 0 or step % steps_per_epoch == 0:
+            save_now = bool(config.checkpoint_every_steps) and step % config.checkpoint_every_steps == 0
+            if save_now or step % config.log_every_steps == 0 or step % steps_per_epoch == 0:
                 loss = float(m["loss"])  # the one host sync per logging interval
-                if not math.isfinite(loss):
+                if not math.isfinite(loss):  # checked before any save, so the last checkpoint stays good
                     raise FloatingPointError(
                         f"loss is {loss} at step {step}: training stopped. The last good checkpoint is kept in "
                         f"{workdir / 'checkpoints'}. Likely cause: learning rate too high "
-                        f"(learning_rate={config.learning_rate}, optimizer={config.optimizer})."
+                        f"(learning_rate={config.learning_rate}, optimizer={config.optimizer}); lower it with "
+                        "--config.learning_rate."
                     )
                 rate = len(losses_) * config.batch_size / (time.perf_counter() - start)
                 bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{rate:,.0f}")
             bar.update(1)
+            if save_now:
+                ckpts.save(state, rng, config)
         bar.close()
         elapsed = time.perf_counter() - start
         record = {
@@ -274,7 +380,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
             f"val psnr {record['val_psnr']:.2f} dB, {record['images_per_s']:,.0f} img/s",
             flush=True,
         )
-        if (epoch + 1) % config.checkpoint_every_epochs == 0 or epoch + 1 == config.num_epochs:
+        if ((epoch + 1) % config.checkpoint_every_epochs == 0 or epoch + 1 == config.num_epochs) and (
+            step not in ckpts.all_steps()
+        ):
             ckpts.save(state, rng, config)
     ckpts.close()
 

