@@ -313,7 +313,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
 
     rng = jax.random.key(config.seed)
     init_key, train_key, eval_key = (jax.random.fold_in(rng, i) for i in range(3))
-    state = create_train_state(model, tx, init_key, data.train["image"].shape[1:])
+    if data.train["image"].shape[1:] != tuple(config.image_shape):
+        raise ValueError(
+            f"the data's images are {data.train['image'].shape[1:]} (H, W, C) but config.image_shape is "
+            f"{tuple(config.image_shape)}; set --config.image_shape to match the data."
+        )
+    state = create_train_state(model, tx, init_key, tuple(config.image_shape))
     print(f"model {config.model.name}: {models.param_count(state.params):,} parameters", flush=True)
     state = jax.device_put(state, sharding.replicated(mesh))
 

@@ -7,6 +7,7 @@ from ml_collections.config_dict import placeholder
 def get_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 0
+    c.image_shape = (28, 28, 1)  # (H, W, C) of the dataset's images; the model is built for it
     # Model preset from dae_jax.models.MODELS; other keys override the preset's fields.
     c.model = ml_collections.ConfigDict({"name": "conv32"})
     # Corruption from dae_jax.corruptions.CORRUPTIONS; other keys are its parameters.

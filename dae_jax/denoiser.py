@@ -1,0 +1,82 @@
+"""A trained model, loaded from a workdir, applied to user images: ``load(workdir).denoise(images)``."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from dae_jax import checkpoints, images, losses, models, optimizers, train
+
+# Batches are padded up to one of these sizes so a call of any size reuses a compiled function.
+BUCKETS = (1, 8, 64, 256)
+
+
+@dataclasses.dataclass(frozen=True)
+class Denoiser:
+    model: Any
+    params: Any
+    config: ml_collections.ConfigDict
+    image_shape: tuple[int, int, int]  # (H, W, C) the model takes
+
+    @functools.cached_property
+    def _apply(self):
+        activation = losses.OUTPUT_ACTIVATIONS[self.config.loss]
+        return {
+            "denoise": jax.jit(lambda p, x: activation(self.model.apply({"params": p}, x))),
+            "encode": jax.jit(lambda p, x: self.model.apply({"params": p}, x, method=self.model.encode)),
+            "decode": jax.jit(lambda p, z: activation(self.model.apply({"params": p}, z, method=self.model.decode))),
+        }
+
+    def _batched(self, name: str, x: np.ndarray) -> np.ndarray:
+        out = []
+        for start in range(0, len(x), BUCKETS[-1]):
+            chunk = x[start : start + BUCKETS[-1]]
+            size = next(b for b in BUCKETS if b >= len(chunk))
+            padded = np.concatenate([chunk, np.zeros((size - len(chunk), *chunk.shape[1:]), chunk.dtype)])
+            out.append(np.asarray(self._apply[name](self.params, padded))[: len(chunk)])
+        return np.concatenate(out)
+
+    def denoise(self, noisy):
+        """Clean images from noisy ones, in the layout and dtype family they were given."""
+        x, layout = images.to_model_input(noisy, self.image_shape)
+        return images.from_model_output(self._batched("denoise", x), layout)
+
+    def encode(self, imgs) -> np.ndarray:
+        """Codes [N, ...] (no batch dimension for a single image)."""
+        x, layout = images.to_model_input(imgs, self.image_shape)
+        codes = self._batched("encode", x)
+        return codes if layout.ndim == 4 else codes[0]
+
+    def decode(self, codes) -> np.ndarray:
+        """float images [N, H, W, C] in [0, 1] from codes [N, ...]."""
+        codes = np.asarray(codes, np.float32)
+        code_shape = jax.eval_shape(self._apply["encode"], self.params, jnp.zeros((1, *self.image_shape))).shape[1:]
+        if codes.shape[1:] != code_shape:
+            raise ValueError(
+                f"codes have shape {codes.shape}; the model's codes are [N, {', '.join(map(str, code_shape))}]."
+            )
+        return self._batched("decode", codes)
+
+
+def load(workdir: str | Path, step: int | None = None) -> Denoiser:
+    """The model of a run's workdir (or its ``checkpoints`` dir) at ``step`` (default: the latest)."""
+    path = Path(workdir)
+    ckpt_dir = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+    ckpts = checkpoints.Checkpoints(ckpt_dir)
+    step = ckpts.latest_step() if step is None else step
+    if step is None:
+        raise ValueError(f"no checkpoint in {str(path)!r}; give a workdir that `dae-jax train` wrote.")
+    config = ml_collections.ConfigDict(ckpts.saved_config(step))
+    model = models.make(config.model.name, **{k: v for k, v in config.model.items() if k != "name"})
+    tx = optimizers.make(config.optimizer, learning_rate=config.learning_rate, **config.optimizer_kwargs)
+    image_shape = tuple(config.image_shape)
+    template = train.create_train_state(model, tx, jax.random.key(0), image_shape)
+    state, _, _ = ckpts.restore(template, step)
+    return Denoiser(model=model, params=state.params, config=config, image_shape=image_shape)

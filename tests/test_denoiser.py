@@ -1,0 +1,76 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from PIL import Image
+
+from dae_jax import checkpoints, denoiser, images, models, optimizers, train
+from experiments.configs import base
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """A workdir with one checkpoint of a conv32 model, and that model's params."""
+    workdir = tmp_path_factory.mktemp("run")
+    state = train.create_train_state(models.make("conv32"), optimizers.make("adadelta"), jax.random.key(0), (28, 28, 1))
+    ckpts = checkpoints.Checkpoints(workdir / "checkpoints")
+    ckpts.save(state, jax.random.key(0), base.get_config())
+    ckpts.close()
+    return workdir, state
+
+
+def test_load_denoise_matches_the_model_in_every_layout(saved):
+    workdir, state = saved
+    d = denoiser.load(workdir)
+    x = np.random.default_rng(0).random((5, 28, 28, 1), dtype=np.float32)
+    want = np.asarray(jax.nn.sigmoid(state.apply_fn({"params": state.params}, x)))
+    np.testing.assert_allclose(d.denoise(x), want, atol=1e-6)  # NHWC float, 5 padded to the 8-bucket
+    np.testing.assert_allclose(d.denoise(x[0]), want[0], atol=1e-6)  # HWC
+    np.testing.assert_allclose(d.denoise(x[0, :, :, 0]), want[0, :, :, 0], atol=1e-6)  # HW
+    u8 = d.denoise((x * 255).astype(np.uint8))
+    assert u8.dtype == np.uint8 and u8.shape == (5, 28, 28, 1)
+    out = d.denoise(jnp.asarray(x))
+    assert isinstance(out, jax.Array)
+    codes = d.encode(x)
+    assert codes.shape == (5, 7, 7, 32) and d.encode(x[0]).shape == (7, 7, 32)
+    np.testing.assert_allclose(d.decode(codes), want, atol=1e-5)
+    assert d.denoise(np.zeros((300, 28, 28, 1), np.float32)).shape == (300, 28, 28, 1)  # 256 + 64-bucket
+
+
+BAD = [
+    ([[0.5] * 28] * 28, "numpy or jax array"),
+    (np.zeros((28, 28), np.int64), "dtype int64"),
+    (np.zeros((28, 28), bool), "dtype bool"),
+    (np.zeros((2, 2, 28, 28, 1), np.float32), "5 dimensions"),
+    (np.zeros((28,), np.float32), "1 dimensions"),
+    (np.zeros((0, 28, 28, 1), np.float32), "empty batch"),
+    (np.zeros((32, 32), np.float32), "32x32 but the model takes 28x28"),
+    (np.zeros((28, 28, 3), np.float32), "3 channels but the model takes 1"),
+    (np.full((28, 28), 200.0, np.float32), "0-255 values"),
+    (np.full((28, 28), -0.5, np.float32), r"span \[-0.5, -0.5\]"),
+    (np.full((28, 28), np.nan, np.float32), "NaN"),
+]
+
+
+@pytest.mark.parametrize("bad,match", BAD)
+def test_bad_images_get_one_clear_error(bad, match):
+    with pytest.raises(ValueError, match=match):
+        images.to_model_input(bad, (28, 28, 1))
+
+
+def test_bad_codes_and_empty_workdir(saved, tmp_path):
+    with pytest.raises(ValueError, match=r"model's codes are \[N, 7, 7, 32\]"):
+        denoiser.load(saved[0]).decode(np.zeros((2, 4, 4, 32)))
+    with pytest.raises(ValueError, match="no checkpoint"):
+        denoiser.load(tmp_path)
+
+
+def test_read_image_round_trip_and_unreadable_files(tmp_path):
+    arr = np.random.default_rng(1).integers(0, 256, (28, 28), dtype=np.uint8)
+    Image.fromarray(arr).save(tmp_path / "digit.png")
+    np.testing.assert_array_equal(images.read_image(tmp_path / "digit.png")[..., 0], arr)
+    (tmp_path / "notes.png").write_text("not an image")
+    with pytest.raises(ValueError, match="cannot read image file .*notes.png"):
+        images.read_image(tmp_path / "notes.png")
+    with pytest.raises(ValueError, match="does not exist"):
+        images.read_image(tmp_path / "missing.png")
