@@ -190,7 +190,7 @@ def _take(arrays: dict[str, np.ndarray], n: int | None) -> dict[str, np.ndarray]
 
 # Fields that fix the shapes and structure of the saved state: a checkpoint made with other
 # values cannot be resumed.
-STATE_FIELDS = ("model", "loss", "optimizer", "optimizer_kwargs")
+STATE_FIELDS = ("image_shape", "model", "loss", "optimizer", "optimizer_kwargs")
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
@@ -233,8 +233,9 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
 
 def config_differences(saved: dict, config: ml_collections.ConfigDict) -> list[str]:
     """``field: checkpoint value -> config value`` for every STATE_FIELDS entry that differs."""
+    current = json.loads(json.dumps(config.to_dict()))  # as saved: tuples become lists
     old = _flatten({k: saved.get(k) for k in STATE_FIELDS})
-    new = _flatten({k: config.to_dict().get(k) for k in STATE_FIELDS})
+    new = _flatten({k: current.get(k) for k in STATE_FIELDS})
     return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
 
 

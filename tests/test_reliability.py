@@ -113,8 +113,9 @@ def test_config_mismatch_is_refused_with_fields_listed(tmp_path):
     ckpts = checkpoints.Checkpoints(tmp_path / "ckpt")
     ckpts.save(state, jax.random.key(0), config)
     other = ml_collections.ConfigDict(config.to_dict())
-    other.optimizer, other.loss = "adam", "mse"
-    with pytest.raises(checkpoints.CheckpointError, match=r"loss: 'bce' -> 'mse'; optimizer: 'adadelta' -> 'adam'"):
+    other.optimizer, other.loss, other.image_shape = "adam", "mse", (32, 32, 3)
+    expected = r"image_shape: \[28, 28, 1\] -> \[32, 32, 3\]; loss: 'bce' -> 'mse'; optimizer: 'adadelta' -> 'adam'"
+    with pytest.raises(checkpoints.CheckpointError, match=expected):
         train.resume(ckpts, state, other)
     assert int(train.resume(ckpts, state, config).step) == 0  # the same config resumes
 
