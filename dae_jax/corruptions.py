@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Corruption = Callable[[jax.Array, jax.Array], jax.Array]
 
@@ -26,18 +27,90 @@ def gaussian(key: jax.Array, images: jax.Array, *, sigma: float = 0.5, clip: boo
     return jnp.clip(noisy, 0.0, 1.0) if clip else noisy
 
 
+def masking(key: jax.Array, images: jax.Array, *, p: float = 0.25) -> jax.Array:
+    """Masking noise (Vincent et al. 2010): each pixel is set to 0 with probability ``p``.
+
+    One draw per pixel, shared by its channels. images: [N, H, W, C].
+    """
+    keep = jax.random.bernoulli(key, 1.0 - p, (*images.shape[:-1], 1))
+    return jnp.where(keep, images, 0.0)
+
+
+def salt_and_pepper(key: jax.Array, images: jax.Array, *, p: float = 0.1) -> jax.Array:
+    """Each pixel, with probability ``p``, becomes 0 or 1 with equal chance (shared by its channels)."""
+    hit_key, value_key = jax.random.split(key)
+    shape = (*images.shape[:-1], 1)
+    hit = jax.random.bernoulli(hit_key, p, shape)
+    value = jax.random.bernoulli(value_key, 0.5, shape).astype(images.dtype)
+    return jnp.where(hit, value, images)
+
+
+def gaussian_blur(key: jax.Array, images: jax.Array, *, sigma: float = 1.0) -> jax.Array:
+    """Separable Gaussian blur with std ``sigma`` pixels, kernel radius ceil(3 sigma), edges repeated.
+
+    Deterministic: ``key`` is unused. sigma 0 is the identity.
+    """
+    del key
+    radius = int(np.ceil(3 * sigma))
+    if radius == 0:
+        return images
+    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    taps = jnp.asarray(taps / taps.sum(), images.dtype)
+    x = jnp.pad(images, ((0, 0), (radius, radius), (radius, radius), (0, 0)), mode="edge")
+    h, w = images.shape[1:3]
+    # Sum of shifted copies: exact, and cheap for the small kernels used here.
+    x = sum(t * x[:, i : i + h, :, :] for i, t in enumerate(taps))
+    return sum(t * x[:, :, i : i + w, :] for i, t in enumerate(taps))
+
+
+def low_resolution(key: jax.Array, images: jax.Array, *, factor: int = 2, method: str = "linear") -> jax.Array:
+    """Downscale by ``factor`` (mean of each factor x factor block) and upscale back with ``method``.
+
+    Deterministic: ``key`` is unused. factor 1 is the identity; H and W must be multiples of it.
+    """
+    del key
+    n, h, w, c = images.shape
+    if h % factor or w % factor:
+        raise ValueError(f"low_resolution: image size {h}x{w} is not a multiple of factor {factor}.")
+    small = images.reshape(n, h // factor, factor, w // factor, factor, c).mean(axis=(2, 4))
+    return jax.image.resize(small, images.shape, method)
+
+
+def compose(key: jax.Array, images: jax.Array, *, steps: Sequence[Mapping]) -> jax.Array:
+    """Applies several corruptions in order, step i with key ``fold_in(key, i)``.
+
+    steps: e.g. ``[{"name": "gaussian_blur", "sigma": 1.0}, {"name": "gaussian", "sigma": 0.1}]``.
+    """
+    for i, spec in enumerate(steps):
+        images = from_spec(spec)(jax.random.fold_in(key, i), images)
+    return images
+
+
 CORRUPTIONS: dict[str, Callable[..., jax.Array]] = {
     "gaussian": gaussian,
+    "masking": masking,
+    "salt_and_pepper": salt_and_pepper,
+    "gaussian_blur": gaussian_blur,
+    "low_resolution": low_resolution,
+    "compose": compose,
 }
 
-_NONNEGATIVE = ("sigma", "p", "factor")
+
+def _check(name: str, param: str, value) -> None:
+    number = not isinstance(value, bool) and isinstance(value, (int, float))
+    if param in ("sigma", "p") and not (number and value >= 0):
+        raise ValueError(f"Corruption {name!r}: {param} must be a number >= 0, got {value!r}.")
+    if param == "p" and value > 1:
+        raise ValueError(f"Corruption {name!r}: p is a probability and must be <= 1, got {value!r}.")
+    if param == "factor" and not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        raise ValueError(f"Corruption {name!r}: factor must be an integer >= 1, got {value!r}.")
 
 
 def make(name: str, **kwargs) -> Corruption:
     """Returns ``corrupt(key, images)`` for a registered corruption with its parameters bound.
 
     Raises ValueError naming the valid choices for an unknown name or parameter and for a
-    negative or non-numeric rate.
+    negative, non-numeric or out-of-range rate.
     """
     if name not in CORRUPTIONS:
         raise ValueError(f"Unknown corruption {name!r}; choose one of {sorted(CORRUPTIONS)}.")
@@ -46,9 +119,20 @@ def make(name: str, **kwargs) -> Corruption:
     for k, v in kwargs.items():
         if k not in accepted:
             raise ValueError(f"Corruption {name!r} has no parameter {k!r}; it accepts {accepted}.")
-        if k in _NONNEGATIVE and (isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0):
-            raise ValueError(f"Corruption {name!r}: {k} must be a number >= 0, got {v!r}.")
+        _check(name, k, v)
+    if name == "compose":
+        kwargs["steps"] = tuple(dict(spec) for spec in kwargs.get("steps", ()))
+        for spec in kwargs["steps"]:
+            from_spec(spec)  # validate every step now, not when the step is traced
     return functools.partial(fn, **kwargs)
+
+
+def from_spec(spec: Mapping) -> Corruption:
+    """``make`` from a mapping with a ``name`` key, as stored in configs."""
+    spec = dict(spec)
+    if "name" not in spec:
+        raise ValueError(f"Corruption spec {spec} has no 'name'; choose one of {sorted(CORRUPTIONS)}.")
+    return make(spec.pop("name"), **spec)
 
 
 def per_example(corrupt: Corruption, key: jax.Array, images: jax.Array, indices: jax.Array) -> jax.Array:

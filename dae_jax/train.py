@@ -306,7 +306,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     sharding.check_batch_size(config.batch_size, mesh)
     sharding.check_batch_size(config.eval_batch_size, mesh)
     model = models.make(config.model.name, **{k: v for k, v in config.model.items() if k != "name"})
-    corrupt = corruptions.make(config.corruption.name, **{k: v for k, v in config.corruption.items() if k != "name"})
+    corrupt = corruptions.from_spec(config.corruption.to_dict())
     tx = optimizers.make(config.optimizer, learning_rate=config.learning_rate, **config.optimizer_kwargs)
 
     data = input_pipeline.load(config.data)

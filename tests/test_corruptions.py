@@ -56,3 +56,62 @@ def test_per_example_noise_does_not_depend_on_batch():
 def test_make_rejects_bad_input(name, kwargs, match):
     with pytest.raises(ValueError, match=match):
         corruptions.make(name, **kwargs)
+
+
+def test_masking_zeroes_fraction_p_shared_by_channels():
+    x = jnp.ones((64, 28, 28, 3))
+    noisy = np.asarray(corruptions.masking(jax.random.key(5), x, p=0.3))
+    assert abs((noisy == 0).mean() - 0.3) < 0.01
+    assert (noisy.min(axis=-1) == noisy.max(axis=-1)).all()  # one draw per pixel
+    assert set(np.unique(noisy)) == {0.0, 1.0}
+
+
+def test_salt_and_pepper_hits_fraction_p_half_salt_half_pepper():
+    x = jnp.full((64, 28, 28, 1), 0.5)
+    noisy = np.asarray(corruptions.salt_and_pepper(jax.random.key(6), x, p=0.2))
+    assert abs((noisy != 0.5).mean() - 0.2) < 0.01
+    assert abs((noisy == 1.0).mean() - 0.1) < 0.005 and abs((noisy == 0.0).mean() - 0.1) < 0.005
+
+
+def test_gaussian_blur_spreads_a_point_with_variance_sigma_squared():
+    x = jnp.zeros((1, 29, 29, 1)).at[0, 14, 14, 0].set(1.0)
+    out = np.asarray(corruptions.gaussian_blur(jax.random.key(0), x, sigma=1.5))[0, :, :, 0]
+    assert abs(out.sum() - 1.0) < 1e-5
+    rows = np.arange(29) - 14
+    assert abs((out.sum(axis=1) * rows**2).sum() - 1.5**2) < 0.05  # truncation at 3 sigma
+    np.testing.assert_allclose(out, out.T, atol=1e-7)
+    same = corruptions.gaussian_blur(jax.random.key(0), x, sigma=0.0)
+    np.testing.assert_array_equal(same, x)
+
+
+def test_low_resolution_removes_finest_detail_and_keeps_flat_images():
+    checker = (np.indices((28, 28)).sum(axis=0) % 2).astype(np.float32)[None, :, :, None]
+    out = np.asarray(corruptions.low_resolution(jax.random.key(0), jnp.asarray(checker), factor=2))
+    np.testing.assert_allclose(out, 0.5, atol=1e-5)  # period-2 pattern averages out entirely
+    flat = jnp.full((2, 28, 28, 1), 0.7)
+    np.testing.assert_allclose(corruptions.low_resolution(jax.random.key(0), flat, factor=4), flat, atol=1e-6)
+
+
+def test_compose_applies_steps_in_order_with_folded_keys():
+    x = jax.random.uniform(jax.random.key(7), (4, 28, 28, 1))
+    steps = [{"name": "gaussian_blur", "sigma": 1.0}, {"name": "masking", "p": 0.5}]
+    got = corruptions.make("compose", steps=steps)(jax.random.key(8), x)
+    blurred = corruptions.gaussian_blur(jax.random.fold_in(jax.random.key(8), 0), x, sigma=1.0)
+    want = corruptions.masking(jax.random.fold_in(jax.random.key(8), 1), blurred, p=0.5)
+    np.testing.assert_array_equal(got, want)
+    with pytest.raises(ValueError, match="p is a probability"):
+        corruptions.make("compose", steps=[{"name": "masking", "p": 2.0}])
+
+
+@pytest.mark.parametrize(
+    "name,kwargs,match",
+    [
+        ("masking", {"p": 1.5}, "p is a probability"),
+        ("salt_and_pepper", {"p": -0.1}, "p must be a number >= 0"),
+        ("low_resolution", {"factor": 1.5}, "factor must be an integer >= 1"),
+        ("compose", {"steps": [{"sigma": 1.0}]}, "has no 'name'"),
+    ],
+)
+def test_make_rejects_bad_rates(name, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        corruptions.make(name, **kwargs)
