@@ -17,6 +17,12 @@ import numpy as np
 Corruption = Callable[[jax.Array, jax.Array], jax.Array]
 
 
+def none(key: jax.Array, images: jax.Array) -> jax.Array:
+    """No corruption: a plain (not denoising) autoencoder."""
+    del key
+    return images
+
+
 def gaussian(key: jax.Array, images: jax.Array, *, sigma: float = 0.5, clip: bool = True) -> jax.Array:
     """Additive Gaussian noise: ``x + sigma * N(0, 1)``, clipped to [0, 1] when ``clip``.
 
@@ -87,6 +93,7 @@ def compose(key: jax.Array, images: jax.Array, *, steps: Sequence[Mapping]) -> j
 
 
 CORRUPTIONS: dict[str, Callable[..., jax.Array]] = {
+    "none": none,
     "gaussian": gaussian,
     "masking": masking,
     "salt_and_pepper": salt_and_pepper,

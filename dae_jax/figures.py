@@ -28,3 +28,34 @@ def image_rows(rows: dict[str, np.ndarray], path: str | Path, title: str | None 
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def loss_curves(records: list[dict], loss: str, path: str | Path, title: str | None = None) -> None:
+    """Train and validation ``loss`` ("bce" or "mse") per epoch, from the records of ``metrics.jsonl``."""
+    epochs = [r["epoch"] for r in records]
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot(epochs, [r["train_loss"] for r in records], "o-", label="train loss")
+    ax.plot(epochs, [r[f"val_{loss}"] for r in records], "s-", label=f"validation {loss}")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(loss)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def code_maps(codes: np.ndarray, noisy: np.ndarray, clean: np.ndarray, path: str | Path, channels=(0, 1)) -> None:
+    """Per digit (columns): two code channels as images, then the noisy and the clean digit.
+
+    codes: [N, h, w, c] spatial codes; each channel is scaled to its own range for display.
+    """
+    rows = {}
+    for ch in channels:
+        maps = codes[..., ch]
+        span = np.ptp(maps) or 1.0
+        rows[f"code channel {ch}"] = ((maps - maps.min()) / span)[..., None]
+    rows |= {"noisy": noisy, "clean": clean}
+    image_rows(rows, path)

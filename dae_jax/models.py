@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def upsample_nearest(x: jax.Array, factor: int = 2) -> jax.Array:
@@ -63,9 +64,44 @@ class ConvAutoencoder(nn.Module):
         return self.decode(self.encode(x))
 
 
+class DenseAutoencoder(nn.Module):
+    """Flatten → Dense(h, relu) per hidden size (the last is the code) / Dense(H·W·C) → reshape.
+
+    The plain fully connected autoencoder of the Keras blog; the code is a vector.
+    """
+
+    hidden: Sequence[int] = (64,)
+    image_shape: Sequence[int] = (28, 28, 1)
+
+    def setup(self):
+        self.encoder_dense = [nn.Dense(h) for h in self.hidden]
+        self.decoder_dense = [nn.Dense(h) for h in reversed(self.hidden[:-1])]
+        self.output_dense = nn.Dense(int(np.prod(self.image_shape)))
+
+    def encode(self, x: jax.Array) -> jax.Array:
+        x = x.reshape(x.shape[0], -1)  # [N, H*W*C]
+        for dense in self.encoder_dense:
+            x = nn.relu(dense(x))
+        return x
+
+    def decode(self, code: jax.Array) -> jax.Array:
+        x = code
+        for dense in self.decoder_dense:
+            x = nn.relu(dense(x))
+        return self.output_dense(x).reshape(code.shape[0], *self.image_shape)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.decode(self.encode(x))
+
+
 MODELS: dict[str, Callable[..., nn.Module]] = {
     # Keras blog "Building Autoencoders in Keras", convolutional denoising autoencoder.
     "conv32": functools.partial(ConvAutoencoder, encoder_features=(32, 32), decoder_features=(32, 32)),
+    # Conv(32)-Pool-Conv(16)-Pool / Conv(16)-Up-Conv(32)-Up-Conv(1): code 7x7x16.
+    "conv32_16": functools.partial(ConvAutoencoder, encoder_features=(32, 16), decoder_features=(16, 32)),
+    # 784 -> 64 (relu) -> 784 and 784 -> 32 (relu) -> 784.
+    "dense64": functools.partial(DenseAutoencoder, hidden=(64,)),
+    "dense32": functools.partial(DenseAutoencoder, hidden=(32,)),
 }
 
 

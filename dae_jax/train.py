@@ -401,7 +401,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     }
     if jax.process_index() == 0:
         (workdir / "eval.json").write_text(json.dumps(result, indent=2))
-        write_denoising_figure(state, test, eval_key, corrupt, config, workdir / "denoising.png")
+        write_figures(state, test, eval_key, corrupt, config, workdir)
     print(
         f"test ({result['num_test_images']} images): PSNR {result['psnr']:.2f} dB (noisy input "
         f"{result['noisy_psnr']:.2f}), SSIM {result['ssim']:.4f} (noisy input {result['noisy_ssim']:.4f}), "
@@ -411,22 +411,28 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     return result
 
 
-def write_denoising_figure(
+def write_figures(
     state: TrainState,
     test: dict[str, np.ndarray],
     key: jax.Array,
     corrupt: corruptions.Corruption,
     config: ml_collections.ConfigDict,
-    path: Path,
+    workdir: Path,
 ) -> None:
-    """Rows noisy / denoised / clean for the first ``num_figure_images`` test images (the fixed noise)."""
+    """denoising.png (noisy / denoised / clean), loss.png, and codes.png when the code is spatial.
+
+    The figure digits are the first ``num_figure_images`` test images with the fixed test noise.
+    """
     n = config.num_figure_images
     clean = to_float(jnp.asarray(test["image"][:n]))
     noisy = corruptions.per_example(corrupt, key, clean, jnp.arange(n))
-    params = jax.device_get(state.params)
-    denoised = losses.OUTPUT_ACTIVATIONS[config.loss](state.apply_fn({"params": params}, noisy))
-    figures.image_rows(
-        {"noisy": np.asarray(noisy), "denoised": np.asarray(denoised), "clean": np.asarray(clean)},
-        path,
-        title=f"{config.model.name}, {config.corruption.name} {config.corruption.get('sigma', '')}",
-    )
+    params = {"params": jax.device_get(state.params)}
+    codes = state.apply_fn(params, noisy, method="encode")
+    denoised = losses.OUTPUT_ACTIVATIONS[config.loss](state.apply_fn(params, codes, method="decode"))
+    title = f"{config.model.name}, {config.corruption.name} {config.corruption.get('sigma', '')}"
+    rows = {"noisy": np.asarray(noisy), "denoised": np.asarray(denoised), "clean": np.asarray(clean)}
+    figures.image_rows(rows, workdir / "denoising.png", title=title)
+    records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    figures.loss_curves(records, config.loss, workdir / "loss.png", title=title)
+    if codes.ndim == 4:
+        figures.code_maps(np.asarray(codes), rows["noisy"], rows["clean"], workdir / "codes.png")

@@ -1,0 +1,24 @@
+"""Conv DAE 32-16 on MNIST, Gaussian noise sigma 0.5 clipped, adam, BCE, 10 epochs, batch 128.
+
+Source: reference setup 3 of the dae-jax issue on reference setups (a Keras/TensorFlow
+write-up): Conv(32,3x3,relu,same) → MaxPool 2 → Conv(16) → MaxPool 2 (code 7x7x16) /
+Conv(16) → UpSampling 2 → Conv(32) → UpSampling 2 → Conv(1, sigmoid); adam (Keras defaults,
+lr 1e-3); binary cross-entropy.
+
+Command (full MNIST, 2-core CPU):
+  DAE_JAX_MNIST_DIR=../shared/data/mnist dae-jax train \\
+      --config=experiments/configs/conv32_16_adam.py --workdir=/tmp/runs/conv32_16_adam
+Expected: denoised digits clearly better than the noisy input (the write-up shows pictures).
+Measured: see results/conv32_16_adam/ (filled in from a real run when one is committed).
+"""
+
+from experiments.configs import base
+
+
+def get_config():
+    config = base.get_config()
+    config.model.name = "conv32_16"
+    config.corruption.sigma = 0.5
+    config.optimizer = "adam"
+    config.num_epochs = 10
+    return config

@@ -1,0 +1,22 @@
+"""Dense denoising autoencoder 784 → 32 (relu) → 784 (sigmoid) on MNIST, Gaussian sigma 0.5 clipped.
+
+Source: reference setup 4 of the dae-jax issue on reference setups (dense vs conv
+denoising): adam lr 1e-3, binary cross-entropy, 30 epochs, batch 128.
+
+Command (full MNIST, 2-core CPU):
+  DAE_JAX_MNIST_DIR=../shared/data/mnist dae-jax train \\
+      --config=experiments/configs/dense32_dae.py --workdir=/tmp/runs/dense32_dae
+Measured: see results/dense32_dae/ (filled in from a real run when one is committed).
+"""
+
+from experiments.configs import base
+
+
+def get_config():
+    config = base.get_config()
+    config.model.name = "dense32"
+    config.corruption.sigma = 0.5
+    config.optimizer = "adam"
+    config.learning_rate = 1e-3
+    config.num_epochs = 30
+    return config

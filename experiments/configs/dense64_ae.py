@@ -1,0 +1,26 @@
+"""Plain (not denoising) dense autoencoder 784 → 64 (relu) → 784 (sigmoid) on MNIST.
+
+Source: reference setup 4 of the dae-jax issue on reference setups (dense vs conv
+autoencoders): no corruption, adam lr 0.01, binary cross-entropy, 20 epochs, batch 128.
+Its `noisy_*` metrics score the clean input against itself (infinite PSNR is capped by
+MSE 0): the row to compare is the reconstruction quality.
+
+Command (full MNIST, 2-core CPU):
+  DAE_JAX_MNIST_DIR=../shared/data/mnist dae-jax train \\
+      --config=experiments/configs/dense64_ae.py --workdir=/tmp/runs/dense64_ae
+Measured: see results/dense64_ae/ (filled in from a real run when one is committed).
+"""
+
+import ml_collections
+
+from experiments.configs import base
+
+
+def get_config():
+    config = base.get_config()
+    config.model.name = "dense64"
+    config.corruption = ml_collections.ConfigDict({"name": "none"})
+    config.optimizer = "adam"
+    config.learning_rate = 0.01
+    config.num_epochs = 20
+    return config
