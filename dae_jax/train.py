@@ -169,10 +169,13 @@ def run_metadata(config: ml_collections.ConfigDict, source: input_pipeline.Sourc
 class MetricWriter:
     """Appends one JSON line per record to ``metrics.jsonl`` and scalars to TensorBoard."""
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, resumed_step: int):
         from flax.metrics import tensorboard
 
         self.path = workdir / "metrics.jsonl"
+        if self.path.exists():  # drop records a killed run wrote after its last checkpoint
+            lines = self.path.read_text().splitlines()
+            self.path.write_text("".join(f"{x}\n" for x in lines if json.loads(x)["step"] <= resumed_step))
         self.tb = tensorboard.SummaryWriter(str(workdir / "tensorboard"))
 
     def write(self, step: int, record: dict[str, float]) -> None:
@@ -335,9 +338,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     if steps_per_epoch == 0:
         raise ValueError(f"batch_size={config.batch_size} exceeds the {len(data.train['image'])} training images.")
     validation = _take(data.validation, config.max_eval_examples)
-    writer = MetricWriter(workdir)
-
     step = int(state.step)
+    writer = MetricWriter(workdir, resumed_step=step)
     for epoch in range(step // steps_per_epoch, config.num_epochs):
         skip = step - epoch * steps_per_epoch
         batches = input_pipeline.train_batches(data.train, local_batch, config.seed, epoch, skip)

@@ -51,6 +51,8 @@ def test_run_killed_at_random_moments_ends_bit_identical(tmp_path, run_train):
     eval_a = json.loads((tmp_path / "straight" / "eval.json").read_text())
     eval_b = json.loads((killed / "eval.json").read_text())
     assert eval_a["psnr"] == eval_b["psnr"]
+    epochs = [json.loads(line)["epoch"] for line in (killed / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2, 3], delays  # no epoch logged twice
 
 
 def _saved_steps(directory, steps):
