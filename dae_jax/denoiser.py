@@ -21,7 +21,7 @@ BUCKETS = (1, 8, 64, 256)
 @dataclasses.dataclass(frozen=True)
 class Denoiser:
     model: Any
-    params: Any
+    variables: Any  # {"params": ..., "batch_stats": ...}
     config: ml_collections.ConfigDict
     image_shape: tuple[int, int, int]  # (H, W, C) the model takes
 
@@ -29,9 +29,9 @@ class Denoiser:
     def _apply(self):
         activation = losses.OUTPUT_ACTIVATIONS[self.config.loss]
         return {
-            "denoise": jax.jit(lambda p, x: activation(self.model.apply({"params": p}, x))),
-            "encode": jax.jit(lambda p, x: self.model.apply({"params": p}, x, method=self.model.encode)),
-            "decode": jax.jit(lambda p, z: activation(self.model.apply({"params": p}, z, method=self.model.decode))),
+            "denoise": jax.jit(lambda v, x: activation(self.model.apply(v, x))),
+            "encode": jax.jit(lambda v, x: self.model.apply(v, x, method=self.model.encode)),
+            "decode": jax.jit(lambda v, z: activation(self.model.apply(v, z, method=self.model.decode))),
         }
 
     def _batched(self, name: str, x: np.ndarray) -> np.ndarray:
@@ -40,7 +40,7 @@ class Denoiser:
             chunk = x[start : start + BUCKETS[-1]]
             size = next(b for b in BUCKETS if b >= len(chunk))
             padded = np.concatenate([chunk, np.zeros((size - len(chunk), *chunk.shape[1:]), chunk.dtype)])
-            out.append(np.asarray(self._apply[name](self.params, padded))[: len(chunk)])
+            out.append(np.asarray(self._apply[name](self.variables, padded))[: len(chunk)])
         return np.concatenate(out)
 
     def denoise(self, noisy):
@@ -57,7 +57,7 @@ class Denoiser:
     def decode(self, codes) -> np.ndarray:
         """float images [N, H, W, C] in [0, 1] from codes [N, ...]."""
         codes = np.asarray(codes, np.float32)
-        code_shape = jax.eval_shape(self._apply["encode"], self.params, jnp.zeros((1, *self.image_shape))).shape[1:]
+        code_shape = jax.eval_shape(self._apply["encode"], self.variables, jnp.zeros((1, *self.image_shape))).shape[1:]
         if codes.shape[1:] != code_shape:
             raise ValueError(
                 f"codes have shape {codes.shape}; the model's codes are [N, {', '.join(map(str, code_shape))}]."
@@ -79,4 +79,4 @@ def load(workdir: str | Path, step: int | None = None) -> Denoiser:
     image_shape = tuple(config.image_shape)
     template = train.create_train_state(model, tx, jax.random.key(0), image_shape)
     state, _, _ = ckpts.restore(template, step)
-    return Denoiser(model=model, params=state.params, config=config, image_shape=image_shape)
+    return Denoiser(model=model, variables=state.variables(), config=config, image_shape=image_shape)

@@ -173,10 +173,16 @@ def load(data_config) -> Data:
     src = resolve_source(data_config.source, data_config.idx_dir, data_config.data_dir)
     print(f"data source: {src.description}", flush=True)
     b = builder(src, data_config.data_dir)
-    val_pct = int(round(100 * data_config.validation_fraction))  # checked by train.check_config
-    return Data(
-        source=src,
-        train=load_split(b, f"train[:{100 - val_pct}%]"),
-        validation=load_split(b, f"train[{100 - val_pct}%:]"),
-        test=load_split(b, "test"),
-    )
+    test = load_split(b, "test")
+    if data_config.validation_split_seed is None:  # the last fraction of TFDS "train"
+        val_pct = int(round(100 * data_config.validation_fraction))  # checked by train.check_config
+        train = load_split(b, f"train[:{100 - val_pct}%]")
+        validation = load_split(b, f"train[{100 - val_pct}%:]")
+    else:  # a random fraction, chosen by the seed
+        full = load_split(b, "train")
+        n = len(full["image"])
+        order = np.random.default_rng(data_config.validation_split_seed).permutation(n)
+        n_val = int(round(n * data_config.validation_fraction))
+        validation = {k: v[order[:n_val]] for k, v in full.items()}
+        train = {k: v[order[n_val:]] for k, v in full.items()}
+    return Data(source=src, train=train, validation=validation, test=test)

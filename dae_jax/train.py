@@ -36,7 +36,11 @@ Metrics = dict[str, jax.Array]
 
 
 class TrainState(train_state.TrainState):
-    batch_stats: Any = flax.struct.field(default_factory=dict)
+    batch_stats: Any = flax.struct.field(default_factory=dict)  # BatchNorm running statistics ({} without BN)
+
+    def variables(self) -> dict:
+        """What ``apply_fn`` takes: params and BatchNorm statistics."""
+        return {"params": self.params, "batch_stats": self.batch_stats}
 
 
 def to_float(images: jax.Array) -> jax.Array:
@@ -67,11 +71,16 @@ def make_train_step(corrupt: corruptions.Corruption, loss_name: str) -> Callable
         noisy = corruptions.per_example(corrupt, step_key, clean, index)
 
         def loss(params):
-            return loss_fn(state.apply_fn({"params": params}, noisy), clean).mean()
+            variables = {"params": params, "batch_stats": state.batch_stats}
+            logits, updates = state.apply_fn(variables, noisy, train=True, mutable=["batch_stats"])
+            return loss_fn(logits, clean).mean(), updates.get("batch_stats", {})
 
-        value, grads = jax.value_and_grad(loss)(state.params)
+        (value, batch_stats), grads = jax.value_and_grad(loss, has_aux=True)(state.params)
         grads = lax.pmean(grads, DATA_AXIS)  # equal shards: mean of means = global mean
-        state = state.apply_gradients(grads=grads)
+        # BatchNorm already normalises with global-batch statistics (axis "data"), so these agree
+        # on every device; the pmean keeps the state replicated by construction.
+        batch_stats = lax.pmean(batch_stats, DATA_AXIS)
+        state = state.apply_gradients(grads=grads).replace(batch_stats=batch_stats)
         return state, {"loss": lax.pmean(value, DATA_AXIS)}
 
     return train_step
@@ -88,7 +97,7 @@ def make_eval_step(corrupt: corruptions.Corruption, loss_name: str) -> Callable:
     def eval_step(state: TrainState, batch: Batch, key: jax.Array) -> Metrics:
         clean = to_float(batch["image"])
         noisy = corruptions.per_example(corrupt, key, clean, batch["index"])
-        output = activation(state.apply_fn({"params": state.params}, noisy))
+        output = activation(state.apply_fn(state.variables(), noisy))
         per_image = metrics.image_metrics(output, clean)
         per_image |= {f"noisy_{k}": v for k, v in metrics.image_metrics(noisy, clean).items()}
         mask = batch["mask"]
@@ -428,9 +437,9 @@ def write_figures(
     n = config.num_figure_images
     clean = to_float(jnp.asarray(test["image"][:n]))
     noisy = corruptions.per_example(corrupt, key, clean, jnp.arange(n))
-    params = {"params": jax.device_get(state.params)}
-    codes = state.apply_fn(params, noisy, method="encode")
-    denoised = losses.OUTPUT_ACTIVATIONS[config.loss](state.apply_fn(params, codes, method="decode"))
+    variables = jax.device_get(state.variables())
+    codes = state.apply_fn(variables, noisy, method="encode")
+    denoised = losses.OUTPUT_ACTIVATIONS[config.loss](state.apply_fn(variables, codes, method="decode"))
     title = f"{config.model.name}, {config.corruption.name} {config.corruption.get('sigma', '')}"
     rows = {"noisy": np.asarray(noisy), "denoised": np.asarray(denoised), "clean": np.asarray(clean)}
     figures.image_rows(rows, workdir / "denoising.png", title=title)

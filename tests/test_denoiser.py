@@ -23,7 +23,7 @@ def test_load_denoise_matches_the_model_in_every_layout(saved):
     workdir, state = saved
     d = denoiser.load(workdir)
     x = np.random.default_rng(0).random((5, 28, 28, 1), dtype=np.float32)
-    want = np.asarray(jax.nn.sigmoid(state.apply_fn({"params": state.params}, x)))
+    want = np.asarray(jax.nn.sigmoid(state.apply_fn(state.variables(), x)))
     np.testing.assert_allclose(d.denoise(x), want, atol=1e-6)  # NHWC float, 5 padded to the 8-bucket
     np.testing.assert_allclose(d.denoise(x[0]), want[0], atol=1e-6)  # HWC
     np.testing.assert_allclose(d.denoise(x[0, :, :, 0]), want[0, :, :, 0], atol=1e-6)  # HW

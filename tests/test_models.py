@@ -29,6 +29,18 @@ def test_max_pool_matches_flax_reference_values_and_gradients():
     np.testing.assert_allclose(g_fast, g_ref, atol=1e-5)
 
 
+def test_same_padded_pool_matches_flax_on_odd_sizes():
+    x = jax.random.normal(jax.random.key(3), (2, 7, 7, 4))
+    np.testing.assert_allclose(models.max_pool_2x2(x, "same"), nn.max_pool(x, (2, 2), (2, 2), padding="SAME"))
+    np.testing.assert_allclose(models.max_pool_2x2(x), nn.max_pool(x, (2, 2), (2, 2)))  # 'valid': 3x3
+
+
+def test_unknown_layer_spec_is_named():
+    model = models.Autoencoder(encoder=("conv 8 relu", "maxout"), decoder=("conv 1",))
+    with pytest.raises(ValueError, match="Unknown layer spec 'maxout'"):
+        model.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)))
+
+
 def test_upsample_nearest_repeats_pixels():
     x = jnp.arange(4.0).reshape(1, 2, 2, 1)
     up = models.upsample_nearest(x)

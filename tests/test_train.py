@@ -1,19 +1,18 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from dae_jax import checkpoints, corruptions, models, optimizers, sharding, train
 
 
-def _state(seed=0):
-    return train.create_train_state(
-        models.make("conv32"), optimizers.make("adadelta"), jax.random.key(seed), (28, 28, 1)
-    )
+def _state(seed=0, model="conv32"):
+    return train.create_train_state(models.make(model), optimizers.make("adadelta"), jax.random.key(seed), (28, 28, 1))
 
 
-def _run(mesh, batches, steps_fn=None):
+def _run(mesh, batches, model="conv32"):
     step = train.data_parallel(train.make_train_step(corruptions.make("gaussian", sigma=0.5), "bce"), mesh, True)
-    state = jax.device_put(_state(), sharding.replicated(mesh))
+    state = jax.device_put(_state(model=model), sharding.replicated(mesh))
     losses = []
     for b in batches:
         state, m = step(state, sharding.global_batch(b, mesh), jax.random.key(7))
@@ -31,14 +30,19 @@ def test_loss_decreases_on_real_digits(mnist_sample):
     assert np.mean(losses[-5:]) < 0.75 * np.mean(losses[:5])
 
 
-def test_eight_devices_match_one_device(mnist_sample):
+@pytest.mark.parametrize("model", ["conv32", "bn_dense576"])
+def test_eight_devices_match_one_device(mnist_sample, model):
     assert jax.device_count() == 8
     batches = _batches(mnist_sample, 3, 32)
-    state8, losses8 = _run(sharding.make_mesh(), batches)
-    state1, losses1 = _run(sharding.make_mesh(jax.devices()[:1]), batches)
+    state8, losses8 = _run(sharding.make_mesh(), batches, model)
+    state1, losses1 = _run(sharding.make_mesh(jax.devices()[:1]), batches, model)
     np.testing.assert_allclose(losses8, losses1, rtol=1e-5)
-    for a, b in zip(jax.tree.leaves(state8.params), jax.tree.leaves(state1.params), strict=True):
+    for a, b in zip(jax.tree.leaves(state8.variables()), jax.tree.leaves(state1.variables()), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-5)
+    if model == "bn_dense576":  # BatchNorm statistics moved and agree
+        assert not np.allclose(
+            jax.tree.leaves(state8.batch_stats)[0], jax.tree.leaves(_state(model=model).batch_stats)[0]
+        )
 
 
 def test_same_step_runs_under_pmap(mnist_sample):

@@ -33,7 +33,8 @@ def get_config() -> ml_collections.ConfigDict:
             "source": "auto",  # auto | idx | tfds | embedded (dae_jax.input_pipeline)
             "idx_dir": placeholder(str),  # MNIST IDX dir; default $DAE_JAX_MNIST_DIR
             "data_dir": placeholder(str),  # TFDS data dir; default $TFDS_DATA_DIR or ~/tensorflow_datasets
-            "validation_fraction": 0.1,  # the last 10% of TFDS "train"
+            "validation_fraction": 0.1,  # held out of TFDS "train": the last 10%, or a random 10% with:
+            "validation_split_seed": placeholder(int),  # None: the last fraction; int: a seeded random one
         }
     )
     return c
