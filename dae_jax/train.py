@@ -411,7 +411,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
         "data_source": data.source.description,
     }
     if jax.process_index() == 0:
-        (workdir / "eval.json").write_text(json.dumps(result, indent=2))
+        # Strict JSON: a non-finite value (PSNR of an uncorrupted input) is written as null.
+        finite = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in result.items()}
+        (workdir / "eval.json").write_text(json.dumps(finite, indent=2, allow_nan=False))
         write_figures(state, test, eval_key, corrupt, config, workdir)
     print(
         f"test ({result['num_test_images']} images): PSNR {result['psnr']:.2f} dB (noisy input "
