@@ -140,6 +140,7 @@ def smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """A copy of ``config`` shrunk to run in seconds: one epoch of 2 steps, small evaluation."""
     config = ml_collections.ConfigDict(config.to_dict())
     config.num_epochs, config.max_steps_per_epoch, config.max_eval_examples = 1, 2, 256
+    config.eval_batch_size = 256  # no padding 256 images up to a full-size evaluation batch
     return config
 
 
