@@ -17,6 +17,13 @@ A layer spec is a short string; a word after the layer's own options sets the ac
   "up"                                nearest-neighbour upsampling x2 (Keras UpSampling2D)
   "resize S"                          nearest-neighbour resize to S x S
   "flatten" | "reshape HxWxC"
+
+A stride-1 conv that follows "up"/"resize" or precedes "pool" becomes one ``Conv`` layer that
+does all of it (same parameters, same values). With ``fast=True`` (the default) it computes
+them with the exact fast formulations of ``dae_jax.ops``: an upsampling followed by a 3x3
+conv is a conv on the small image; a conv followed by relu and max pooling pools first
+(relu and an added bias commute with max). ``fast=False`` computes the textbook way and
+is the reference the tests compare against.
 """
 
 from __future__ import annotations
@@ -26,33 +33,60 @@ from collections.abc import Callable, Sequence
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
+from jax import lax
 
+from dae_jax import ops
 from dae_jax.sharding import DATA_AXIS
 
-
-def upsample_nearest(x: jax.Array, factor: int = 2) -> jax.Array:
-    """Keras ``UpSampling2D``: repeat each pixel ``factor`` times along H and W. [N,H,W,C] -> [N,fH,fW,C]."""
-    return jnp.repeat(jnp.repeat(x, factor, axis=1), factor, axis=2)
+upsample_nearest = ops.upsample_nearest
 
 
-def max_pool_2x2(x: jax.Array, padding: str = "valid") -> jax.Array:
-    """2x2 max pooling, stride 2, as a reshape + max. [N,H,W,C] -> [N,H/2,W/2,C] (floor or ceil by padding).
+def _resize_nearest(x: jax.Array, size: tuple[int, int]) -> jax.Array:
+    """Nearest-neighbour resize of [N, H, W, C] to [N, *size, C] (half-pixel centres, as tf.image.resize)."""
+    if size == (2 * x.shape[1], 2 * x.shape[2]):
+        return ops.upsample_nearest(x)  # the same pixels, without a gather
+    return jax.image.resize(x, (x.shape[0], *size, x.shape[3]), "nearest")
 
-    Same values as ``nn.max_pool(x, (2, 2), (2, 2), padding)``; its gradient avoids XLA's
-    select-and-scatter, which is about 4x slower on CPU (tests/test_models.py checks both).
+
+class Conv(nn.Module):
+    """[resize/upsample ->] Conv(features, k x k) + bias [-> relu] [-> 2x2 max pool].
+
+    Parameters ``kernel`` [k, k, Cin, F] and ``bias`` [F], initialised like ``nn.Conv``.
     """
-    n, h, w, c = x.shape
-    if padding == "same":
-        x = jnp.pad(x, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), constant_values=-jnp.inf)
-    else:
-        x = x[:, : h - h % 2, : w - w % 2]
-    n, h, w, c = x.shape
-    return x.reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
 
+    features: int
+    kernel_size: int = 3
+    strides: int = 1
+    padding: str = "SAME"
+    relu: bool = False
+    upsample: bool = False  # nearest x2 upsampling of the input first
+    resize_to: int | None = None  # nearest resize of the input to resize_to x resize_to first
+    pool: str | None = None  # "valid" | "same": 2x2 max pooling of the output
+    fast: bool = True
 
-def _resize_nearest(x: jax.Array, size: int) -> jax.Array:
-    return jax.image.resize(x, (x.shape[0], size, size, x.shape[3]), "nearest")
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        k = self.kernel_size
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), (k, k, x.shape[-1], self.features))
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+        size = (2 * x.shape[1], 2 * x.shape[2]) if self.upsample else (self.resize_to,) * 2 if self.resize_to else None
+        padding = ops.same_padding(k) if self.padding == "SAME" else ((0, 0), (0, 0))
+        activation = nn.relu if self.relu else (lambda y: y)
+        if not self.fast or self.strides != 1:
+            if size is not None:
+                x = _resize_nearest(x, size)
+            y = lax.conv_general_dilated(
+                x, kernel, (self.strides,) * 2, padding, dimension_numbers=("NHWC", "HWIO", "NHWC")
+            )
+            y = activation(y + bias[None, None, None, :])
+            return y if self.pool is None else nn.max_pool(y, (2, 2), (2, 2), self.pool.upper())
+        if size == (2 * x.shape[1], 2 * x.shape[2]) and k == 3 and self.padding == "SAME":
+            y = ops.upsample_conv2d(x, kernel)
+        else:
+            y = ops.conv2d(x if size is None else _resize_nearest(x, size), kernel, padding)
+        if self.pool is not None:  # max commutes with the bias and the relu: pool the 4x smaller tensor
+            y = ops.max_pool_2x2(y, self.pool)
+        return activation(y + bias[None, None, None, :])
 
 
 class _BatchNorm(nn.Module):
@@ -64,34 +98,73 @@ class _BatchNorm(nn.Module):
         )
 
 
-def _layer(spec: str) -> tuple[Callable | nn.Module, Callable | None]:
-    """(layer, activation) for one spec string; layer is called as ``layer(x)`` or ``layer(x, train)``."""
+def _parse(spec: str) -> dict:
+    """One layer spec string -> {"op": ..., options}."""
     op, *words = spec.split()
-    activation = nn.relu if "relu" in words else None
     options = [w for w in words if w != "relu"]
+    if op in ("conv", "tconv", "dense") and not (options and options[0].isdigit()):
+        raise ValueError(f"Layer spec {spec!r} needs a size, e.g. '{op} 32'.")
     if op in ("conv", "tconv"):
-        features = int(options[0])
-        strides = 2 if "s2" in options else 1
-        k = int(next((w[1:] for w in options if w.startswith("k")), 3))
-        padding = "VALID" if "valid" in options else "SAME"
-        cls = nn.Conv if op == "conv" else nn.ConvTranspose
-        return cls(features, (k, k), strides=(strides, strides), padding=padding), activation
+        return {
+            "op": op,
+            "features": int(options[0]),
+            "strides": 2 if "s2" in options else 1,
+            "kernel_size": int(next((w[1:] for w in options if w.startswith("k")), 3)),
+            "padding": "VALID" if "valid" in options else "SAME",
+            "relu": "relu" in words,
+        }
     if op == "dense":
-        return nn.Dense(int(options[0])), activation
+        return {"op": op, "features": int(options[0]), "relu": "relu" in words}
+    if op == "pool":
+        return {"op": op, "padding": "same" if "same" in options else "valid"}
+    if op == "resize":
+        return {"op": op, "size": int(options[0])}
+    if op == "reshape":
+        return {"op": op, "shape": tuple(int(d) for d in options[0].split("x"))}
+    if op in ("bn", "up", "flatten"):
+        return {"op": op}
+    raise ValueError(f"Unknown layer spec {spec!r}; see the dae_jax.models docstring for the valid ones.")
+
+
+def _plan(specs: Sequence[str]) -> list[dict]:
+    """Parsed specs with "up"/"resize" + stride-1 conv and conv + "pool" merged into one conv step."""
+    steps: list[dict] = []
+    for step in map(_parse, specs):
+        prev = steps[-1] if steps else None
+        if step["op"] == "conv" and step["strides"] == 1 and prev and prev["op"] in ("up", "resize"):
+            steps[-1] = {**step, "upsample": prev["op"] == "up", "resize_to": prev.get("size")}
+        elif step["op"] == "pool" and prev and prev["op"] == "conv" and prev["strides"] == 1 and "pool" not in prev:
+            prev["pool"] = step["padding"]
+        else:
+            steps.append(step)
+    return steps
+
+
+def _build(step: dict, fast: bool) -> tuple[Callable | nn.Module, Callable | None]:
+    """(layer, activation) for one planned step; the layer is called as ``layer(x)`` (``layer(x, train)`` for BN)."""
+    op = step["op"]
+    relu = nn.relu if step.get("relu") else None
+    if op == "conv":
+        return Conv(**{k: v for k, v in step.items() if k != "op"}, fast=fast), None
+    if op == "tconv":
+        k, s = step["kernel_size"], step["strides"]
+        return nn.ConvTranspose(step["features"], (k, k), strides=(s, s), padding=step["padding"]), relu
+    if op == "dense":
+        return nn.Dense(step["features"]), relu
     if op == "bn":
         return _BatchNorm(), None
     if op == "pool":
-        return functools.partial(max_pool_2x2, padding="same" if "same" in options else "valid"), None
+        if fast:
+            return functools.partial(ops.max_pool_2x2, padding=step["padding"]), None
+        pool = functools.partial(nn.max_pool, window_shape=(2, 2), strides=(2, 2), padding=step["padding"].upper())
+        return pool, None
     if op == "up":
-        return upsample_nearest, None
+        return ops.upsample_nearest, None
     if op == "resize":
-        return functools.partial(_resize_nearest, size=int(options[0])), None
+        return functools.partial(_resize_nearest, size=(step["size"],) * 2), None
     if op == "flatten":
-        return lambda x: x.reshape(x.shape[0], -1), None
-    if op == "reshape":
-        shape = tuple(int(d) for d in options[0].split("x"))
-        return lambda x: x.reshape(x.shape[0], *shape), None
-    raise ValueError(f"Unknown layer spec {spec!r}; see the dae_jax.models docstring for the valid ones.")
+        return (lambda x: x.reshape(x.shape[0], -1)), None
+    return (lambda x: x.reshape(x.shape[0], *step["shape"])), None  # reshape
 
 
 class Autoencoder(nn.Module):
@@ -99,10 +172,11 @@ class Autoencoder(nn.Module):
 
     encoder: Sequence[str]
     decoder: Sequence[str]
+    fast: bool = True  # False: the textbook formulation of every layer (the tests' reference)
 
     def setup(self):
-        self.encoder_layers = [_layer(s) for s in self.encoder]
-        self.decoder_layers = [_layer(s) for s in self.decoder]
+        self.encoder_layers = [_build(s, self.fast) for s in _plan(self.encoder)]
+        self.decoder_layers = [_build(s, self.fast) for s in _plan(self.decoder)]
 
     @staticmethod
     def _run(layers, x: jax.Array, train: bool) -> jax.Array:
