@@ -200,12 +200,24 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} ({self.prog} --help)\n")
 
 
-def _parser(prog: str, description: str, epilog: str | None = None) -> _Parser:
+def _parser(prog: str, description: str, epilog: str | None = None, debug: bool = True) -> _Parser:
     parser = _Parser(
         prog=prog, description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    if debug:
+        _debug_arg(parser)
     return parser
+
+
+def _debug_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+
+
+def _count(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return int(text)
 
 
 def _workdir_arg(parser: argparse.ArgumentParser) -> None:
@@ -221,7 +233,7 @@ def _dataset_args(parser: argparse.ArgumentParser, split_help: str) -> None:
         "default: the run's own data source",
     )
     parser.add_argument("--split", default="test", help=split_help)
-    parser.add_argument("--max-examples", type=int, help="use the first N images (default: all)")
+    parser.add_argument("--max-examples", type=_count, help="use the first N images (default: all)")
 
 
 def evaluate_command(args: argparse.Namespace) -> None:
@@ -273,7 +285,7 @@ def denoise_command(args: argparse.Namespace) -> None:
     for source, target in pairs:
         image = images.read_image(source, channels)  # uint8 [H, W, C], C = the model's channel count
         images.write_png(target, model.denoise_any_size(image, args.fit, args.overlap))
-        print(f"{source} ({image.shape[1]}x{image.shape[0]}) -> {target}")
+        print(f"{source} ({image.shape[0]}x{image.shape[1]}) -> {target}")
     print(f"denoised {len(pairs)} image(s) into {args.out}")
 
 
@@ -313,6 +325,8 @@ def data_info_command(args: argparse.Namespace) -> None:
 def data_prepare_command(args: argparse.Namespace) -> None:
     from dae_jax import input_pipeline
 
+    if args.idx_dir and (args.name or args.channels):
+        raise UsageError("--name and --channels go with --image-dir, not --idx-dir")
     if args.idx_dir:
         b = input_pipeline.builder(input_pipeline.resolve_source("idx", args.idx_dir), args.data_dir)
         use = f"train on it with --config.data.idx_dir={args.idx_dir}"
@@ -373,7 +387,7 @@ def _denoise_parser() -> _Parser:
     parser.add_argument(
         "--fit", choices=("tile", "resize"), default="tile", help="how sizes other than the model's are handled"
     )
-    parser.add_argument("--overlap", type=int, help="pixels shared by neighbouring tiles (default: a quarter tile)")
+    parser.add_argument("--overlap", type=_count, help="pixels shared by neighbouring tiles (default: a quarter tile)")
     parser.set_defaults(run=denoise_command)
     return parser
 
@@ -400,6 +414,7 @@ def _data_parser() -> _Parser:
         "dae-jax data",
         "Data sources, offline: `data info` shows which MNIST sources are available and which TFDS datasets are "
         "prepared; `data prepare` builds a TFDS dataset from local IDX files or an image folder.",
+        debug=False,  # on the subcommands: dae-jax data info --debug
     )
     sub = parser.add_subparsers(title="commands", required=True, metavar="{info,prepare}", parser_class=_Parser)
     info = sub.add_parser(
@@ -418,7 +433,7 @@ def _data_parser() -> _Parser:
         epilog="example: dae-jax data prepare --image-dir scans/ --name scans",
     )
     for p in (info, prepare):
-        p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+        _debug_arg(p)
         p.add_argument("--data-dir", help="TFDS data dir (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)")
     info.add_argument("--idx-dir", help="an MNIST IDX dir to check (default: $DAE_JAX_MNIST_DIR)")
     info.set_defaults(run=data_info_command)
@@ -455,7 +470,7 @@ def bench(command: str, args: list[str]) -> None:
             "run from a dae-jax checkout that has it",
             EXIT_FAILURE,
         )
-    sys.exit(benchmark.main([f"dae-jax {command}", *args]))
+    _guarded(command, "--debug" in args, lambda: sys.exit(benchmark.main([f"dae-jax {command}", *args])))
 
 
 COMMANDS: dict[str, tuple[str, Callable[[str, list[str]], None]]] = {

@@ -198,8 +198,11 @@ def named_builder(name: str, data_dir: str | None = None):
     data_dir = default_data_dir(data_dir)
     try:
         b = tfds.builder(name, data_dir=data_dir)
-    except (tfds.core.registered.DatasetNotFoundError, ValueError) as e:
-        raise ValueError(f"no TFDS dataset {name!r} in {data_dir} or in the TFDS catalog ({e}).") from None
+    except (ValueError, AssertionError) as e:  # unknown name or config (TFDS lists its whole catalog), bad version
+        raise ValueError(
+            f"no TFDS dataset {name!r} in {data_dir} or in the TFDS catalog ({str(e).splitlines()[0]}); "
+            "`dae-jax data info` lists the prepared ones."
+        ) from None
     local = isinstance(b, datasets.MlxtendMnist5k)  # builds from files already on this machine
     if not b.is_prepared():
         if not (local or is_online()):
