@@ -22,6 +22,9 @@ from dae_jax import corruptions, images, input_pipeline, sharding, train
 from dae_jax.denoiser import Denoiser, load
 
 RUN_SPLITS = ("train", "validation", "test")
+# None (the run's own data), a TFDS name, an array of images, or a mapping with an "image" array.
+Dataset = str | np.ndarray | jax.Array | Mapping[str, Any] | None
+Corruption = str | Mapping[str, Any] | None  # None (the run's own), "name[:key=value,...]" or JSON, or a spec
 
 
 def run_source(denoiser: Denoiser) -> input_pipeline.Source:
@@ -36,7 +39,7 @@ def run_source(denoiser: Denoiser) -> input_pipeline.Source:
 
 
 def load_dataset(
-    denoiser: Denoiser, dataset=None, split: str = "test", max_examples: int | None = None
+    denoiser: Denoiser, dataset: Dataset = None, split: str = "test", max_examples: int | None = None
 ) -> tuple[dict[str, np.ndarray], str]:
     """({"image": [N, H, W, C], "label": [N] when known}, description) of images checked against the model.
 
@@ -69,7 +72,7 @@ def load_dataset(
     return arrays, description
 
 
-def corruption_spec(corruption, denoiser: Denoiser) -> dict:
+def corruption_spec(corruption: Corruption, denoiser: Denoiser) -> dict:
     """A corruption spec dict from None (the run's own), a name or ``"name:key=value,..."`` string, or a mapping."""
     if corruption is None:
         spec = denoiser.config.corruption.to_dict()
@@ -91,8 +94,8 @@ def _eval_step(spec_json: str, loss: str) -> tuple[jax.sharding.Mesh, Callable]:
 
 def evaluate(
     denoiser: Denoiser | str | os.PathLike,
-    dataset=None,
-    corruption=None,
+    dataset: Dataset = None,
+    corruption: Corruption = None,
     *,
     split: str = "test",
     max_examples: int | None = None,
