@@ -6,8 +6,10 @@ with ``functools.partial`` (see ``make``) so a jitted step never traces them.
 
 from __future__ import annotations
 
+import ast
 import functools
 import inspect
+import json
 from collections.abc import Callable, Mapping, Sequence
 
 import jax
@@ -140,6 +142,30 @@ def from_spec(spec: Mapping) -> Corruption:
     if "name" not in spec:
         raise ValueError(f"Corruption spec {spec} has no 'name'; choose one of {sorted(CORRUPTIONS)}.")
     return make(spec.pop("name"), **spec)
+
+
+def parse_spec(text: str) -> dict:
+    """A spec from text: ``"gaussian"``, ``"gaussian:sigma=0.3,clip=False"`` or a JSON object (for ``compose``).
+
+    Values are Python literals (numbers, True/False); anything else is taken as a string.
+    """
+    text = text.strip()
+    if text.startswith("{"):
+        try:
+            return dict(json.loads(text))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"corruption {text!r} is not valid JSON: {e}.") from None
+    name, _, params = text.partition(":")
+    spec = {"name": name.strip()}
+    for item in filter(None, (p.strip() for p in params.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"corruption {text!r}: write parameters as name:key=value,key=value (got {item!r}).")
+        try:
+            spec[key.strip()] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            spec[key.strip()] = value.strip()
+    return spec
 
 
 def per_example(corrupt: Corruption, key: jax.Array, images: jax.Array, indices: jax.Array) -> jax.Array:

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from dae_jax import checkpoints, images, losses, models, optimizers, train
+from dae_jax import checkpoints, images, losses, models, optimizers, tiling, train
 
 # Batches are padded up to one of these sizes so a call of any size reuses a compiled function.
 BUCKETS = (1, 8, 64, 256)
@@ -20,10 +20,17 @@ BUCKETS = (1, 8, 64, 256)
 
 @dataclasses.dataclass(frozen=True)
 class Denoiser:
+    """A trained autoencoder applied to images; see ``load``.
+
+    Images: numpy or jax arrays, uint8 in [0, 255] or float in [0, 1], one image (HW or HWC) or
+    a batch (NHWC) of the model's size; results come back in the same layout and dtype family.
+    """
+
     model: Any
     variables: Any  # {"params": ..., "batch_stats": ...}
     config: ml_collections.ConfigDict
     image_shape: tuple[int, int, int]  # (H, W, C) the model takes
+    workdir: Path | None = None  # the run's workdir (its metadata.json names the data source)
 
     @functools.cached_property
     def _apply(self):
@@ -48,6 +55,29 @@ class Denoiser:
         x, layout = images.to_model_input(noisy, self.image_shape)
         return images.from_model_output(self._batched("denoise", x), layout)
 
+    def reconstruct(self, imgs):
+        """``decode(encode(images))``: an autoencoder's reconstruction, the same computation as ``denoise``.
+
+        For clean inputs, ``reconstruct(x) - x`` shows what the model cannot represent.
+        """
+        return self.denoise(imgs)
+
+    def denoise_any_size(self, image, fit: str = "tile", overlap: int | None = None):
+        """One image (HW or HWC) of any height and width, denoised at its own size (``dae_jax.tiling``).
+
+        fit "tile": sides shorter than the model's are edge-padded; longer ones are covered by
+        model-size tiles overlapping by ``overlap`` pixels (default a quarter tile), blended.
+        fit "resize": the image is scaled to the model's size, and the result back.
+        """
+        shape = np.shape(image)
+        if len(shape) not in (2, 3):
+            raise ValueError(
+                f"denoise_any_size takes one image (HW or HWC), got shape {shape}; use denoise for batches."
+            )
+        x, layout = images.to_model_input(image, (shape[0], shape[1], self.image_shape[2]))
+        out = tiling.apply(lambda tiles: self._batched("denoise", tiles), x[0], self.image_shape[:2], fit, overlap)
+        return images.from_model_output(out[None], layout)
+
     def encode(self, imgs) -> np.ndarray:
         """Codes [N, ...] (no batch dimension for a single image)."""
         x, layout = images.to_model_input(imgs, self.image_shape)
@@ -65,10 +95,17 @@ class Denoiser:
         return self._batched("decode", codes)
 
 
-def load(workdir: str | Path, step: int | None = None) -> Denoiser:
-    """The model of a run's workdir (or its ``checkpoints`` dir) at ``step`` (default: the latest)."""
-    path = Path(workdir)
+def load(workdir_or_checkpoint: str | Path, step: int | None = None) -> Denoiser:
+    """The model of a run: its workdir, its ``checkpoints`` dir, or one step's dir (``W/checkpoints/840``).
+
+    ``step``: the checkpoint step (default: the one named by the path, else the latest).
+    """
+    path = Path(workdir_or_checkpoint)
+    if path.name.isdigit() and (path / checkpoints.MANIFEST).is_file():  # one step's directory
+        path, step = path.parent, int(path.name) if step is None else step
     ckpt_dir = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+    if not ckpt_dir.is_dir():
+        raise ValueError(f"{str(path)!r} does not exist; give a workdir that `dae-jax train` wrote.")
     ckpts = checkpoints.Checkpoints(ckpt_dir)
     step = ckpts.latest_step() if step is None else step
     if step is None:
@@ -79,4 +116,6 @@ def load(workdir: str | Path, step: int | None = None) -> Denoiser:
     image_shape = tuple(config.image_shape)
     template = train.create_train_state(model, tx, jax.random.key(0), image_shape)
     state, _, _ = ckpts.restore(template, step)
-    return Denoiser(model=model, variables=state.variables(), config=config, image_shape=image_shape)
+    return Denoiser(
+        model=model, variables=state.variables(), config=config, image_shape=image_shape, workdir=ckpt_dir.parent
+    )

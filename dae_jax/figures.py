@@ -59,3 +59,26 @@ def code_maps(codes: np.ndarray, noisy: np.ndarray, clean: np.ndarray, path: str
         rows[f"code channel {ch}"] = ((maps - maps.min()) / span)[..., None]
     rows |= {"noisy": noisy, "clean": clean}
     image_rows(rows, path)
+
+
+def metric_bars(labels: list[str], panels: dict[str, dict[str, list[float]]], path: str | Path) -> None:
+    """One panel per metric (title -> {series: one value per label}): horizontal bars grouped by label.
+
+    NaN values (a failed run) leave their bar out.
+    """
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(4.5 * len(panels), 1.2 + 0.45 * len(labels) * 2), squeeze=False, sharey=True
+    )
+    y = np.arange(len(labels))
+    for ax, (title, series) in zip(axes[0], panels.items(), strict=True):
+        height = 0.8 / len(series)
+        for i, (name, values) in enumerate(series.items()):
+            ax.barh(y + (i - (len(series) - 1) / 2) * height, values, height, label=name)
+        ax.set_title(title, fontsize=10)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0, 0].set_yticks(y, labels, fontsize=8)
+    axes[0, 0].invert_yaxis()  # first point on top, as in the table
+    axes[0, -1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

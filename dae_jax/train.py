@@ -1,5 +1,7 @@
 """Training and evaluation: ``create_train_state``, ``train_step``, ``eval_step``, ``train_and_evaluate``.
 
+The module is callable: ``dae_jax.train(config, workdir=None) -> Run`` is ``train_and_evaluate``.
+
 The steps are written per device, with gradients and metrics averaged over the mesh axis
 ``data`` by ``lax.pmean``/``psum``; ``data_parallel`` runs them under ``jit(shard_map)`` on a
 ``Mesh``, and the same functions run unchanged under ``jax.pmap(..., axis_name="data")``.
@@ -7,12 +9,16 @@ The steps are written per device, with gradients and metrics averaged over the m
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
 import platform
 import subprocess
+import sys
+import tempfile
 import time
+import types
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -44,7 +50,9 @@ class TrainState(train_state.TrainState):
 
 
 def to_float(images: jax.Array) -> jax.Array:
-    """uint8 [0, 255] -> float32 [0, 1]."""
+    """uint8 [0, 255] -> float32 [0, 1]; float images are taken to be in [0, 1] already."""
+    if images.dtype != jnp.uint8:
+        return images.astype(jnp.float32)
     return images.astype(jnp.float32) / 255.0
 
 
@@ -144,6 +152,12 @@ def smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     return config
 
 
+def run_keys(seed: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(init, train, eval) keys of a run: the eval key fixes the test noise (``dae_jax.evaluation`` reuses it)."""
+    rng = jax.random.key(seed)
+    return tuple(jax.random.fold_in(rng, i) for i in range(3))
+
+
 def run_metadata(config: ml_collections.ConfigDict, source: input_pipeline.Source) -> dict:
     """What a result needs to be traced back: config, data source, versions, devices, git commit."""
     import flax
@@ -161,6 +175,7 @@ def run_metadata(config: ml_collections.ConfigDict, source: input_pipeline.Sourc
     return {
         "config": config.to_dict(),
         "data_source": source.description,
+        "data": dataclasses.asdict(source),  # the resolved source, to read the run's data again
         "versions": {
             "dae_jax": dae_jax.__version__,
             "jax": jax.__version__,
@@ -174,6 +189,16 @@ def run_metadata(config: ml_collections.ConfigDict, source: input_pipeline.Sourc
         "host": platform.node(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+
+
+def strict_json(result: dict) -> dict:
+    """``result`` with non-finite floats as None, for strict JSON (the PSNR of an uncorrupted input is inf)."""
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in result.items()}
+
+
+def read_history(workdir: Path) -> list[dict]:
+    """The per-epoch records of ``metrics.jsonl``."""
+    return [json.loads(line) for line in (Path(workdir) / "metrics.jsonl").read_text().splitlines()]
 
 
 class MetricWriter:
@@ -306,10 +331,25 @@ def _writable_workdir(workdir: str | os.PathLike) -> Path:
     return workdir
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[str, float]:
-    """Trains ``config`` in ``workdir`` (resuming from its latest checkpoint) and returns test metrics."""
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """A finished training run."""
+
+    state: TrainState  # the final state (params, optimizer state, BatchNorm statistics)
+    history: list[dict]  # one record per epoch, as in metrics.jsonl
+    metrics: dict[str, Any]  # the test evaluation, as in eval.json
+    workdir: Path
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike | None = None) -> Run:
+    """Trains ``config`` in ``workdir`` (resuming from its latest checkpoint) and evaluates it on the test set.
+
+    ``workdir`` None: a fresh temporary directory (``Run.workdir`` says which).
+    """
     from tqdm import tqdm
 
+    if workdir is None:
+        workdir = tempfile.mkdtemp(prefix="dae_jax_")
     if config.get("smoke"):
         config = smoke(config)
     check_config(config)
@@ -326,7 +366,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     (workdir / "metadata.json").write_text(json.dumps(run_metadata(config, data.source), indent=2))
 
     rng = jax.random.key(config.seed)
-    init_key, train_key, eval_key = (jax.random.fold_in(rng, i) for i in range(3))
+    init_key, train_key, eval_key = run_keys(config.seed)
     if data.train["image"].shape[1:] != tuple(config.image_shape):
         raise ValueError(
             f"the data's images are {data.train['image'].shape[1:]} (H, W, C) but config.image_shape is "
@@ -412,9 +452,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
         "data_source": data.source.description,
     }
     if jax.process_index() == 0:
-        # Strict JSON: a non-finite value (PSNR of an uncorrupted input) is written as null.
-        finite = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in result.items()}
-        (workdir / "eval.json").write_text(json.dumps(finite, indent=2, allow_nan=False))
+        (workdir / "eval.json").write_text(json.dumps(strict_json(result), indent=2, allow_nan=False))
         write_figures(state, test, eval_key, corrupt, config, workdir)
     print(
         f"test ({result['num_test_images']} images): PSNR {result['psnr']:.2f} dB (noisy input "
@@ -422,7 +460,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
         f"BCE {result['bce']:.4f}",
         flush=True,
     )
-    return result
+    return Run(state=state, history=read_history(workdir), metrics=result, workdir=workdir)
 
 
 def write_figures(
@@ -446,7 +484,17 @@ def write_figures(
     title = f"{config.model.name}, {config.corruption.name} {config.corruption.get('sigma', '')}"
     rows = {"noisy": np.asarray(noisy), "denoised": np.asarray(denoised), "clean": np.asarray(clean)}
     figures.image_rows(rows, workdir / "denoising.png", title=title)
-    records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
-    figures.loss_curves(records, config.loss, workdir / "loss.png", title=title)
+    figures.loss_curves(read_history(workdir), config.loss, workdir / "loss.png", title=title)
     if codes.ndim == 4:
         figures.code_maps(np.asarray(codes), rows["noisy"], rows["clean"], workdir / "codes.png")
+
+
+class _CallableModule(types.ModuleType):
+    # ``dae_jax.train`` is both this module (``from dae_jax import train`` keeps giving it) and the
+    # API function ``dae_jax.train(config, workdir=None)``: one attribute cannot be two objects.
+    def __call__(self, config: ml_collections.ConfigDict, workdir: str | os.PathLike | None = None) -> Run:
+        """``train_and_evaluate(config, workdir)``: trains, evaluates, returns the ``Run``."""
+        return train_and_evaluate(config, workdir)
+
+
+sys.modules[__name__].__class__ = _CallableModule

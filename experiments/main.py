@@ -3,9 +3,9 @@
 Overrides: ``--config.num_epochs=3 --config.corruption.sigma=0.3``. Same as ``dae-jax train``.
 """
 
-from absl import app
+import sys
 
 from dae_jax import cli
 
 if __name__ == "__main__":
-    app.run(cli.train_main)
+    cli.main([sys.argv[0], "train", *sys.argv[1:]])

@@ -22,8 +22,8 @@ def test_config_runs_in_smoke_mode(name, tmp_path, tfds_dir):
     config = importlib.import_module(f"experiments.configs.{name}").get_config()
     config.smoke = True
     config.data.source, config.data.data_dir = "embedded", tfds_dir
-    result = train.train_and_evaluate(config, tmp_path)
-    assert result["step"] == 2 and json.loads((tmp_path / "eval.json").read_text())["num_test_images"] == 256
+    run = train.train_and_evaluate(config, tmp_path)
+    assert run.metrics["step"] == 2 and json.loads((tmp_path / "eval.json").read_text())["num_test_images"] == 256
     assert (tmp_path / "denoising.png").is_file() and (tmp_path / "loss.png").is_file()
     spatial = name.startswith("conv")  # the dense and bn_dense576 codes are vectors
     assert (tmp_path / "codes.png").is_file() == spatial
