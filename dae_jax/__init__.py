@@ -19,14 +19,15 @@ import importlib
 
 __version__ = "0.1.0"
 
-# name -> the module that defines it; ``train`` and the modules are themselves submodules.
+# name -> the module that defines it.
 _EXPORTS = {
+    "train": "dae_jax.training",
+    "Run": "dae_jax.training",
     "Denoiser": "dae_jax.denoiser",
     "load": "dae_jax.denoiser",
     "evaluate": "dae_jax.evaluation",
-    "Run": "dae_jax.train",
 }
-_SUBMODULES = ("train", "corruptions", "models", "metrics", "losses", "images", "tiling", "evaluation")
+_SUBMODULES = ("training", "corruptions", "models", "metrics", "losses", "ops", "images", "tiling", "evaluation")
 
 __all__ = [*_EXPORTS, *_SUBMODULES]
 

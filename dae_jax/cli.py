@@ -93,9 +93,9 @@ def train_main(argv: list[str]) -> None:
     if FLAGS.grid:
         raise UsageError("--grid is an option of dae-jax sweep")
     _quiet_logs()
-    from dae_jax import train
+    from dae_jax import training
 
-    train.train_and_evaluate(config, workdir)
+    training.train_and_evaluate(config, workdir)
 
 
 def sweep_main(argv: list[str]) -> None:
@@ -237,7 +237,7 @@ def _dataset_args(parser: argparse.ArgumentParser, split_help: str) -> None:
 
 
 def evaluate_command(args: argparse.Namespace) -> None:
-    from dae_jax import evaluation, train
+    from dae_jax import evaluation, training
 
     result = evaluation.evaluate(
         args.workdir, args.dataset, args.corruption, split=args.split, max_examples=args.max_examples, seed=args.seed
@@ -249,7 +249,7 @@ def evaluate_command(args: argparse.Namespace) -> None:
         print(f"{name:8} {result[name]:10.4f} {result['noisy_' + name]:12.4f}")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(train.strict_json(result), indent=2, allow_nan=False))
+        Path(args.out).write_text(json.dumps(training.strict_json(result), indent=2, allow_nan=False))
         print(f"wrote {args.out}")
 
 

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from dae_jax import checkpoints, images, losses, models, optimizers, tiling, train
+from dae_jax import checkpoints, images, losses, models, optimizers, tiling, training
 
 # Batches are padded up to one of these sizes so a call of any size reuses a compiled function.
 BUCKETS = (1, 8, 64, 256)
@@ -114,7 +114,7 @@ def load(workdir_or_checkpoint: str | Path, step: int | None = None) -> Denoiser
     model = models.make(config.model.name, **{k: v for k, v in config.model.items() if k != "name"})
     tx = optimizers.make(config.optimizer, learning_rate=config.learning_rate, **config.optimizer_kwargs)
     image_shape = tuple(config.image_shape)
-    template = train.create_train_state(model, tx, jax.random.key(0), image_shape)
+    template = training.create_train_state(model, tx, jax.random.key(0), image_shape)
     state, _, _ = ckpts.restore(template, step)
     return Denoiser(
         model=model, variables=state.variables(), config=config, image_shape=image_shape, workdir=ckpt_dir.parent

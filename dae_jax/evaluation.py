@@ -1,7 +1,7 @@
 """``evaluate(denoiser, dataset, corruption)``: a trained model's metrics on any images.
 
 Scored exactly as training scores its test set: example i is corrupted with ``fold_in(key, i)``
-where ``key`` is the run's evaluation key (``train.run_keys``), and ``train.make_eval_step``
+where ``key`` is the run's evaluation key (``training.run_keys``), and ``training.make_eval_step``
 computes the metrics of the output and of the noisy input. On the run's own test set (and the
 same number of images) the numbers are those of its ``eval.json``.
 """
@@ -18,7 +18,7 @@ import jax
 import numpy as np
 import optax
 
-from dae_jax import corruptions, images, input_pipeline, sharding, train
+from dae_jax import corruptions, images, input_pipeline, sharding, training
 from dae_jax.denoiser import Denoiser, load
 
 RUN_SPLITS = ("train", "validation", "test")
@@ -88,8 +88,8 @@ def corruption_spec(corruption: Corruption, denoiser: Denoiser) -> dict:
 def _eval_step(spec_json: str, loss: str) -> tuple[jax.sharding.Mesh, Callable]:
     """(mesh, jitted eval step) for a corruption spec and loss, kept so repeated calls do not recompile."""
     mesh = sharding.make_mesh()
-    step = train.make_eval_step(corruptions.from_spec(json.loads(spec_json)), loss)
-    return mesh, train.data_parallel(step, mesh, donate_state=False)
+    step = training.make_eval_step(corruptions.from_spec(json.loads(spec_json)), loss)
+    return mesh, training.data_parallel(step, mesh, donate_state=False)
 
 
 def evaluate(
@@ -120,13 +120,13 @@ def evaluate(
     devices = mesh.devices.size
     batch_size = -(-(batch_size or config.eval_batch_size) // devices) * devices
     # eval_step reads only apply_fn and the variables; the optimizer is not needed.
-    state = train.TrainState.create(
+    state = training.TrainState.create(
         apply_fn=denoiser.model.apply,
         params=denoiser.variables["params"],
         tx=optax.identity(),
         batch_stats=denoiser.variables["batch_stats"],
     )
     state = jax.device_put(state, sharding.replicated(mesh))
-    _, _, eval_key = train.run_keys(config.seed if seed is None else seed)
-    result = train.evaluate(eval_step, state, {"image": arrays["image"]}, eval_key, batch_size, mesh)
+    _, _, eval_key = training.run_keys(config.seed if seed is None else seed)
+    result = training.evaluate(eval_step, state, {"image": arrays["image"]}, eval_key, batch_size, mesh)
     return result | {"num_images": len(arrays["image"]), "dataset": description, "corruption": spec}

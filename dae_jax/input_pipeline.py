@@ -267,7 +267,7 @@ def load(data_config, src: Source | None = None) -> Data:
     b = builder(src, data_config.data_dir)
     test = load_split(b, "test")
     if data_config.validation_split_seed is None:  # the last fraction of TFDS "train"
-        val_pct = int(round(100 * data_config.validation_fraction))  # checked by train.check_config
+        val_pct = int(round(100 * data_config.validation_fraction))  # checked by training.check_config
         train = load_split(b, f"train[:{100 - val_pct}%]")
         validation = load_split(b, f"train[{100 - val_pct}%:]")
     else:  # a random fraction, chosen by the seed

@@ -7,7 +7,7 @@ both to 1e-5. They exist because, measured on XLA CPU (benchmarks/README in resu
 - ``conv2d`` writes its backward passes as *forward* convolutions. XLA CPU sends forward
   convolutions to its fast library path everywhere, but leaves autodiff's backward
   convolutions on a slow generic loop inside ``lax.scan`` bodies; with this VJP the
-  micro-batched train step (``train.make_train_step``) runs at full speed.
+  micro-batched train step (``training.make_train_step``) runs at full speed.
 - ``upsample_conv2d`` replaces conv(upsample(x)) by a convolution on the small image with
   4x the output channels (one per output phase) and a depth-to-space: the 4x larger
   upsampled tensor is never built.

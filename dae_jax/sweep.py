@@ -2,7 +2,7 @@
 
 ``dae-jax sweep --config=C --workdir=W --grid corruption.sigma=0.1,0.3 --grid optimizer=adam,adadelta``
 trains the 4 points into ``W/<point>/`` (``W/corruption.sigma=0.1,optimizer=adam/`` ...) with
-``train.train_and_evaluate``, so a rerun resumes every point where it stopped, then writes
+``training.train_and_evaluate``, so a rerun resumes every point where it stopped, then writes
 ``W/summary.md`` (one row per point) and ``W/summary.png`` (test PSNR and SSIM per point).
 """
 
@@ -80,7 +80,7 @@ def run(
     A point that fails is recorded with its error and the sweep goes on (``stop_on_error``: raise).
     Returns one row per point: name, fields, metrics (or error), minutes.
     """
-    from dae_jax import train
+    from dae_jax import training
 
     workdir = Path(workdir)
     rows = []
@@ -89,7 +89,7 @@ def run(
         start = time.perf_counter()
         row = {"name": name, "fields": fields}
         try:
-            row["metrics"] = train.train_and_evaluate(point, workdir / name).metrics
+            row["metrics"] = training.train_and_evaluate(point, workdir / name).metrics
         except Exception as e:  # one failing point (NaN loss, bad value) must not lose the others
             if stop_on_error:
                 raise

@@ -22,9 +22,9 @@ def _psnr(a, b) -> float:
 
 
 def test_train_returns_the_run(trained_run):
-    from dae_jax import train  # the module stays importable although dae_jax.train is also the function
+    from dae_jax import training  # the module stays importable although dae_jax.train is also the function
 
-    assert callable(dae_jax.train) and train.create_train_state and dae_jax.Run is train.Run
+    assert callable(dae_jax.train) and training.create_train_state and dae_jax.Run is training.Run
     assert isinstance(trained_run, dae_jax.Run) and int(trained_run.state.step) == 40
     assert trained_run.metrics == json.loads((trained_run.workdir / "eval.json").read_text())
     assert [r["epoch"] for r in trained_run.history] == [1] and trained_run.history[0]["step"] == 40

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from dae_jax import models, train
+from dae_jax import models, training
 
 CONFIGS = sorted(
     p.stem
@@ -22,7 +22,7 @@ def test_config_runs_in_smoke_mode(name, tmp_path, tfds_dir):
     config = importlib.import_module(f"experiments.configs.{name}").get_config()
     config.smoke = True
     config.data.source, config.data.data_dir = "embedded", tfds_dir
-    run = train.train_and_evaluate(config, tmp_path)
+    run = training.train_and_evaluate(config, tmp_path)
     assert run.metrics["step"] == 2 and json.loads((tmp_path / "eval.json").read_text())["num_test_images"] == 256
     assert (tmp_path / "denoising.png").is_file() and (tmp_path / "loss.png").is_file()
     spatial = name.startswith("conv")  # the dense and bn_dense576 codes are vectors

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dae_jax import checkpoints, denoiser, images, models, optimizers, train
+from dae_jax import checkpoints, denoiser, images, models, optimizers, training
 from experiments.configs import base
 
 
@@ -12,7 +12,9 @@ from experiments.configs import base
 def saved(tmp_path_factory):
     """A workdir with one checkpoint of a conv32 model, and that model's params."""
     workdir = tmp_path_factory.mktemp("run")
-    state = train.create_train_state(models.make("conv32"), optimizers.make("adadelta"), jax.random.key(0), (28, 28, 1))
+    state = training.create_train_state(
+        models.make("conv32"), optimizers.make("adadelta"), jax.random.key(0), (28, 28, 1)
+    )
     ckpts = checkpoints.Checkpoints(workdir / "checkpoints")
     ckpts.save(state, jax.random.key(0), base.get_config())
     ckpts.close()

@@ -9,7 +9,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from dae_jax import checkpoints, models, optimizers, train
+from dae_jax import checkpoints, models, optimizers, training
 from experiments.configs import base
 
 # A run of 3 epochs x 8 steps of 64 images, checkpointed every 2 steps.
@@ -25,7 +25,7 @@ SMALL = (
 
 
 def _final_params(workdir):
-    template = train.create_train_state(
+    template = training.create_train_state(
         models.make("conv32"), optimizers.make("adadelta"), jax.random.key(9), (28, 28, 1)
     )
     state, _, _ = checkpoints.Checkpoints(workdir / "checkpoints").restore(template)
@@ -57,7 +57,9 @@ def test_run_killed_at_random_moments_ends_bit_identical(tmp_path, run_train):
 
 def _saved_steps(directory, steps):
     """Checkpoints of a fresh conv32 state under ``directory`` at each of ``steps``."""
-    state = train.create_train_state(models.make("conv32"), optimizers.make("adadelta"), jax.random.key(0), (28, 28, 1))
+    state = training.create_train_state(
+        models.make("conv32"), optimizers.make("adadelta"), jax.random.key(0), (28, 28, 1)
+    )
     ckpts = checkpoints.Checkpoints(directory)
     for step in steps:
         ckpts.save(state.replace(step=step), jax.random.key(0), base.get_config())
@@ -73,18 +75,18 @@ def test_damaged_checkpoint_is_refused_then_previous_step_resumes(tmp_path):
     victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])  # truncated on disk
     config = base.get_config()
     with pytest.raises(checkpoints.CheckpointError) as error:
-        train.resume(ckpts, state, config)
+        training.resume(ckpts, state, config)
     assert "step 6" in str(error.value) and victim.name in str(error.value)
     assert "--config.restore_step=4" in str(error.value)
     config.restore_step = 4
-    assert int(train.resume(ckpts, state, config).step) == 4
+    assert int(training.resume(ckpts, state, config).step) == 4
     assert ckpts.all_steps() == [2, 4]  # the damaged later step is gone
 
 
 def test_interrupted_checkpoint_write_is_discarded(tmp_path):
     ckpts, state = _saved_steps(tmp_path / "ckpt", [2, 4])
     (tmp_path / "ckpt" / "4" / checkpoints.MANIFEST).unlink()  # as if killed right after orbax's rename
-    assert int(train.resume(ckpts, state, base.get_config()).step) == 2
+    assert int(training.resume(ckpts, state, base.get_config()).step) == 2
     assert ckpts.all_steps() == [2]
 
 
@@ -104,22 +106,26 @@ def test_nan_loss_stops_at_once_and_keeps_last_good_checkpoint(tmp_path, run_tra
     bad_step = int(error.split(" at step ")[1].split(":")[0])
     ckpts = checkpoints.Checkpoints(workdir / "checkpoints")
     assert ckpts.latest_step() == bad_step - 1
-    template = train.create_train_state(models.make("conv32"), optimizers.make("sgd"), jax.random.key(0), (28, 28, 1))
+    template = training.create_train_state(
+        models.make("conv32"), optimizers.make("sgd"), jax.random.key(0), (28, 28, 1)
+    )
     state, _, _ = ckpts.restore(template)
     assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(state.params))
 
 
 def test_config_mismatch_is_refused_with_fields_listed(tmp_path):
     config = base.get_config()
-    state = train.create_train_state(models.make("conv32"), optimizers.make("adadelta"), jax.random.key(0), (28, 28, 1))
+    state = training.create_train_state(
+        models.make("conv32"), optimizers.make("adadelta"), jax.random.key(0), (28, 28, 1)
+    )
     ckpts = checkpoints.Checkpoints(tmp_path / "ckpt")
     ckpts.save(state, jax.random.key(0), config)
     other = ml_collections.ConfigDict(config.to_dict())
     other.optimizer, other.loss, other.image_shape = "adam", "mse", (32, 32, 3)
     expected = r"image_shape: \[28, 28, 1\] -> \[32, 32, 3\]; loss: 'bce' -> 'mse'; optimizer: 'adadelta' -> 'adam'"
     with pytest.raises(checkpoints.CheckpointError, match=expected):
-        train.resume(ckpts, state, other)
-    assert int(train.resume(ckpts, state, config).step) == 0  # the same config resumes
+        training.resume(ckpts, state, other)
+    assert int(training.resume(ckpts, state, config).step) == 0  # the same config resumes
 
 
 def _override(**fields):
@@ -155,28 +161,30 @@ def _override(**fields):
 )
 def test_bad_config_gets_one_clear_error(tmp_path, fields, match):
     with pytest.raises((ValueError, FileNotFoundError), match=match):
-        train.train_and_evaluate(_override(**fields), tmp_path / "w")
+        training.train_and_evaluate(_override(**fields), tmp_path / "w")
 
 
 def test_empty_data_dir_is_named(tmp_path):
     (tmp_path / "empty").mkdir()
     config = _override(data__source="idx", data__idx_dir=str(tmp_path / "empty"))
     with pytest.raises(FileNotFoundError, match=r"has no train-images-idx3-ubyte.*found: \[\]"):
-        train.train_and_evaluate(config, tmp_path / "w")
+        training.train_and_evaluate(config, tmp_path / "w")
 
 
 def test_unwritable_workdir_is_named(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
     with pytest.raises(ValueError, match="cannot be written"):
-        train.train_and_evaluate(base.get_config(), blocker / "run")
+        training.train_and_evaluate(base.get_config(), blocker / "run")
 
 
 def test_missing_restore_step_is_named(tmp_path):
-    state = train.create_train_state(models.make("conv32"), optimizers.make("adadelta"), jax.random.key(0), (28, 28, 1))
+    state = training.create_train_state(
+        models.make("conv32"), optimizers.make("adadelta"), jax.random.key(0), (28, 28, 1)
+    )
     ckpts = checkpoints.Checkpoints(tmp_path / "ckpt")
     ckpts.save(state, jax.random.key(0), base.get_config())
     config = base.get_config()
     config.restore_step = 5
     with pytest.raises(checkpoints.CheckpointError, match=r"no checkpoint step 5 .* it has \[0\]"):
-        train.resume(ckpts, state, config)
+        training.resume(ckpts, state, config)

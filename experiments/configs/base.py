@@ -27,7 +27,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.restore_step = placeholder(int)  # resume from this step instead of the latest (later ones are deleted)
     c.keep_checkpoints = 3
     c.num_figure_images = 10
-    c.smoke = False  # True: shrink to 1 epoch of 2 steps and 256 eval images (dae_jax.train.smoke)
+    c.smoke = False  # True: shrink to 1 epoch of 2 steps and 256 eval images (dae_jax.training.smoke)
     c.data = ml_collections.ConfigDict(
         {
             "source": "auto",  # auto | idx | tfds | embedded (dae_jax.input_pipeline)

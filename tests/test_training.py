@@ -3,15 +3,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dae_jax import checkpoints, corruptions, models, optimizers, sharding, train
+from dae_jax import checkpoints, corruptions, models, optimizers, sharding, training
 
 
 def _state(seed=0, model="conv32"):
-    return train.create_train_state(models.make(model), optimizers.make("adadelta"), jax.random.key(seed), (28, 28, 1))
+    return training.create_train_state(
+        models.make(model), optimizers.make("adadelta"), jax.random.key(seed), (28, 28, 1)
+    )
 
 
 def _run(mesh, batches, model="conv32"):
-    step = train.data_parallel(train.make_train_step(corruptions.make("gaussian", sigma=0.5), "bce"), mesh, True)
+    step = training.data_parallel(training.make_train_step(corruptions.make("gaussian", sigma=0.5), "bce"), mesh, True)
     state = jax.device_put(_state(model=model), sharding.replicated(mesh))
     losses = []
     for b in batches:
@@ -48,7 +50,7 @@ def test_eight_devices_match_one_device(mnist_sample, model):
 def test_same_step_runs_under_pmap(mnist_sample):
     batches = _batches(mnist_sample, 2, 32)
     ref, _ = _run(sharding.make_mesh(), batches)
-    step = jax.pmap(train.make_train_step(corruptions.make("gaussian", sigma=0.5), "bce"), axis_name="data")
+    step = jax.pmap(training.make_train_step(corruptions.make("gaussian", sigma=0.5), "bce"), axis_name="data")
     n = jax.device_count()
     state = jax.tree.map(lambda x: jnp.stack([x] * n), _state())
     keys = jax.random.wrap_key_data(jnp.stack([jax.random.key_data(jax.random.key(7))] * n))
@@ -61,12 +63,12 @@ def test_same_step_runs_under_pmap(mnist_sample):
 def test_eval_step_counts_each_image_once(mnist_sample):
     mesh = sharding.make_mesh()
     corrupt = corruptions.make("gaussian", sigma=0.5)
-    eval_step = train.data_parallel(train.make_eval_step(corrupt, "bce"), mesh, False)
+    eval_step = training.data_parallel(training.make_eval_step(corrupt, "bce"), mesh, False)
     state = jax.device_put(_state(), sharding.replicated(mesh))
     arrays = {k: v[:100] for k, v in mnist_sample.items()}
     key = jax.random.key(3)
-    a = train.evaluate(eval_step, state, arrays, key, 64, mesh)  # 2 batches, the second padded
-    b = train.evaluate(eval_step, state, arrays, key, 200, mesh)  # 1 batch
+    a = training.evaluate(eval_step, state, arrays, key, 64, mesh)  # 2 batches, the second padded
+    b = training.evaluate(eval_step, state, arrays, key, 200, mesh)  # 1 batch
     for k in a:
         np.testing.assert_allclose(a[k], b[k], rtol=1e-5)
     assert a["psnr"] > 0 and 0 < a["noisy_ssim"] < 1

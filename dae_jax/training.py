@@ -1,6 +1,6 @@
 """Training and evaluation: ``create_train_state``, ``train_step``, ``eval_step``, ``train_and_evaluate``.
 
-The module is callable: ``dae_jax.train(config, workdir=None) -> Run`` is ``train_and_evaluate``.
+``train(config, workdir=None) -> Run`` (exported as ``dae_jax.train``) is ``train_and_evaluate``.
 
 The steps are written per device, with gradients and metrics averaged over the mesh axis
 ``data`` by ``lax.pmean``/``psum``; ``data_parallel`` runs them under ``jit(shard_map)`` on a
@@ -15,10 +15,8 @@ import math
 import os
 import platform
 import subprocess
-import sys
 import tempfile
 import time
-import types
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -489,12 +487,6 @@ def write_figures(
         figures.code_maps(np.asarray(codes), rows["noisy"], rows["clean"], workdir / "codes.png")
 
 
-class _CallableModule(types.ModuleType):
-    # ``dae_jax.train`` is both this module (``from dae_jax import train`` keeps giving it) and the
-    # API function ``dae_jax.train(config, workdir=None)``: one attribute cannot be two objects.
-    def __call__(self, config: ml_collections.ConfigDict, workdir: str | os.PathLike | None = None) -> Run:
-        """``train_and_evaluate(config, workdir)``: trains, evaluates, returns the ``Run``."""
-        return train_and_evaluate(config, workdir)
-
-
-sys.modules[__name__].__class__ = _CallableModule
+def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike | None = None) -> Run:
+    """``dae_jax.train``: trains and evaluates ``config`` in ``workdir`` (a temporary directory when None)."""
+    return train_and_evaluate(config, workdir)
