@@ -93,8 +93,9 @@ def train_main(argv: list[str]) -> None:
     if FLAGS.grid:
         raise UsageError("--grid is an option of dae-jax sweep")
     _quiet_logs()
-    from dae_jax import training
+    from dae_jax import sharding, training
 
+    sharding.use_cpu_cores(config.batch_size, config.eval_batch_size)
     training.train_and_evaluate(config, workdir)
 
 
@@ -104,8 +105,9 @@ def sweep_main(argv: list[str]) -> None:
     if not FLAGS.grid:
         raise UsageError("give at least one --grid FIELD=V1,V2,...")
     _quiet_logs()
-    from dae_jax import sweep
+    from dae_jax import sharding, sweep
 
+    sharding.use_cpu_cores(config.batch_size, config.eval_batch_size)
     try:
         grid = sweep.parse_grid(FLAGS.grid, config)
     except ValueError as e:

@@ -2,12 +2,33 @@
 
 from __future__ import annotations
 
+import math
+import os
+
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 DATA_AXIS = "data"
+
+
+def use_cpu_cores(*batch_sizes: int) -> int:
+    """Makes XLA:CPU show one device per core available to this process (fewer if needed to divide
+    every batch size evenly), and returns that number.
+
+    XLA runs one device's convolutions on one thread, so a single CPU device leaves the other
+    cores idle; the data-parallel step over one device per core uses them all
+    (results/benchmarks). Call it before JAX runs anything; it does nothing when XLA_FLAGS
+    already sets ``--xla_force_host_platform_device_count`` (the tests' 8 devices).
+    """
+    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+        return jax.device_count("cpu")
+    divisor = math.gcd(*batch_sizes) if batch_sizes else 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    n = max(d for d in range(1, cores + 1) if divisor % d == 0)
+    jax.config.update("jax_num_cpu_devices", n)
+    return n
 
 
 def make_mesh(devices=None) -> Mesh:

@@ -12,8 +12,9 @@ def _state(seed=0, model="conv32"):
     )
 
 
-def _run(mesh, batches, model="conv32"):
-    step = training.data_parallel(training.make_train_step(corruptions.make("gaussian", sigma=0.5), "bce"), mesh, True)
+def _run(mesh, batches, model="conv32", micro_batch=None):
+    train_step = training.make_train_step(corruptions.make("gaussian", sigma=0.5), "bce", micro_batch)
+    step = training.data_parallel(train_step, mesh, True)
     state = jax.device_put(_state(model=model), sharding.replicated(mesh))
     losses = []
     for b in batches:
@@ -45,6 +46,33 @@ def test_eight_devices_match_one_device(mnist_sample, model):
         assert not np.allclose(
             jax.tree.leaves(state8.batch_stats)[0], jax.tree.leaves(_state(model=model).batch_stats)[0]
         )
+
+
+def test_micro_batched_step_matches_full_batch(mnist_sample):
+    """Chunks of 4 rows per device, gradients summed in a scan: the same training to float rounding."""
+    batches = _batches(mnist_sample, 3, 64)
+    mesh = sharding.make_mesh(jax.devices()[:2])
+    full, losses_full = _run(mesh, batches)
+    micro, losses_micro = _run(mesh, batches, micro_batch=4)
+    np.testing.assert_allclose(losses_micro, losses_full, rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(micro.params), jax.tree.leaves(full.params), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "requested,per_device,batch_norm,expected",
+    [(None, 64, False, 16), (None, 8, False, None), (None, 64, True, None), (0, 64, False, None), (8, 64, False, 8)],
+)
+def test_micro_batch_size_choice(requested, per_device, batch_norm, expected):
+    stats = {"bn": jnp.zeros(3)} if batch_norm else {}
+    assert training.micro_batch_size(requested, per_device, stats) == expected  # tests run on CPU
+
+
+def test_bad_micro_batch_sizes_are_named():
+    with pytest.raises(ValueError, match="does not divide the 64 images per device"):
+        training.micro_batch_size(24, 64, {})
+    with pytest.raises(ValueError, match="BatchNorm"):
+        training.micro_batch_size(8, 64, {"bn": jnp.zeros(3)})
 
 
 def test_same_step_runs_under_pmap(mnist_sample):

@@ -17,6 +17,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.learning_rate = placeholder(float)  # None: the optimizer's Keras default
     c.optimizer_kwargs = ml_collections.ConfigDict()  # e.g. {"rho": 0.95}
     c.batch_size = 128  # global, split evenly over all devices
+    # Each device's rows in chunks of this many (gradients summed; same update). None: 16 on CPU
+    # for models without BatchNorm, else none; 0: none (dae_jax.training.micro_batch_size).
+    c.micro_batch_size = placeholder(int)
     c.eval_batch_size = 1000
     c.num_epochs = 10
     c.max_steps_per_epoch = placeholder(int)  # None: the whole training split
