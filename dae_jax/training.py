@@ -10,6 +10,7 @@ The steps are written per device, with gradients and metrics averaged over the m
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 import os
@@ -32,7 +33,18 @@ from jax import lax
 from jax.sharding import PartitionSpec as P
 
 import dae_jax
-from dae_jax import checkpoints, corruptions, figures, input_pipeline, losses, metrics, models, optimizers, sharding
+from dae_jax import (
+    checkpoints,
+    corruptions,
+    device_loop,
+    figures,
+    input_pipeline,
+    losses,
+    metrics,
+    models,
+    optimizers,
+    sharding,
+)
 from dae_jax.sharding import DATA_AXIS
 
 Batch = dict[str, jax.Array]
@@ -383,6 +395,71 @@ class Run:
     workdir: Path
 
 
+def check_finite(losses: np.ndarray, first_step: int, config: ml_collections.ConfigDict, workdir: Path) -> None:
+    """Raises FloatingPointError naming the first step whose loss is NaN/inf (``losses[i]`` is step first_step+i+1).
+
+    Called before any checkpoint of those steps is written, so the last checkpoint stays good.
+    """
+    bad = np.flatnonzero(~np.isfinite(losses))
+    if bad.size:
+        raise FloatingPointError(
+            f"loss is {losses[bad[0]]} at step {first_step + bad[0] + 1}: training stopped. The last good checkpoint "
+            f"is kept in {workdir / 'checkpoints'}. Likely cause: learning rate too high "
+            f"(learning_rate={config.learning_rate}, optimizer={config.optimizer}); lower it with "
+            "--config.learning_rate."
+        )
+
+
+# An epoch runner: ``runner(epoch, skip) -> advance`` where ``advance(state, k) -> (state, losses [k])``
+# runs the next k train steps of the epoch, the first ``skip`` steps of which were already done.
+EpochRunner = Callable[[int, int], Callable[[TrainState, int], tuple[TrainState, jax.Array]]]
+
+
+def host_runner(
+    train_step: Callable, train: dict, config: ml_collections.ConfigDict, mesh, key: jax.Array, steps_per_epoch: int
+) -> EpochRunner:
+    """Batches from tf.data (``input_pipeline.train_batches``), one jitted data-parallel step at a time."""
+    step_fn = data_parallel(train_step, mesh, donate_state=True)
+    local_batch = config.batch_size // jax.process_count()
+
+    def runner(epoch: int, skip: int):
+        batches = input_pipeline.train_batches(train, local_batch, config.seed, epoch, skip)
+
+        def advance(state: TrainState, k: int):
+            losses = []
+            for batch in itertools.islice(batches, k):
+                state, m = step_fn(state, sharding.global_batch(batch, mesh), key)
+                losses.append(m["loss"])
+            return state, jnp.stack(losses)
+
+        return advance
+
+    return runner
+
+
+def device_runner(
+    train_step: Callable, train: dict, config: ml_collections.ConfigDict, mesh, key: jax.Array, steps_per_epoch: int
+) -> EpochRunner:
+    """The training set resident on the devices, shuffled there, k steps per call (``dae_jax.device_loop``)."""
+    images = device_loop.put_images(train["image"], mesh)
+    multi_step = device_loop.make_multi_step(train_step, mesh)
+    shuffle_key = jax.random.fold_in(jax.random.key(config.seed), 3)  # 0-2 are run_keys
+
+    def runner(epoch: int, skip: int):
+        order = device_loop.epoch_order(shuffle_key, epoch, len(train["image"]), steps_per_epoch, config.batch_size)
+        position = skip
+
+        def advance(state: TrainState, k: int):
+            nonlocal position
+            state, losses = multi_step(state, images, order[position : position + k], key)
+            position += k
+            return state, losses
+
+        return advance
+
+    return runner
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike | None = None) -> Run:
     """Trains ``config`` in ``workdir`` (resuming from its latest checkpoint) and evaluates it on the test set.
 
@@ -422,7 +499,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     state = resume(ckpts, state, config)
 
     micro = micro_batch_size(config.micro_batch_size, config.batch_size // mesh.devices.size, state.batch_stats)
-    train_step = data_parallel(make_train_step(corrupt, config.loss, micro), mesh, donate_state=True)
+    train_step = make_train_step(corrupt, config.loss, micro)
     eval_step = data_parallel(make_eval_step(corrupt, config.loss), mesh, donate_state=False)
     local_batch = config.batch_size // jax.process_count()
     steps_per_epoch = len(data.train["image"]) // local_batch
@@ -430,12 +507,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
         steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
     if steps_per_epoch == 0:
         raise ValueError(f"batch_size={config.batch_size} exceeds the {len(data.train['image'])} training images.")
+    epoch_runner = (device_runner if config.device_resident else host_runner)(
+        train_step, data.train, config, mesh, train_key, steps_per_epoch
+    )
     validation = _take(data.validation, config.max_eval_examples)
     step = int(state.step)
     writer = MetricWriter(workdir, resumed_step=step)
     for epoch in range(step // steps_per_epoch, config.num_epochs):
         skip = step - epoch * steps_per_epoch
-        batches = input_pipeline.train_batches(data.train, local_batch, config.seed, epoch, skip)
+        advance = epoch_runner(epoch, skip)
         losses_ = []
         start = time.perf_counter()
         bar = tqdm(
@@ -445,31 +525,32 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
             unit="step",
             disable=None,
         )
-        for _, batch in zip(range(steps_per_epoch - skip), batches, strict=False):
-            state, m = train_step(state, sharding.global_batch(batch, mesh), train_key)
-            step += 1
-            losses_.append(m["loss"])
-            save_now = bool(config.checkpoint_every_steps) and step % config.checkpoint_every_steps == 0
-            if save_now or step % config.log_every_steps == 0 or step % steps_per_epoch == 0:
-                loss = float(m["loss"])  # the one host sync per logging interval
-                if not math.isfinite(loss):  # checked before any save, so the last checkpoint stays good
-                    raise FloatingPointError(
-                        f"loss is {loss} at step {step}: training stopped. The last good checkpoint is kept in "
-                        f"{workdir / 'checkpoints'}. Likely cause: learning rate too high "
-                        f"(learning_rate={config.learning_rate}, optimizer={config.optimizer}); lower it with "
-                        "--config.learning_rate."
-                    )
-                rate = len(losses_) * config.batch_size / (time.perf_counter() - start)
-                bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{rate:,.0f}")
-            bar.update(1)
-            if save_now:
+        epoch_start, epoch_end = epoch * steps_per_epoch, (epoch + 1) * steps_per_epoch
+        while step < epoch_end:
+            # Run up to the next event: a loss check (every log_every_steps of the epoch), a checkpoint,
+            # the epoch's end. Counting from the epoch's start keeps the chunk lengths (the device loop
+            # compiles one scan per length) to a few.
+            next_log = epoch_start + ((step - epoch_start) // config.log_every_steps + 1) * config.log_every_steps
+            events = [epoch_end, next_log]
+            if config.checkpoint_every_steps:
+                events.append((step // config.checkpoint_every_steps + 1) * config.checkpoint_every_steps)
+            k = min(events) - step
+            state, chunk_losses = advance(state, k)  # chunk_losses: [k]
+            losses_.append(chunk_losses)
+            check_finite(np.asarray(chunk_losses), step, config, workdir)  # the one host sync per interval
+            step += k
+            bar.update(k)
+            rate = (step - epoch_start - skip) * config.batch_size / (time.perf_counter() - start)
+            bar.set_postfix(loss=f"{float(chunk_losses[-1]):.4f}", img_s=f"{rate:,.0f}")
+            if config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0:
                 ckpts.save(state, rng, config)
         bar.close()
         elapsed = time.perf_counter() - start
+        epoch_losses = np.concatenate([np.asarray(x) for x in losses_])
         record = {
             "epoch": epoch + 1,
-            "train_loss": float(jnp.mean(jnp.stack(losses_))),
-            "images_per_s": len(losses_) * config.batch_size / elapsed,
+            "train_loss": float(epoch_losses.mean()),
+            "images_per_s": len(epoch_losses) * config.batch_size / elapsed,
         }
         record |= {
             f"val_{k}": v
@@ -477,8 +558,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
         }
         writer.write(step, record)
         print(
-            f"epoch {epoch + 1}: train loss {record['train_loss']:.4f}, val bce {record['val_bce']:.4f}, "
-            f"val psnr {record['val_psnr']:.2f} dB, {record['images_per_s']:,.0f} img/s",
+            f"epoch {epoch + 1}: train loss {record['train_loss']:.4f}, val {config.loss} "
+            f"{record[f'val_{config.loss}']:.4f}, val psnr {record['val_psnr']:.2f} dB, "
+            f"{record['images_per_s']:,.0f} img/s",
             flush=True,
         )
         if ((epoch + 1) % config.checkpoint_every_epochs == 0 or epoch + 1 == config.num_epochs) and (
