@@ -17,10 +17,23 @@ A layer spec is a short string; a word after the layer's own options sets the ac
   "up"                                nearest-neighbour upsampling x2 (Keras UpSampling2D)
   "resize S"                          nearest-neighbour resize to S x S
   "flatten" | "reshape HxWxC"
+  "save NAME"                         keep the current activation under NAME (no change to x)
+  "add NAME"                          x + the activation saved as NAME (additive skip connection;
+                                      shapes must match exactly)
+
+Skip connections. "save"/"add" work anywhere: inside the encoder or decoder they make
+residual blocks ("save a", "conv 32 relu", "conv 32", "add a"); a "save" in the encoder with
+its "add" in the decoder is a U-Net-style additive skip, and "save" as the first encoder layer
+with "add" as the last decoder layer makes the model learn a residual ``output = input + f(input)``.
+A decoder that adds encoder activations cannot run from the code alone: ``encode_with_skips(x)``
+returns ``(code, skips)`` and ``decode(code, train, skips)`` needs those skips; ``decode``
+without them raises a ValueError naming the missing ones (``decoder_skip_names`` lists them).
+``encode`` still returns the code only, and ``__call__`` passes the skips itself.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable, Sequence
 
@@ -53,6 +66,30 @@ def max_pool_2x2(x: jax.Array, padding: str = "valid") -> jax.Array:
 
 def _resize_nearest(x: jax.Array, size: int) -> jax.Array:
     return jax.image.resize(x, (x.shape[0], size, size, x.shape[3]), "nearest")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Skip:
+    """A "save NAME" or "add NAME" layer: it reads or writes the dict of saved activations."""
+
+    op: str  # "save" | "add"
+    name: str
+
+
+def _skip_names(specs: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(names saved, names added before being saved) in one sequence of layer specs, in order."""
+    saved, needed = [], []
+    for spec in specs:
+        op, *words = spec.split()
+        if op in ("save", "add") and len(words) != 1:
+            raise ValueError(f"Layer spec {spec!r} needs exactly one name, e.g. '{op} skip1'.")
+        if op == "save":
+            if words[0] in saved:
+                raise ValueError(f"Layer spec {spec!r}: {words[0]!r} is saved twice; give each 'save' its own name.")
+            saved.append(words[0])
+        elif op == "add" and words[0] not in saved:
+            needed.append(words[0])
+    return saved, needed
 
 
 class _BatchNorm(nn.Module):
@@ -88,6 +125,8 @@ def _layer(spec: str) -> tuple[Callable | nn.Module, Callable | None]:
         return functools.partial(_resize_nearest, size=int(options[0])), None
     if op == "flatten":
         return lambda x: x.reshape(x.shape[0], -1), None
+    if op in ("save", "add"):
+        return _Skip(op, words[0]), None
     if op == "reshape":
         shape = tuple(int(d) for d in options[0].split("x"))
         return lambda x: x.reshape(x.shape[0], *shape), None
@@ -101,25 +140,67 @@ class Autoencoder(nn.Module):
     decoder: Sequence[str]
 
     def setup(self):
+        encoder_saved, encoder_needed = _skip_names(self.encoder)
+        if encoder_needed:
+            raise ValueError(f"Encoder adds {encoder_needed} before any 'save' of that name; save it first.")
+        unknown = [n for n in self.decoder_skip_names if n not in encoder_saved]
+        if unknown:
+            raise ValueError(f"Decoder adds {unknown}, which neither the encoder nor the decoder saves first.")
         self.encoder_layers = [_layer(s) for s in self.encoder]
         self.decoder_layers = [_layer(s) for s in self.decoder]
 
+    @property
+    def decoder_skip_names(self) -> list[str]:
+        """Names of encoder activations the decoder adds: ``decode`` needs them as ``skips``."""
+        return _skip_names(self.decoder)[1]
+
     @staticmethod
-    def _run(layers, x: jax.Array, train: bool) -> jax.Array:
+    def _run(layers, x: jax.Array, train: bool, skips: dict[str, jax.Array]) -> jax.Array:
         for layer, activation in layers:
+            if isinstance(layer, _Skip):
+                x = _apply_skip(layer, x, skips)
+                continue
             x = layer(x, train) if isinstance(layer, _BatchNorm) else layer(x)
             if activation is not None:
                 x = activation(x)
         return x
 
-    def encode(self, x: jax.Array, train: bool = False) -> jax.Array:
-        return self._run(self.encoder_layers, x, train)
+    def encode_with_skips(self, x: jax.Array, train: bool = False) -> tuple[jax.Array, dict[str, jax.Array]]:
+        """(code, {name: activation}) for every "save NAME" of the encoder."""
+        skips = {}
+        code = self._run(self.encoder_layers, x, train, skips)
+        return code, skips
 
-    def decode(self, code: jax.Array, train: bool = False) -> jax.Array:
-        return self._run(self.decoder_layers, code, train)
+    def encode(self, x: jax.Array, train: bool = False) -> jax.Array:
+        return self.encode_with_skips(x, train)[0]
+
+    def decode(self, code: jax.Array, train: bool = False, skips: dict[str, jax.Array] | None = None) -> jax.Array:
+        """Logits from a code; a decoder with skip connections also needs the encoder's ``skips``."""
+        missing = [n for n in self.decoder_skip_names if n not in (skips or {})]
+        if missing:
+            raise ValueError(
+                f"This decoder adds the encoder activations {missing} (skip connections), so it cannot decode "
+                "a code alone: pass skips from encode_with_skips(x), or call the model on the images."
+            )
+        return self._run(self.decoder_layers, code, train, dict(skips or {}))
 
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        return self.decode(self.encode(x, train), train)
+        code, skips = self.encode_with_skips(x, train)
+        return self.decode(code, train, skips)
+
+
+def _apply_skip(layer: _Skip, x: jax.Array, skips: dict[str, jax.Array]) -> jax.Array:
+    """Saves x under layer.name, or adds the saved activation to x (same shape required)."""
+    if layer.op == "save":
+        skips[layer.name] = x
+        return x
+    saved = skips[layer.name]
+    if saved.shape != x.shape:
+        raise ValueError(
+            f"'add {layer.name}': the saved activation is {saved.shape[1:]} but here x is {x.shape[1:]} (H, W, C); "
+            "change the layers between 'save' and 'add' so the shapes match."
+        )
+    return x + saved
 
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
@@ -165,15 +246,55 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "dense32": functools.partial(
         Autoencoder, encoder=("flatten", "dense 32 relu"), decoder=("dense 784", "reshape 28x28x1")
     ),
+    # RGB super-resolution (any H, W divisible by 4): strided-conv encoder to H/4 x W/4 x 64, nearest-upsampling
+    # decoder with additive skips from the encoder at full and half resolution, and a global residual:
+    # the output is the input plus a learned correction, so an untrained model starts near the identity.
+    "superres": functools.partial(
+        Autoencoder,
+        encoder=("save input", "conv 32 relu", "save full", "conv 64 s2 relu", "save half", "conv 64 s2 relu"),
+        decoder=(
+            "conv 64 relu",
+            "up",
+            "add half",
+            "conv 32 relu",
+            "up",
+            "add full",
+            "conv 32 relu",
+            "conv 3",
+            "add input",
+        ),
+    ),
 }
 
 
+def linear(k: int) -> Callable[..., nn.Module]:
+    """A linear autoencoder 784 -> k -> 784 (dense layers with biases, no nonlinearity): PCA's subspace at best."""
+    return functools.partial(Autoencoder, encoder=("flatten", f"dense {k}"), decoder=("dense 784", "reshape 28x28x1"))
+
+
+# Presets with a size in their name: "linear16" is FAMILIES["linear"](16).
+FAMILIES: dict[str, Callable[[int], Callable[..., nn.Module]]] = {"linear": linear}
+
+
+def _preset(name: str) -> Callable[..., nn.Module]:
+    if name in MODELS:
+        return MODELS[name]
+    family = name.rstrip("0123456789")
+    size = name[len(family) :]
+    if family in FAMILIES and size and int(size) > 0:
+        return FAMILIES[family](int(size))
+    choices = sorted(MODELS) + [f"{f}{{k}}" for f in FAMILIES]
+    raise ValueError(f"Unknown model {name!r}; choose one of {choices}.")
+
+
 def make(name: str, **overrides) -> nn.Module:
-    """Builds a preset by name, with fields overridden (e.g. ``decoder=(..., "conv 3")``)."""
-    if name not in MODELS:
-        raise ValueError(f"Unknown model {name!r}; choose one of {sorted(MODELS)}.")
+    """Builds a preset by name (``MODELS``, or a family's like "linear16"), with fields overridden.
+
+    e.g. ``make("conv32", decoder=(..., "conv 3"))``.
+    """
+    preset = _preset(name)
     try:
-        return MODELS[name](**overrides)
+        return preset(**overrides)
     except TypeError as e:
         raise ValueError(f"Model {name!r} does not accept {sorted(overrides)}: {e}") from None
 
