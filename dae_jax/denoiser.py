@@ -75,7 +75,7 @@ def load(workdir: str | Path, step: int | None = None) -> Denoiser:
         raise ValueError(f"no checkpoint in {str(path)!r}; give a workdir that `dae-jax train` wrote.")
     config = ml_collections.ConfigDict(ckpts.saved_config(step))
     model = models.make(config.model.name, **{k: v for k, v in config.model.items() if k != "name"})
-    tx = optimizers.make(config.optimizer, learning_rate=config.learning_rate, **config.optimizer_kwargs)
+    tx = optimizers.from_config(config, total_steps=max(step, 1))  # the horizon does not change the state's shape
     image_shape = tuple(config.image_shape)
     template = train.create_train_state(model, tx, jax.random.key(0), image_shape)
     state, _, _ = ckpts.restore(template, step)
