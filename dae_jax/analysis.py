@@ -64,6 +64,8 @@ def linear_maps(state, image_shape: tuple[int, ...]) -> tuple[np.ndarray, np.nda
     def decode(z):  # [k] -> [D]
         return state.apply_fn(variables, z[None], method="decode").reshape(-1)
 
+    if not all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(variables)):
+        raise ValueError("pca_angles: the model's weights are not finite (training diverged).")
     x1, x2 = jax.random.uniform(jax.random.key(0), (2, image_size))
     z1, z2 = jax.random.normal(jax.random.key(1), (2, *code_shape))
     encoder, encoder_2 = jax.jacfwd(encode)(x1), jax.jacfwd(encode)(x2)

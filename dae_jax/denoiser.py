@@ -55,7 +55,13 @@ class Denoiser:
         return codes if layout.ndim == 4 else codes[0]
 
     def decode(self, codes) -> np.ndarray:
-        """float images [N, H, W, C] in [0, 1] from codes [N, ...]."""
+        """float images [N, H, W, C] in [0, 1] from codes [N, ...] (models without encoder-decoder skips)."""
+        skips = getattr(self.model, "decoder_skip_names", [])
+        if skips:
+            raise ValueError(
+                f"model {self.config.model.name!r} has skip connections: its decoder adds the encoder activations "
+                f"{skips}, so codes alone cannot be decoded; use denoise(images)."
+            )
         codes = np.asarray(codes, np.float32)
         code_shape = jax.eval_shape(self._apply["encode"], self.variables, jnp.zeros((1, *self.image_shape))).shape[1:]
         if codes.shape[1:] != code_shape:
