@@ -412,7 +412,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
         }
         writer.write(step, record)
         print(
-            f"epoch {epoch + 1}: train loss {record['train_loss']:.4f}, val bce {record['val_bce']:.4f}, "
+            f"epoch {epoch + 1}: train loss {record['train_loss']:.4f}, "
+            f"val {config.loss} {record[f'val_{config.loss}']:.4f}, "
             f"val psnr {record['val_psnr']:.2f} dB, {record['images_per_s']:,.0f} img/s",
             flush=True,
         )
@@ -439,7 +440,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     print(
         f"test ({result['num_test_images']} images): PSNR {result['psnr']:.2f} dB (noisy input "
         f"{result['noisy_psnr']:.2f}), SSIM {result['ssim']:.4f} (noisy input {result['noisy_ssim']:.4f}), "
-        f"BCE {result['bce']:.4f}",
+        f"{config.loss.upper()} {result[config.loss]:.4f}",
         flush=True,
     )
     return result
