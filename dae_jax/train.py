@@ -241,6 +241,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
             positive_int(name, config[name])
     if config.loss not in losses.LOSSES:
         raise ValueError(f"Unknown loss {config.loss!r}; choose one of {sorted(losses.LOSSES)}.")
+    optimizers.schedule(config.lr_schedule, 1.0, 100, **config.lr_schedule_kwargs)  # names and kwargs, now
     unknown = [name for name in config.analyses if name not in analysis.ANALYSES]
     if unknown:
         raise ValueError(f"Unknown analyses {unknown}; choose from {sorted(analysis.ANALYSES)}.")

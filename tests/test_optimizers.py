@@ -79,3 +79,12 @@ def test_schedule_default_peak_is_the_optimizer_default():
 def test_bad_schedules_are_named(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_config_check_names_a_bad_schedule_before_loading_data():
+    from dae_jax import train
+
+    config = base.get_config()
+    config.lr_schedule = "cosin"
+    with pytest.raises(ValueError, match="Unknown learning-rate schedule 'cosin'"):
+        train.check_config(config)
