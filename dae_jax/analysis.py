@@ -110,6 +110,7 @@ def run(name: str, state, train: dict[str, np.ndarray], test: dict[str, np.ndarr
         raise ValueError(f"Unknown analysis {name!r}; choose one of {sorted(ANALYSES)}.")
     result = ANALYSES[name](jax.device_get(state), train, test)
     (Path(workdir) / f"{name}.json").write_text(json.dumps(result, indent=2))
-    scalars = ", ".join(f"{k} {v:.4g}" for k, v in result.items() if isinstance(v, float))
-    print(f"{name}: {scalars}", flush=True)
+    for k, v in result.items():
+        shown = ", ".join(f"{x:.3g}" for x in v) if isinstance(v, list) else f"{v:.4g}"
+        print(f"{name}: {k} {shown}", flush=True)
     return result
