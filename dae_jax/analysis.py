@@ -111,6 +111,6 @@ def run(name: str, state, train: dict[str, np.ndarray], test: dict[str, np.ndarr
     result = ANALYSES[name](jax.device_get(state), train, test)
     (Path(workdir) / f"{name}.json").write_text(json.dumps(result, indent=2))
     for k, v in result.items():
-        shown = ", ".join(f"{x:.3g}" for x in v) if isinstance(v, list) else f"{v:.4g}"
+        shown = ", ".join(f"{x:.3g}" for x in v) if isinstance(v, list) else f"{v:.4g}" if isinstance(v, float) else v
         print(f"{name}: {k} {shown}", flush=True)
     return result
