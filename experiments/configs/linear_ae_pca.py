@@ -14,7 +14,12 @@ Command (full MNIST, 2-core CPU):
   DAE_JAX_MNIST_DIR=../shared/data/mnist dae-jax train \\
       --config=experiments/configs/linear_ae_pca.py --workdir=/tmp/runs/linear_ae_pca
 Expected: small principal angles for the decoder; test MSE close to PCA's.
-Measured: see below (filled in from the committed run, results/linear_ae_pca/).
+Measured (20 epochs, 54,000 training images; 70 s on the 2-core CPU): decoder angles to
+PCA's top-16 subspace 0.05-0.20 degrees; singular values of encoder @ decoder all 1.0000
+(+-6e-5), the encoder inverts the decoder; test MSE 0.026860 vs rank-16 PCA's 0.026859; the
+16 components explain 59.4% of the variance. The encoder's raw row space stays 44-67 degrees
+off: its weights on pixels that never vary (MNIST's border) get no gradient and keep their
+random start. results/linear_ae_pca/ (pca_angles.json).
 """
 
 import ml_collections

@@ -16,10 +16,16 @@ TFDS ``lfw`` faces when prepared or online, else (as here) the embedded default:
 strip of each photograph that no train crop touches. 48x48 (not 64x64) keeps an epoch near
 a minute on 2 shared CPU cores.
 
-Command (2-core CPU, offline: embedded scikit-image patches):
+Command (2-core CPU, offline: embedded scikit-image patches; 7 minutes, 85-220 images/s on the
+shared CPU):
   dae-jax train --config=experiments/configs/superres_rgb.py --workdir=/tmp/runs/superres_rgb
 Expected: PSNR and SSIM above bicubic's (the noisy_* numbers).
-Measured: see below (filled in from the committed run, results/superres_rgb/).
+Measured (10 epochs, 500 test patches): PSNR 38.09 dB vs bicubic 37.46 dB (+0.62 dB), SSIM
+0.9335 vs 0.9203, MSE 3.76e-4 vs 4.94e-4; validation PSNR 33.55 vs 32.35 dB; results/superres_rgb/.
+The mean PSNR over patches weighs the easy ones heavily: chelsea.png's test strip is
+out-of-focus background where bicubic is already near 50 dB, and the model gains less there.
+Model choice, on validation PSNR gain after 6 epochs: a randomly initialised last conv +0.13 dB
+(its 10-epoch run: test +0.17 dB), zero-initialised +0.83 dB; adam 3e-3 instead of 1e-3 +0.29 dB.
 """
 
 import ml_collections
