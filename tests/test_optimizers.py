@@ -88,3 +88,16 @@ def test_config_check_names_a_bad_schedule_before_loading_data():
     config.lr_schedule = "cosin"
     with pytest.raises(ValueError, match="Unknown learning-rate schedule 'cosin'"):
         train.check_config(config)
+
+
+def test_checkpoints_saved_before_schedules_count_as_constant():
+    import json
+
+    from dae_jax import train
+
+    config = base.get_config()
+    saved = json.loads(json.dumps(config.to_dict()))
+    del saved["lr_schedule"], saved["lr_schedule_kwargs"]  # a config saved before the fields existed
+    assert train.config_differences(saved, config) == []
+    config.lr_schedule = "cosine"  # changes the optimizer state's structure: refused
+    assert train.config_differences(saved, config) == ["lr_schedule: 'constant' -> 'cosine'"]
