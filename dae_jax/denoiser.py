@@ -85,7 +85,13 @@ class Denoiser:
         return codes if layout.ndim == 4 else codes[0]
 
     def decode(self, codes) -> np.ndarray:
-        """float images [N, H, W, C] in [0, 1] from codes [N, ...]."""
+        """float images [N, H, W, C] in [0, 1] from codes [N, ...] (models without encoder-decoder skips)."""
+        skips = getattr(self.model, "decoder_skip_names", [])
+        if skips:
+            raise ValueError(
+                f"model {self.config.model.name!r} has skip connections: its decoder adds the encoder activations "
+                f"{skips}, so codes alone cannot be decoded; use denoise(images)."
+            )
         codes = np.asarray(codes, np.float32)
         code_shape = jax.eval_shape(self._apply["encode"], self.variables, jnp.zeros((1, *self.image_shape))).shape[1:]
         if codes.shape[1:] != code_shape:
@@ -112,7 +118,7 @@ def load(workdir_or_checkpoint: str | Path, step: int | None = None) -> Denoiser
         raise ValueError(f"no checkpoint in {str(path)!r}; give a workdir that `dae-jax train` wrote.")
     config = ml_collections.ConfigDict(ckpts.saved_config(step))
     model = models.make(config.model.name, **{k: v for k, v in config.model.items() if k != "name"})
-    tx = optimizers.make(config.optimizer, learning_rate=config.learning_rate, **config.optimizer_kwargs)
+    tx = optimizers.from_config(config, total_steps=max(step, 1))  # the horizon does not change the state's shape
     image_shape = tuple(config.image_shape)
     template = training.create_train_state(model, tx, jax.random.key(0), image_shape)
     state, _, _ = ckpts.restore(template, step)

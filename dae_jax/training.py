@@ -34,6 +34,7 @@ from jax.sharding import PartitionSpec as P
 
 import dae_jax
 from dae_jax import (
+    analysis,
     checkpoints,
     corruptions,
     device_loop,
@@ -280,7 +281,9 @@ def _take(arrays: dict[str, np.ndarray], n: int | None) -> dict[str, np.ndarray]
 
 # Fields that fix the shapes and structure of the saved state: a checkpoint made with other
 # values cannot be resumed.
-STATE_FIELDS = ("image_shape", "model", "loss", "optimizer", "optimizer_kwargs")
+STATE_FIELDS = ("image_shape", "model", "loss", "optimizer", "optimizer_kwargs", "lr_schedule", "lr_schedule_kwargs")
+# What a checkpoint saved before a field existed was made with.
+_FIELDS_ADDED = {"lr_schedule": "constant", "lr_schedule_kwargs": {}}
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
@@ -307,6 +310,12 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         positive_int("micro_batch_size", config.micro_batch_size)
     if config.loss not in losses.LOSSES:
         raise ValueError(f"Unknown loss {config.loss!r}; choose one of {sorted(losses.LOSSES)}.")
+    optimizers.schedule(config.lr_schedule, 1.0, 100, **config.lr_schedule_kwargs)  # names and kwargs, now
+    unknown = [name for name in config.analyses if name not in analysis.ANALYSES]
+    if unknown:
+        raise ValueError(f"Unknown analyses {unknown}; choose from {sorted(analysis.ANALYSES)}.")
+    if config.data.dataset not in input_pipeline.DATASETS:
+        raise ValueError(f"Unknown dataset {config.data.dataset!r}; choose one of {sorted(input_pipeline.DATASETS)}.")
     if config.data.source not in input_pipeline.SOURCES:
         raise ValueError(f"Unknown data source {config.data.source!r}; choose one of {list(input_pipeline.SOURCES)}.")
     if not 0 < round(100 * config.data.validation_fraction) < 100:
@@ -326,7 +335,7 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
 def config_differences(saved: dict, config: ml_collections.ConfigDict) -> list[str]:
     """``field: checkpoint value -> config value`` for every STATE_FIELDS entry that differs."""
     current = json.loads(json.dumps(config.to_dict()))  # as saved: tuples become lists
-    old = _flatten({k: saved.get(k) for k in STATE_FIELDS})
+    old = _flatten({k: saved.get(k, _FIELDS_ADDED.get(k)) for k in STATE_FIELDS})
     new = _flatten({k: current.get(k) for k in STATE_FIELDS})
     return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
 
@@ -479,10 +488,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     sharding.check_batch_size(config.eval_batch_size, mesh)
     model = models.make(config.model.name, **{k: v for k, v in config.model.items() if k != "name"})
     corrupt = corruptions.from_spec(config.corruption.to_dict())
-    tx = optimizers.make(config.optimizer, learning_rate=config.learning_rate, **config.optimizer_kwargs)
 
     data = input_pipeline.load(config.data)
     (workdir / "metadata.json").write_text(json.dumps(run_metadata(config, data.source), indent=2))
+    local_batch = config.batch_size // jax.process_count()
+    steps_per_epoch = len(data.train["image"]) // local_batch
+    if config.max_steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
+    if steps_per_epoch == 0:
+        raise ValueError(f"batch_size={config.batch_size} exceeds the {len(data.train['image'])} training images.")
+    tx = optimizers.from_config(config, total_steps=steps_per_epoch * config.num_epochs)
 
     rng = jax.random.key(config.seed)
     init_key, train_key, eval_key = run_keys(config.seed)
@@ -501,12 +516,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     micro = micro_batch_size(config.micro_batch_size, config.batch_size // mesh.devices.size, state.batch_stats)
     train_step = make_train_step(corrupt, config.loss, micro)
     eval_step = data_parallel(make_eval_step(corrupt, config.loss), mesh, donate_state=False)
-    local_batch = config.batch_size // jax.process_count()
-    steps_per_epoch = len(data.train["image"]) // local_batch
-    if config.max_steps_per_epoch:
-        steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
-    if steps_per_epoch == 0:
-        raise ValueError(f"batch_size={config.batch_size} exceeds the {len(data.train['image'])} training images.")
     epoch_runner = (device_runner if config.device_resident else host_runner)(
         train_step, data.train, config, mesh, train_key, steps_per_epoch
     )
@@ -558,9 +567,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
         }
         writer.write(step, record)
         print(
-            f"epoch {epoch + 1}: train loss {record['train_loss']:.4f}, val {config.loss} "
-            f"{record[f'val_{config.loss}']:.4f}, val psnr {record['val_psnr']:.2f} dB, "
-            f"{record['images_per_s']:,.0f} img/s",
+            f"epoch {epoch + 1}: train loss {record['train_loss']:.4f}, "
+            f"val {config.loss} {record[f'val_{config.loss}']:.4f}, "
+            f"val psnr {record['val_psnr']:.2f} dB, {record['images_per_s']:,.0f} img/s",
             flush=True,
         )
         if ((epoch + 1) % config.checkpoint_every_epochs == 0 or epoch + 1 == config.num_epochs) and (
@@ -579,10 +588,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     if jax.process_index() == 0:
         (workdir / "eval.json").write_text(json.dumps(strict_json(result), indent=2, allow_nan=False))
         write_figures(state, test, eval_key, corrupt, config, workdir)
+        for name in config.analyses:  # e.g. pca_angles.json (on this process's share of the data)
+            analysis.run(name, state, data.train, test, workdir)
     print(
         f"test ({result['num_test_images']} images): PSNR {result['psnr']:.2f} dB (noisy input "
         f"{result['noisy_psnr']:.2f}), SSIM {result['ssim']:.4f} (noisy input {result['noisy_ssim']:.4f}), "
-        f"BCE {result['bce']:.4f}",
+        f"{config.loss.upper()} {result[config.loss]:.4f}",
         flush=True,
     )
     return Run(state=state, history=read_history(workdir), metrics=result, workdir=workdir)
@@ -605,7 +616,7 @@ def write_figures(
     noisy = corruptions.per_example(corrupt, key, clean, jnp.arange(n))
     variables = jax.device_get(state.variables())
     codes = state.apply_fn(variables, noisy, method="encode")
-    denoised = losses.OUTPUT_ACTIVATIONS[config.loss](state.apply_fn(variables, codes, method="decode"))
+    denoised = losses.OUTPUT_ACTIVATIONS[config.loss](state.apply_fn(variables, noisy))  # skips need the images
     title = f"{config.model.name}, {config.corruption.name} {config.corruption.get('sigma', '')}"
     rows = {"noisy": np.asarray(noisy), "denoised": np.asarray(denoised), "clean": np.asarray(clean)}
     figures.image_rows(rows, workdir / "denoising.png", title=title)

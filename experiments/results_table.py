@@ -10,6 +10,13 @@ RESULTS = Path(__file__).resolve().parents[1] / "results"
 COLUMNS = ("psnr", "noisy_psnr", "ssim", "noisy_ssim", "bce", "noisy_bce", "mse", "noisy_mse")
 
 
+def _number(value: float | None) -> str:
+    """4 decimals, or 3 significant digits for small values (MSE of good RGB outputs is ~4e-4)."""
+    if value is None:
+        return "n/a"
+    return f"{value:.4f}" if value == 0 or abs(value) >= 0.01 else f"{value:.3e}"
+
+
 def main() -> None:
     lines = [
         "# Results",
@@ -18,15 +25,16 @@ def main() -> None:
         "Metrics are means over the test images with the fixed noise; `noisy_*` scores the noisy input itself",
         "(n/a: PSNR of an uncorrupted input, which equals its target).",
         "",
-        "| run | test images | " + " | ".join(COLUMNS) + " | command |",
-        "|---|---|" + "---|" * len(COLUMNS) + "---|",
+        "| run | data | test images | " + " | ".join(COLUMNS) + " | command |",
+        "|---|---|---|" + "---|" * len(COLUMNS) + "---|",
     ]
     for path in sorted(RESULTS.glob("*/eval.json")):
         result = json.loads(path.read_text())
         command = (path.parent / "command.txt").read_text().strip()
-        cells = " | ".join("n/a" if result[c] is None else f"{result[c]:.4f}" for c in COLUMNS)
+        cells = " | ".join(_number(result[c]) for c in COLUMNS)
         lines.append(
-            f"| [{path.parent.name}]({path.parent.name}/) | {result['num_test_images']} | {cells} | `{command}` |"
+            f"| [{path.parent.name}]({path.parent.name}/) | {result['data_source']} | {result['num_test_images']} "
+            f"| {cells} | `{command}` |"
         )
     (RESULTS / "README.md").write_text("\n".join(lines) + "\n")
     print(f"wrote {RESULTS / 'README.md'} ({len(lines) - 7} runs)")

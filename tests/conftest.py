@@ -35,6 +35,14 @@ def mnist_sample(tfds_dir):
     return input_pipeline.load_split(b, "train")
 
 
+@pytest.fixture(scope="session")
+def rgb_patches(tfds_dir):
+    """The embedded RGB patches (seeded 48x48 crops of scikit-image photos), built once into ``tfds_dir``."""
+    from dae_jax import input_pipeline
+
+    return input_pipeline.builder(input_pipeline.resolve_source("embedded", dataset="rgb_patches"), tfds_dir)
+
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "experiments" / "configs" / "conv32_adadelta.py"
 

@@ -22,7 +22,7 @@ def _psnr(a, b) -> float:
 
 
 def test_train_returns_the_run(trained_run):
-    from dae_jax import training  # the module stays importable although dae_jax.train is also the function
+    from dae_jax import training  # the module stays importable although dae_jax.training is also the function
 
     assert callable(dae_jax.train) and training.create_train_state and dae_jax.Run is training.Run
     assert isinstance(trained_run, dae_jax.Run) and int(trained_run.state.step) == 40

@@ -25,23 +25,31 @@ def test_config_runs_in_smoke_mode(name, tmp_path, tfds_dir):
     run = training.train_and_evaluate(config, tmp_path)
     assert run.metrics["step"] == 2 and json.loads((tmp_path / "eval.json").read_text())["num_test_images"] == 256
     assert (tmp_path / "denoising.png").is_file() and (tmp_path / "loss.png").is_file()
-    spatial = name.startswith("conv")  # the dense and bn_dense576 codes are vectors
-    assert (tmp_path / "codes.png").is_file() == spatial
+    model = models.make(config.model.name)
+    x = jax.ShapeDtypeStruct((1, *config.image_shape), jnp.float32)
+    code = jax.eval_shape(lambda x: model.init_with_output(jax.random.key(0), x, method=model.encode)[0], x)
+    assert (tmp_path / "codes.png").is_file() == (code.ndim == 4)  # spatial codes only
+    for analysis in config.analyses:
+        assert json.loads((tmp_path / f"{analysis}.json").read_text())
 
 
 @pytest.mark.parametrize(
-    "name,params,code_shape",
+    "name,params,code_shape,image_shape",
     [
-        ("conv32", 28_353, (7, 7, 32)),
-        ("conv32_16", 12_193, (7, 7, 16)),
-        ("dense64", 101_200, (64,)),
-        ("dense32", 50_992, (32,)),
+        ("conv32", 28_353, (7, 7, 32), (28, 28, 1)),
+        ("conv32_16", 12_193, (7, 7, 16), (28, 28, 1)),
+        ("dense64", 101_200, (64,), (28, 28, 1)),
+        ("dense32", 50_992, (32,), (28, 28, 1)),
+        # 784*16 + 16 + 16*784 + 784
+        ("linear16", 25_888, (16,), (28, 28, 1)),
+        # convs 3-32, 32-64, 64-64 / 64-64, 64-32, 32-32, 32-3 (3x3 kernels + biases)
+        ("superres", 121_827, (12, 12, 64), (48, 48, 3)),
     ],
 )
-def test_preset_param_count_and_shapes(name, params, code_shape):
+def test_preset_param_count_and_shapes(name, params, code_shape, image_shape):
     model = models.make(name)
-    x = jnp.zeros((2, 28, 28, 1))
+    x = jnp.zeros((2, *image_shape))
     variables = model.init(jax.random.key(0), x)
     assert models.param_count(variables["params"]) == params
     assert model.apply(variables, x, method=model.encode).shape == (2, *code_shape)
-    assert model.apply(variables, x).shape == (2, 28, 28, 1)
+    assert model.apply(variables, x).shape == (2, *image_shape)

@@ -76,3 +76,21 @@ def test_read_image_round_trip_and_unreadable_files(tmp_path):
         images.read_image(tmp_path / "notes.png")
     with pytest.raises(ValueError, match="does not exist"):
         images.read_image(tmp_path / "missing.png")
+
+
+def test_skip_model_denoises_and_refuses_decoding_codes_alone(tmp_path):
+    config = base.get_config()
+    config.model.name, config.image_shape, config.loss, config.optimizer = "superres", (48, 48, 3), "mse", "adam"
+    config.lr_schedule = "cosine"  # the optimizer state then holds a step count: restored all the same
+    tx = optimizers.from_config(config, total_steps=100)
+    state = training.create_train_state(models.make("superres"), tx, jax.random.key(0), (48, 48, 3))
+    ckpts = checkpoints.Checkpoints(tmp_path / "checkpoints")
+    ckpts.save(state, jax.random.key(0), config)
+    ckpts.close()
+    d = denoiser.load(tmp_path)
+    x = np.random.default_rng(0).random((3, 48, 48, 3), dtype=np.float32)
+    np.testing.assert_allclose(d.denoise(x), x, atol=1e-6)  # the untrained superres model is the identity
+    codes = d.encode(x)
+    assert codes.shape == (3, 12, 12, 64)
+    with pytest.raises(ValueError, match=r"'superres' has skip connections.*use denoise\(images\)"):
+        d.decode(codes)

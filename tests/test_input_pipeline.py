@@ -1,5 +1,7 @@
+import dataclasses
 import gzip
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -115,3 +117,113 @@ def test_corrupt_gzip_wrong_size_and_count_mismatch_are_named(tmp_path):
     write_idx(labels, np.zeros((4,), np.uint8), compress=False)
     with pytest.raises(ValueError, match="expected 5 labels"):
         datasets.load_idx_pair(images, labels)
+
+
+def test_unknown_dataset_and_sources_a_dataset_lacks_are_named(tmp_path):
+    with pytest.raises(ValueError, match=r"Unknown dataset 'cifar'; choose one of \['fashion_mnist', 'mnist'"):
+        input_pipeline.resolve_source("auto", dataset="cifar")
+    with pytest.raises(ValueError, match=r"'fashion_mnist' has no data source 'embedded'"):
+        input_pipeline.resolve_source("embedded", dataset="fashion_mnist")
+    with pytest.raises(ValueError, match=r"'mnist' has no data source 'folder'"):
+        input_pipeline.resolve_source("folder", dataset="mnist")
+    with pytest.raises(FileNotFoundError, match="holds no image files"):
+        input_pipeline.resolve_source("folder", dataset="rgb_patches", image_dir=str(tmp_path))
+
+
+def test_missing_fashion_mnist_says_how_to_install_it(tmp_path, monkeypatch):
+    if input_pipeline.is_online():
+        pytest.skip("online, TFDS fashion_mnist would be downloaded instead")
+    monkeypatch.delenv("DAE_JAX_FASHION_MNIST_DIR", raising=False)
+    spec = input_pipeline.DATASETS["fashion_mnist"]
+    monkeypatch.setitem(
+        input_pipeline.DATASETS, "fashion_mnist", dataclasses.replace(spec, default_dir=str(tmp_path / "none"))
+    )
+    with pytest.raises(ValueError, match="apt-get install dataset-fashion-mnist"):
+        input_pipeline.resolve_source("auto", None, str(tmp_path), "fashion_mnist")
+    with pytest.raises(ValueError, match="needs a directory.*apt-get install dataset-fashion-mnist"):
+        input_pipeline.resolve_source("idx", None, str(tmp_path), "fashion_mnist")
+
+
+FASHION_DIR = input_pipeline.DATASETS["fashion_mnist"].default_dir
+
+
+@pytest.mark.skipif(
+    not Path(FASHION_DIR).is_dir(),
+    reason=f"{FASHION_DIR} is absent: install it with `apt-get install dataset-fashion-mnist` (.ci/run does)",
+)
+def test_fashion_mnist_builds_from_the_debian_files(tmp_path, monkeypatch):
+    monkeypatch.setenv(input_pipeline.IDX_DIR_ENV, "/nonexistent")  # MNIST's variable must not leak in
+    monkeypatch.delenv("DAE_JAX_FASHION_MNIST_DIR", raising=False)
+    src = input_pipeline.resolve_source("auto", None, str(tmp_path), "fashion_mnist")
+    assert src.kind == "idx" and src.idx_dir == FASHION_DIR and "Fashion-MNIST" in src.description
+    b = input_pipeline.builder(src, str(tmp_path))
+    assert b.info.splits["train"].num_examples == 60_000 and b.info.splits["test"].num_examples == 10_000
+    test = input_pipeline.load_split(b, "test")
+    assert test["image"].shape == (10_000, 28, 28, 1) and test["image"].dtype == np.uint8
+    assert np.bincount(test["label"]).tolist() == [1000] * 10  # Fashion-MNIST's test set is balanced
+    assert b.builder_config.name == datasets.idx_config_name(FASHION_DIR)  # its own TFDS config, not MNIST's
+
+
+def test_rgb_patches_embedded_build(rgb_patches):
+    train = input_pipeline.load_split(rgb_patches, "train")
+    test = input_pipeline.load_split(rgb_patches, "test")
+    assert train["image"].shape == (datasets.TRAIN_PATCHES, 48, 48, 3) and train["image"].dtype == np.uint8
+    assert test["image"].shape == (datasets.TEST_PATCHES, 48, 48, 3)
+    n = len(datasets.SKIMAGE_PICTURES)
+    assert np.bincount(train["label"]).tolist() == [datasets.TRAIN_PATCHES // n] * n
+    assert min(img.std() for img in test["image"]) >= datasets.MIN_PATCH_STD  # no flat crops
+    # Seeded: the build holds exactly the crops random_crops draws with seed 0.
+    pictures = [datasets.read_rgb(datasets.skimage_data_dir() / f) for f in datasets.SKIMAGE_PICTURES]
+    want = datasets.random_crops(pictures, "test", datasets.TEST_PATCHES, 48, seed=0)
+    assert sorted(img.tobytes() for img in test["image"]) == sorted(crop.tobytes() for _, crop in want)
+
+
+def test_random_crops_are_seeded_and_keep_train_and_test_columns_apart():
+    columns = np.broadcast_to(np.arange(250, dtype=np.uint8)[None, :, None], (100, 250, 3))  # pixel = its column
+    pictures = [np.ascontiguousarray(columns)]
+    crops = {split: datasets.random_crops(pictures, split, 50, 48, seed=0) for split in ("train", "test")}
+    start = datasets.split_columns(250, 48)["test"][0]
+    assert start == 250 - 50  # 20% of the width, on the right
+    assert max(int(c.max()) for _, c in crops["train"]) < start <= min(int(c.min()) for _, c in crops["test"])
+    again = datasets.random_crops(pictures, "train", 50, 48, seed=0)
+    other = datasets.random_crops(pictures, "train", 50, 48, seed=1)
+    assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(crops["train"], again, strict=True))
+    assert not all(np.array_equal(a, b) for (_, a), (_, b) in zip(crops["train"], other, strict=True))
+
+
+def test_folder_of_pictures_builds_and_bad_pictures_are_named(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    Image.fromarray(rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)).save(folder / "a.png")
+    Image.fromarray(rng.integers(0, 256, (100, 130), dtype=np.uint8)).save(folder / "b.jpg")  # gray: repeated
+    (folder / "notes.txt").write_text("not a picture")
+    src = input_pipeline.resolve_source("auto", None, str(tmp_path), "rgb_patches", str(folder))
+    assert src.kind == "folder" and src.image_dir == str(folder.resolve())
+    config = datasets.patches_config(folder, train_patches=20, test_patches=6)
+    b = datasets.RgbPatches(config=config, data_dir=str(tmp_path / "tfds"))
+    b.download_and_prepare()
+    train = input_pipeline.load_split(b, "train")
+    assert train["image"].shape == (20, 48, 48, 3) and sorted(np.bincount(train["label"])) == [10, 10]
+    Image.fromarray(np.zeros((40, 200, 3), np.uint8)).save(folder / "c.png")  # too low for 48x48 crops
+    with pytest.raises(ValueError, match=r"too small for 48x48 patches: \['c.png \(200x40\)'\]"):
+        datasets.RgbPatches(
+            config=datasets.patches_config(folder), data_dir=str(tmp_path / "tfds")
+        ).download_and_prepare()
+    (folder / "c.png").unlink()
+    Image.fromarray(np.full((100, 200, 3), 128, np.uint8)).save(folder / "flat.png")
+    with pytest.raises(ValueError, match=r"flat.png: no crop of its train part .* remove it"):
+        datasets.RgbPatches(
+            config=datasets.patches_config(folder), data_dir=str(tmp_path / "tfds")
+        ).download_and_prepare()
+
+
+def test_face_patch_is_the_centre_averaged_down():
+    image = np.arange(250 * 250 * 3, dtype=np.float64).reshape(250, 250, 3) % 251
+    patch = datasets.face_patch(image.astype(np.uint8), 48)
+    want = image[77:173, 77:173].reshape(48, 2, 48, 2, 3).mean(axis=(1, 3))
+    np.testing.assert_array_equal(patch, np.round(want).astype(np.uint8))
+    with pytest.raises(ValueError, match="smaller than the 96x96 centre crop"):
+        datasets.face_patch(np.zeros((90, 90, 3), np.uint8), 48)

@@ -16,6 +16,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.optimizer = "adadelta"  # dae_jax.optimizers.OPTIMIZERS
     c.learning_rate = placeholder(float)  # None: the optimizer's Keras default
     c.optimizer_kwargs = ml_collections.ConfigDict()  # e.g. {"rho": 0.95}
+    # dae_jax.optimizers.SCHEDULES: constant | cosine | warmup_cosine | exponential | piecewise; the learning
+    # rate above is its peak, the run's steps its horizon; kwargs e.g. {"warmup": 0.05} (fractions of the run).
+    c.lr_schedule = "constant"
+    c.lr_schedule_kwargs = ml_collections.ConfigDict()
     c.batch_size = 128  # global, split evenly over all devices
     # Each device's rows in chunks of this many (gradients summed; same update). None: 16 on CPU
     # for models without BatchNorm, else none; 0: none (dae_jax.training.micro_batch_size).
@@ -33,11 +37,14 @@ def get_config() -> ml_collections.ConfigDict:
     c.restore_step = placeholder(int)  # resume from this step instead of the latest (later ones are deleted)
     c.keep_checkpoints = 3
     c.num_figure_images = 10
+    c.analyses = ()  # dae_jax.analysis.ANALYSES run after training, e.g. ("pca_angles",): <workdir>/<name>.json
     c.smoke = False  # True: shrink to 1 epoch of 2 steps and 256 eval images (dae_jax.training.smoke)
     c.data = ml_collections.ConfigDict(
         {
-            "source": "auto",  # auto | idx | tfds | embedded (dae_jax.input_pipeline)
-            "idx_dir": placeholder(str),  # MNIST IDX dir; default $DAE_JAX_MNIST_DIR
+            "dataset": "mnist",  # mnist | fashion_mnist | rgb_patches (dae_jax.input_pipeline.DATASETS)
+            "source": "auto",  # auto | idx | folder | tfds | embedded; which ones a dataset has: its docstring
+            "idx_dir": placeholder(str),  # IDX dir; default $DAE_JAX_MNIST_DIR / $DAE_JAX_FASHION_MNIST_DIR
+            "image_dir": placeholder(str),  # rgb_patches: a folder of pictures; default $DAE_JAX_IMAGE_DIR
             "data_dir": placeholder(str),  # TFDS data dir; default $TFDS_DATA_DIR or ~/tensorflow_datasets
             "validation_fraction": 0.1,  # held out of TFDS "train": the last 10%, or a random 10% with:
             "validation_split_seed": placeholder(int),  # None: the last fraction; int: a seeded random one
