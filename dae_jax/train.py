@@ -48,6 +48,14 @@ def to_float(images: jax.Array) -> jax.Array:
     return images.astype(jnp.float32) / 255.0
 
 
+def fixed_noise_key(seed: int) -> jax.Array:
+    """The key of a run's fixed evaluation noise: example i of a split is corrupted with ``fold_in(key, i)``.
+
+    Every model and every classical baseline (``dae_jax.classical``) is scored on these noisy images.
+    """
+    return jax.random.fold_in(jax.random.key(seed), 2)
+
+
 def create_train_state(
     model: Any, tx: optax.GradientTransformation, rng: jax.Array, image_shape: tuple[int, ...]
 ) -> TrainState:
@@ -326,7 +334,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     (workdir / "metadata.json").write_text(json.dumps(run_metadata(config, data.source), indent=2))
 
     rng = jax.random.key(config.seed)
-    init_key, train_key, eval_key = (jax.random.fold_in(rng, i) for i in range(3))
+    init_key, train_key = (jax.random.fold_in(rng, i) for i in range(2))
+    eval_key = fixed_noise_key(config.seed)
     if data.train["image"].shape[1:] != tuple(config.image_shape):
         raise ValueError(
             f"the data's images are {data.train['image'].shape[1:]} (H, W, C) but config.image_shape is "
