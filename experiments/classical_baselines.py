@@ -11,7 +11,7 @@ every method is also scored on that subset.
 Writes to --out: ``sigma_<s>.json`` per sigma, ``README.md`` (tables), ``denoising_sigma_<s>.png``
 (first test digits per method), ``command.txt``.
 
-Usage (full MNIST, about 30 minutes on 2 CPU cores):
+Usage (full MNIST, about 25 minutes on 2 shared CPU cores, mostly BM3D):
   DAE_JAX_MNIST_DIR=../shared/data/mnist nice -n 10 python experiments/classical_baselines.py
 """
 
@@ -141,7 +141,7 @@ def run_sigma(sigma: float, data: input_pipeline.Data, args: argparse.Namespace)
     return record
 
 
-CORRECTION_TEXT = {"none": "none", "inverse_mean": "output mapped through the inverse of E[clip(x + n)]"}
+CORRECTION_TEXT = {"none": "none", "inverse_mean": "inverse of E[clip(x + n)]"}
 
 
 def markdown(records: list[dict], command: str) -> str:
