@@ -83,11 +83,15 @@ def _bm3d_profile():
     profile = bm3d.BM3DProfile()
     # One thread: on a 28x28 image the thread pool costs more than it saves (0.2 vs 0.4 s of CPU per image).
     profile.num_threads = 1
+    # The FFT size of the exact noise-variance computation: 16 (what the package picks itself for
+    # images under 16 pixels) instead of 32 costs 0.045 instead of 0.2 s of CPU per digit; on 60
+    # validation digits at sigma 0.5 the best mean PSNR moved from 16.82 to 16.80 dB.
+    profile.nf = 16
     return profile
 
 
 def bm3d(noisy: np.ndarray, sigma_psd: float) -> np.ndarray:
-    """BM3D (both stages, the package's default 'np' profile) for white noise of std ``sigma_psd``."""
+    """BM3D (both stages, the package's 'np' profile, FFT size 16) for white noise of std ``sigma_psd``."""
     import bm3d as bm3d_lib
 
     return _per_channel(lambda image: bm3d_lib.bm3d(image, sigma_psd, profile=_bm3d_profile()), noisy)
