@@ -135,13 +135,18 @@ def _batches(n: int, batch_size: int, seed: Sequence[int]) -> list[np.ndarray]:
     return [order[s : s + batch_size] for s in range(0, n - batch_size + 1, batch_size)]
 
 
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def _reconstruction_error(hidden: tuple[int, ...], params: list[dict], images: jax.Array, nu: float, key: jax.Array):
+    x = encode_stack(hidden[:-1], params[:-1], images)
+    logits = DenoisingLayer(x.shape[-1], hidden[-1]).apply({"params": params[-1]}, masked(key, x, nu))
+    return reconstruction_loss(logits, x).mean()
+
+
 def reconstruction_error(
     hidden: Sequence[int], params: Sequence[dict], images: np.ndarray, nu: float, key: jax.Array
 ) -> float:
     """Mean summed cross-entropy of the top layer's reconstruction of its masked clean input."""
-    x = encode_stack(hidden[:-1], params[:-1], jnp.asarray(images))
-    logits = DenoisingLayer(x.shape[-1], hidden[-1]).apply({"params": params[-1]}, masked(key, x, nu))
-    return float(reconstruction_loss(logits, x).mean())
+    return float(_reconstruction_error(tuple(hidden), list(params), jnp.asarray(images), nu, key))
 
 
 def pretrain(
@@ -165,7 +170,8 @@ def pretrain(
     params: list[dict] = []
     for k, width in enumerate(hidden):
         inputs = images.shape[1] if k == 0 else hidden[k - 1]
-        layer_params = DenoisingLayer(inputs, width).init(jax.random.fold_in(key, k), jnp.zeros((1, inputs)))["params"]
+        init = jax.jit(DenoisingLayer(inputs, width).init)  # one compile instead of one per eager op
+        layer_params = init(jax.random.fold_in(key, k), jnp.zeros((1, inputs)))["params"]
         opt_state = tx.init(layer_params)
         step = make_pretrain_step(hidden[: k + 1], nu, tx)
         noise_key = jax.random.fold_in(jax.random.fold_in(key, 1000), k)
