@@ -2,21 +2,23 @@
 
 Vincent, Larochelle, Lajoie, Bengio, Manzagol, "Stacked Denoising Autoencoders: Learning Useful
 Representations in a Deep Network with a Local Denoising Criterion", JMLR 11 (2010): SDAE-3 reaches
-1.28% test error on MNIST (Table 3). What the paper fixes and we follow:
+1.28% test error on MNIST (Table 3). What we take from the paper:
 - each layer is a denoising autoencoder with sigmoid units and tied weights, h = s(W x~ + b),
   z = s(W^T h + b'), trained to reconstruct its clean input x from x~, with the cross-entropy
   summed over the components (inputs in [0, 1]: pixels, or the previous layer's activations);
 - x~ is masking noise: each component set to 0 with probability nu (``corruptions.masking``);
-  the paper's SDAE-3 on MNIST used nu = 25%;
+  nu = 25%, the fraction Table 3 gives next to SDAE-3's MNIST result (as we recall it: the paper's
+  text could not be consulted from this machine);
 - layers are pretrained greedily, layer k on the clean codes of layers 1..k-1; then the encoders
   plus a softmax output layer are fine-tuned on the labels by stochastic gradient descent, keeping
   the epoch with the best validation error (early stopping); MNIST is split 50,000 train /
   10,000 validation / 10,000 test.
-What the paper chose per data set on the validation set and we fix (not all chosen values are
-published): 1000 units per layer (the smallest of its {1000, 2000, 3000}), plain SGD on
-minibatches (the paper updates per example), and the learning rates and epoch counts of
-``experiments/stacked_dae.py``. Weights start uniform in +-4 sqrt(6 / (fan_in + fan_out)) (Glorot's
-range scaled for sigmoid units, as in the Theano SdA tutorial), biases and the softmax layer at 0.
+What the paper selected on the validation set and we fix ourselves: 1000 units per layer (the
+paper's widths are selected among values of this order: 1000 is the cheapest), plain SGD on
+minibatches of 32 (the paper updates per example), and the learning rates and epoch counts of
+``experiments/stacked_dae.py`` (chosen by short pilots on validation error). Weights start uniform
+in +-4 sqrt(6 / (fan_in + fan_out)) (Glorot's range scaled for sigmoid units, as in the Theano SdA
+tutorial), biases and the softmax layer at 0.
 """
 
 from __future__ import annotations

@@ -12,8 +12,12 @@ images (the validation error decides, as in the paper): pretraining 0.05 beat 0.
 
 Writes to --out: ``result.json`` (settings, per-epoch history, errors), ``README.md``, ``command.txt``.
 
-Usage (full MNIST):
+Usage (full MNIST, 13 minutes on the shared 2-core CPU: ~8 s per pretraining epoch and layer, ~8 s per
+fine-tuning epoch):
   DAE_JAX_MNIST_DIR=../shared/data/mnist nice -n 10 python experiments/stacked_dae.py
+Measured: 1.43% test error (validation 1.53%, best of 50 fine-tuning epochs: 35); published 1.28%.
+results/stacked_dae/. The same network and fine-tuning without pretraining (``--no_pretraining
+--out results/stacked_dae_no_pretraining``): 1.87% test error (validation 1.53%, epoch 18).
 """
 
 from __future__ import annotations
@@ -87,6 +91,8 @@ def splits(data: input_pipeline.Data, args: argparse.Namespace) -> dict[str, tup
 def markdown(record: dict, command: str) -> str:
     s = record["settings"]
     pre = record["pretraining"]
+    depth = len(s["hidden"])
+    name = f"{depth}-layer sigmoid MLP, no pretraining" if s["no_pretraining"] else f"SDAE-{depth}"
     lines = [
         "# Stacked denoising autoencoder (SDAE-3) on MNIST",
         "",
@@ -94,16 +100,16 @@ def markdown(record: dict, command: str) -> str:
         "",
         "| | test error | validation error | best epoch | train / validation / test images |",
         "|---|---|---|---|---|",
-        f"| dae-jax SDAE-{len(s['hidden'])} | {100 * record['test_error']:.2f}% | "
+        f"| dae-jax {name} | {100 * record['test_error']:.2f}% | "
         f"{100 * record['validation_error']:.2f}% | {record['best_epoch']} of {s['finetune_epochs']} | "
         f"{record['num_train']} / {record['num_validation']} / {record['num_test']} |",
         f"| Vincent et al. 2010, SDAE-3 (Table 3) | {100 * PUBLISHED_TEST_ERROR:.2f}% | | | 50000 / 10000 / 10000 |",
         "",
-        f"Settings: hidden {s['hidden']}, masking nu {s['nu']}, "
+        f"Settings: hidden {s['hidden']}, "
         + (
             "no pretraining (random initialization)"
             if s["no_pretraining"]
-            else f"pretraining SGD lr {s['pretrain_lr']} x {s['pretrain_epochs']} epochs per layer"
+            else f"masking nu {s['nu']}, pretraining SGD lr {s['pretrain_lr']} x {s['pretrain_epochs']} epochs/layer"
         )
         + f", fine-tuning SGD lr {s['finetune_lr']} x {s['finetune_epochs']} epochs, batch {s['batch_size']}, "
         f"seed {s['seed']}.",

@@ -79,3 +79,24 @@ def test_bad_images_get_one_clear_error():
         classical.gaussian(np.zeros((28, 28), np.float32), 1.0)
     with pytest.raises(ValueError, match="must lie in"):
         classical.median(np.full((1, 28, 28, 1), 2.0, np.float32), 3)
+
+
+def test_classical_baselines_script_writes_tables_json_and_figure(tmp_path, tfds_dir):
+    import json
+
+    from experiments import classical_baselines
+
+    out = tmp_path / "classical"
+    argv = ["--source=embedded", f"--data_dir={tfds_dir}", "--sigmas", "0.5", "--methods", "median", "gaussian"]
+    argv += ["--num_tune=16", "--max_test_images=24", "--bm3d_test_images=8", "--num_figure_images=4", f"--out={out}"]
+    classical_baselines.main(argv)
+    record = json.loads((out / "sigma_0.5.json").read_text())
+    assert list(record["methods"]) == ["median", "median+inverse_mean", "gaussian", "gaussian+inverse_mean"]
+    for row in record["methods"].values():
+        assert row["num_test_images"] == 24 and row["num_tune_images"] == 16
+        assert row["validation_psnr"][str(row["value"])] == max(row["validation_psnr"].values())
+        assert row["test"]["psnr"] > record["noisy"]["test"]["psnr"] + 2.0
+    assert record["num_subset_images"] == 8
+    assert "| gaussian | inverse of E[clip(x + n)] |" in (out / "README.md").read_text()
+    assert (out / "denoising_sigma_0.5.png").stat().st_size > 0
+    assert "python experiments/classical_baselines.py --source=embedded" in (out / "command.txt").read_text()
