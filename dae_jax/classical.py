@@ -155,13 +155,14 @@ def fixed_noisy(images: np.ndarray, corruption: Mapping, seed: int, batch_size: 
     )
 
 
+_image_metrics = jax.jit(metrics.image_metrics)  # one compile per shape instead of one per eager op
+
+
 def score(denoised: np.ndarray, clean: np.ndarray, batch_size: int = 1000) -> dict[str, float]:
     """Means over the images of every ``metrics.METRICS`` value (the numbers models are scored with)."""
     sums: dict[str, float] = {}
     for s in range(0, len(clean), batch_size):
-        per_image = metrics.image_metrics(
-            jnp.asarray(denoised[s : s + batch_size]), jnp.asarray(clean[s : s + batch_size])
-        )
+        per_image = _image_metrics(jnp.asarray(denoised[s : s + batch_size]), jnp.asarray(clean[s : s + batch_size]))
         for k, v in per_image.items():
             sums[k] = sums.get(k, 0.0) + float(jnp.sum(v))
     return {k: v / len(clean) for k, v in sums.items()}

@@ -21,12 +21,22 @@ def splits(tfds_dir):
     }
 
 
-def test_pretraining_lowers_each_layers_reconstruction_error(splits):
-    images = splits["train"][0]
-    hidden, key = (128, 64), jax.random.key(5)
-    untrained = stacked.pretrain(images, hidden, nu=0.25, learning_rate=0.05, epochs=0, batch_size=32, seed=0)
+HIDDEN = (256, 128)
+
+
+@pytest.fixture(scope="module")
+def pretrained(splits):
+    """(layer params, log records) of 2 pretraining epochs per layer on the 2,000 training digits."""
     log = []
-    trained = stacked.pretrain(images, hidden, 0.25, 0.05, epochs=2, batch_size=32, seed=0, log=log.append)
+    params = stacked.pretrain(splits["train"][0], HIDDEN, 0.25, 0.05, epochs=2, batch_size=32, seed=0, log=log.append)
+    return params, log
+
+
+def test_pretraining_lowers_each_layers_reconstruction_error(splits, pretrained):
+    images = splits["train"][0]
+    hidden, key = HIDDEN, jax.random.key(5)
+    untrained = stacked.pretrain(images, hidden, nu=0.25, learning_rate=0.05, epochs=0, batch_size=32, seed=0)
+    trained, log = pretrained
     assert [(r["layer"], r["epoch"]) for r in log] == [(1, 1), (1, 2), (2, 1), (2, 2)]
     held_out = splits["validation"][0]
     for k in range(len(hidden)):
@@ -36,10 +46,8 @@ def test_pretraining_lowers_each_layers_reconstruction_error(splits):
     assert log[1]["loss"] < log[0]["loss"] and log[3]["loss"] < log[2]["loss"]
 
 
-def test_finetuned_stack_beats_a_linear_probe_on_raw_pixels(splits):
-    hidden = (256, 256)
-    pretrained = stacked.pretrain(splits["train"][0], hidden, 0.25, 0.05, epochs=2, batch_size=32, seed=0)
-    result = stacked.finetune(hidden, pretrained, splits, learning_rate=1.0, epochs=8, batch_size=32, seed=0)
+def test_finetuned_stack_beats_a_linear_probe_on_raw_pixels(splits, pretrained):
+    result = stacked.finetune(HIDDEN, pretrained[0], splits, learning_rate=1.0, epochs=8, batch_size=32, seed=0)
     assert len(result.history) == 8
     assert result.validation_error == min(r["validation_error"] for r in result.history)
     assert result.history[result.best_epoch - 1]["validation_error"] == result.validation_error
