@@ -206,7 +206,9 @@ def smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
 
 def run_keys(seed: int) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """(init, train, eval) keys of a run: the eval key fixes the test noise (``dae_jax.evaluation`` reuses it)."""
+    """(init, train, eval) keys of a run. The eval key fixes the evaluation noise (example i of a split is
+    corrupted with ``fold_in(eval_key, i)``): every model and every classical baseline (``dae_jax.classical``,
+    ``dae_jax.evaluation``) is scored on the same noisy images."""
     rng = jax.random.key(seed)
     return tuple(jax.random.fold_in(rng, i) for i in range(3))
 
