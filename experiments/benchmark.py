@@ -27,6 +27,7 @@ import json
 import multiprocessing
 import os
 import platform
+import signal
 import statistics
 import sys
 import time
@@ -137,7 +138,10 @@ def serve(conn, framework: str, variant: str | None) -> None:
         conn.send(("error", f"{type(e).__name__}: {e}"))
         return
     while True:
-        command, *args = conn.recv()
+        try:
+            command, *args = conn.recv()
+        except EOFError:  # the parent is gone
+            return
         if command == "stop":
             return
         try:
@@ -236,6 +240,7 @@ def machine() -> dict:
         flags = fields.get("flags", "").split()
         info |= {
             "cpu_model": fields.get("model name", info["cpu_model"]),
+            "cpu_family_model": f"{fields.get('cpu family')}/{fields.get('model')}",  # 26/2: AMD Zen 5
             "cpu_mhz": float(fields["cpu MHz"]) if "cpu MHz" in fields else None,
             "vector_extensions": [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile") if f in flags],
         }
@@ -275,6 +280,7 @@ def measure(args: argparse.Namespace) -> tuple[list[dict], dict]:
                     w.send("build", setup, batch_size, images, args.warmup)
                 infos = {w.name: w.receive() for w in workers}
                 times = {w.name: [] for w in workers}
+                load = os.getloadavg()[0]
                 for _ in range(args.repeats):
                     for w in workers:  # A B C A B C ...: drifts in machine load hit every framework alike
                         time.sleep(args.pause)
@@ -292,6 +298,7 @@ def measure(args: argparse.Namespace) -> tuple[list[dict], dict]:
                         "params": infos[w.name]["params"],
                         "description": infos[w.name]["description"],
                         "flops_per_image": flops,
+                        "load_average_1min": [load, os.getloadavg()[0]],  # before and after the timed rounds
                         **summarize(times[w.name], args.steps, batch_size, flops, args.peak_gflops),
                     }
                     row["dae_jax_speedup"] = jax_rate / row["images_per_s_median"]
@@ -300,9 +307,45 @@ def measure(args: argparse.Namespace) -> tuple[list[dict], dict]:
     finally:
         for w in workers:
             w.close()
-    return rows, {"device": device, "versions": {w.name: w.version for w in workers}}
+    return rows, {"device": device, "versions": {w.framework: w.version for w in workers}}
 
 
+def fastest_peers(rows: list[dict]) -> list[dict]:
+    """Per (preset, batch size): dae-jax's images/s, the fastest variant of each peer, and dae-jax's speedup over
+    the faster peer (medians)."""
+    summary = []
+    for key in dict.fromkeys((r["preset"], r["batch_size"]) for r in rows):
+        group = [r for r in rows if (r["preset"], r["batch_size"]) == key]
+        entry = {"preset": key[0], "config": group[0]["config"], "batch_size": key[1]}
+        entry["dae-jax"] = next(r["images_per_s_median"] for r in group if r["framework"] == "dae-jax")
+        for framework in PEERS:
+            peers = [r for r in group if r["framework"] == framework]
+            if peers:
+                best = max(peers, key=lambda r: r["images_per_s_median"])
+                entry[framework] = {"variant": best["variant"], "images_per_s_median": best["images_per_s_median"]}
+        rates = [entry[f]["images_per_s_median"] for f in PEERS if f in entry]
+        entry["dae_jax_speedup_over_fastest_peer"] = entry["dae-jax"] / max(rates) if rates else None
+        summary.append(entry)
+    return summary
+
+
+def _summary_line(entry: dict) -> str:
+    def peer(framework: str) -> str:
+        if framework not in entry:
+            return "not run"
+        return f"{entry[framework]['images_per_s_median']:,.0f} ({entry[framework]['variant']})"
+
+    speedup = entry["dae_jax_speedup_over_fastest_peer"]
+    return (
+        f"| {entry['preset']} ({entry['config']}) | {entry['batch_size']} | {entry['dae-jax']:,.0f} "
+        f"| {peer('torch')} | {peer('keras')} | {'' if speedup is None else f'{speedup:.2f}'} |"
+    )
+
+
+SUMMARY_HEADER = (
+    "| preset (config) | batch | dae-jax images/s | fastest torch images/s | fastest keras images/s "
+    "| dae-jax / faster peer |\n|---|---|---|---|---|---|"
+)
 TABLE_HEADER = (
     "| preset (config) | batch | framework | ms/step min | ms/step median | images/s | GFLOP/s | % of peak "
     "| dae-jax speedup |\n|---|---|---|---|---|---|---|---|---|"
@@ -322,13 +365,15 @@ def _table_line(row: dict) -> str:
 def markdown(report: dict) -> str:
     """The report as a markdown page: command, machine, versions, notes, table."""
     m, s = report["machine"], report["settings"]
+    loads = [x for r in report["results"] for x in r["load_average_1min"]]
     lines = [
         "# Train-step throughput: dae-jax and peers",
         "",
         f"Command: `{report['command']}`",
         "",
         f"Machine: {m['cpu_model']}, {m['logical_cores']} logical cores, {', '.join(m.get('vector_extensions', []))}; "
-        f"jax device: {report['device']['device_kind']} x{report['device']['count']} ({report['device']['platform']}).",
+        f"jax device: {report['device']['device_kind']} x{report['device']['count']} ({report['device']['platform']}). "
+        f"1-minute load average while timing (other jobs share the CPU): {min(loads):.1f} to {max(loads):.1f}.",
         "",
         "Versions: " + "; ".join(f"{k}: {v}" for k, v in report["versions"].items()) + ".",
         "",
@@ -337,6 +382,11 @@ def markdown(report: dict) -> str:
         f"GFLOP/s: same architecture); peak {s['peak_gflops'] or 'not given'} GFLOP/s.",
         "",
         *(f"- {note}" for note in report["notes"]),
+        "",
+        SUMMARY_HEADER,
+        *(_summary_line(entry) for entry in report["summary"]),
+        "",
+        "Every framework and variant:",
         "",
         TABLE_HEADER,
         *(_table_line(row) for row in report["results"]),
@@ -381,6 +431,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     """Runs the benchmark (``argv`` without the program name) and returns the report it prints/writes."""
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a killed benchmark still stops its workers
     rows, found = measure(args)
     report = {
         "command": " ".join(["python experiments/benchmark.py", *(sys.argv[1:] if argv is None else argv)]),
@@ -390,6 +441,7 @@ def main(argv: list[str] | None = None) -> dict:
         "settings": {k: getattr(args, k) for k in ("steps", "repeats", "warmup", "pause", "peak_gflops")},
         "notes": list(NOTES),
         "results": rows,
+        "summary": fastest_peers(rows),
     }
     print("\n" + markdown(report))
     if args.out:

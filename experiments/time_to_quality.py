@@ -57,6 +57,8 @@ def load_config(args: argparse.Namespace):
 
     config = importlib.import_module(f"experiments.configs.{args.config}").get_config()
     config.max_steps_per_epoch, config.max_eval_examples = args.max_steps_per_epoch, args.max_eval_examples
+    config.data.source = args.data_source
+    config.data.data_dir = args.data_dir
     train.check_config(config)
     return config
 
@@ -155,6 +157,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--keras-variant", default="fit", choices=["fit", "fit_xla"], help="fit without/with XLA")
     parser.add_argument("--max-steps-per-epoch", type=int, default=None, help="shorter epochs (for a quick check)")
     parser.add_argument("--max-eval-examples", type=int, default=None, help="fewer test images (quick check)")
+    parser.add_argument("--data-source", default="auto", help="auto | idx | tfds | embedded (see README, Data)")
+    parser.add_argument("--data-dir", default=None, help="TFDS data dir (default: $TFDS_DATA_DIR)")
     parser.add_argument("--out", default=None, help="write the report here (.json)")
     args = parser.parse_args(argv)
     args.target_epochs = args.target_epochs or args.epochs

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import pytest
 
 from dae_jax import models
-from experiments import benchmark
+from experiments import benchmark, time_to_quality
 from experiments.peers import specs
 
 
@@ -57,7 +57,9 @@ def test_benchmark_end_to_end_writes_json_and_table(tmp_path):
         for key in ("ms_per_step_min", "images_per_s_median", "flops_per_image", "gflops_per_s_median"):
             assert row[key] > 0, (row["framework"], key)
         assert 0 < row["fraction_of_peak"] and row["dae_jax_speedup"] > 0
-    assert saved["results"][0]["dae_jax_speedup"] == 1.0
+    assert saved["results"][0]["dae_jax_speedup"] == pytest.approx(1.0)
+    (summary,) = saved["summary"]
+    assert summary["dae_jax_speedup_over_fastest_peer"] > 0 or frameworks == ["dae-jax"]
     assert saved["device"]["platform"] == "cpu" and saved["machine"]["logical_cores"] >= 1
     assert "| conv32_16 (conv32_16_adam) | 16 | dae-jax |" in out.with_suffix(".md").read_text()
 
@@ -80,3 +82,26 @@ def test_bad_arguments_get_one_clear_error(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
         benchmark.main(argv)
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_time_to_quality_takes_the_first_epoch_at_target():
+    records = [{"epoch": e, "train_seconds": 10.0, "test_psnr": p} for e, p in enumerate((12.0, 15.0, 14.0, 16.0), 1)]
+    assert time_to_quality.time_to(records, 15.0) == {"epoch": 2, "seconds": 20.0, "test_psnr": 15.0}
+    assert time_to_quality.time_to(records, 17.0)["seconds"] is None
+
+
+def test_time_to_quality_end_to_end(tmp_path, tfds_dir):
+    pytest.importorskip("keras", reason='the keras peer needs pip install -e ".[bench]"')
+    argv = "--epochs 1 --max-steps-per-epoch 3 --max-eval-examples 64 --data-source embedded --target-psnr 1"
+    out = tmp_path / "ttq.json"
+    argv = [*argv.split(), "--data-dir", tfds_dir, "--workdir", str(tmp_path / "run"), "--out", str(out)]
+    report = time_to_quality.main(argv)
+    assert json.loads(out.read_text()) == json.loads(json.dumps(report))
+    assert report["num_test_images"] == 64 and report["target_psnr"] == 1
+    for framework in ("dae-jax", "keras"):
+        (epoch,) = report["epochs"][framework]
+        assert epoch["train_seconds"] > 0 and 5 < epoch["test_psnr"] < 40, (framework, epoch)
+        assert report["time_to_target"][framework]["epoch"] == 1
+    assert report["time_to_target"]["dae_jax_over_keras"] > 0
+    with pytest.raises(SystemExit, match="already holds a run"):
+        time_to_quality.main(argv)

@@ -30,7 +30,7 @@ VARIANTS = {
     "step": {"fit": False, "jit_compile": False},  # Denoiser.train_step in our own tf.function loop
     "step_xla": {"fit": False, "jit_compile": True},
 }
-DEFAULT_VARIANT = "fit_xla"
+DEFAULT_VARIANT = "step"
 
 
 def version() -> str:
