@@ -1,7 +1,10 @@
 """Train-step throughput of dae-jax's model presets, side by side with PyTorch and Keras peers.
 
   python experiments/benchmark.py --presets conv32,conv32_16 --batch-sizes 128,512 --repeats 5 --steps 20 \\
-      --peak-gflops 166 --peers torch,keras --out results/benchmarks/cpu.json
+      --peak-gflops 333 --peers torch,keras --out results/benchmarks/cpu.json
+
+(333 GFLOP/s: the 2-core Zen 5 CPU this project runs on, 2 cores x 2.6 GHz x 64 FP32 FLOPs per
+cycle from two 512-bit FMA pipes.)
 
 For each preset and batch size, every framework trains the same architecture with the setup of
 the preset's reference config (optimizer and hyperparameters, loss, noise), each step drawing
@@ -14,9 +17,10 @@ rounds, one framework at a time (A B C A B C ...), ``--repeats`` times ``--steps
 batches already in memory (no input pipeline). The table gives the min and median over repeats
 and dae-jax's throughput over each peer's (> 1: dae-jax is faster).
 
-Peers: ``--peers torch,keras`` (the fastest configurations found, see the peers' DEFAULT_VARIANT)
-or ``torch:<variant>``/``keras:<variant>`` (experiments/peers/*_models.py VARIANTS). They are the
-optional ``bench`` extra (``pip install -e ".[bench]"``); a missing one is skipped with a notice.
+Peers: ``--peers torch,keras`` (each peer's DEFAULT_VARIANT) or ``torch:<variant>``/``keras:<variant>``
+(the VARIANTS of experiments/peers/*_models.py); several variants of a peer may run side by
+side, and the summary table takes the fastest. They are the optional ``bench`` extra
+(``pip install -e ".[bench]"``); a missing one is skipped with a notice.
 """
 
 from __future__ import annotations
@@ -61,8 +65,6 @@ class JaxRunner:
     """dae-jax's jitted data-parallel train step on ``setup``'s reference config, same interface as the peers'."""
 
     def __init__(self, setup, batch_size: int, images: np.ndarray, variant: str | None = None):
-        import importlib
-
         import jax
 
         from dae_jax import corruptions, models, optimizers, sharding, train

@@ -23,7 +23,9 @@ import tensorflow as tf  # noqa: E402
 from experiments.peers.specs import Layer, Setup  # noqa: E402
 
 # Configurations the benchmark can time (--peers keras:<name>); DEFAULT_VARIANT is what
-# `--peers keras` uses: the fastest one measured on the 2-core CPU (results/benchmarks/).
+# `--peers keras` uses: the fastest on the 2-core CPU, where TensorFlow's oneDNN kernels beat
+# its XLA CPU backend about 5x and fit costs about the same as an own loop
+# (results/benchmarks/peer_variants.md). "step" times exactly the train step, as for dae-jax.
 VARIANTS = {
     "fit": {"fit": True, "jit_compile": False},
     "fit_xla": {"fit": True, "jit_compile": True},  # Keras' default on TF ("auto" -> XLA)

@@ -20,9 +20,10 @@ from torch import nn
 from experiments.peers.specs import Layer, Setup
 
 # Configurations the benchmark can time (--peers torch:<name>); DEFAULT_VARIANT is what
-# `--peers torch` uses: the fastest one measured on the 2-core CPU (results/benchmarks/).
-# threads None: one per core. On a CPU that other processes also load, torch's OpenMP threads
-# wait for each other at every op and one thread can be several times faster than two.
+# `--peers torch` uses. threads None: one per core. channels_last is about 2x NCHW on the 2-core
+# CPU; torch.compile (inductor) was slower here (results/benchmarks/peer_variants.md). On a CPU
+# that other processes also load, torch's OpenMP threads wait for each other at every op and
+# one thread is then several times faster than two, so the benchmark runs both.
 VARIANTS = {
     "eager": {"channels_last": False, "compile": False, "threads": None},
     "channels_last": {"channels_last": True, "compile": False, "threads": None},
