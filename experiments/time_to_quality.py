@@ -72,8 +72,9 @@ def fixed_test_set(config) -> tuple:
     return (data, *noisy_test_set(config, test))
 
 
-def train_keras(args: argparse.Namespace) -> tuple[list[dict], str]:
-    """Keras ``fit`` with the Denoiser's noisy train step: per epoch, training seconds and test PSNR; the version.
+def train_keras(args: argparse.Namespace) -> tuple[list[dict], str, float]:
+    """Keras ``fit`` with the Denoiser's noisy train step: (per epoch training seconds and test PSNR, the Keras
+    version, the noisy inputs' PSNR: equal to dae-jax's when both score the same noisy images).
 
     Runs in its own process (see main): TensorFlow's thread pools must not share the CPU with a
     dae-jax that is idle in the same process, or the other way round.
@@ -114,7 +115,7 @@ def train_keras(args: argparse.Namespace) -> tuple[list[dict], str]:
             print(f"keras epoch {epoch + 1}: {seconds:.1f} s, loss {logs['loss']:.4f}, test psnr {psnr:.2f} dB")
 
     model.fit(dataset, epochs=args.epochs, steps_per_epoch=steps, callbacks=[Scorer()], verbose=0)
-    return records, keras_models.version()
+    return records, keras_models.version(), mean_psnr(noisy, clean)
 
 
 def train_dae_jax(config, workdir: Path, target: float, max_epochs: int) -> tuple[list[dict], dict]:
@@ -179,7 +180,7 @@ def main(argv: list[str] | None = None) -> dict:
     if (workdir / "checkpoints").exists():
         raise SystemExit(f"time_to_quality: {workdir} already holds a run; pass a new --workdir.")
     with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        keras_records, keras_version = pool.submit(train_keras, args).result()
+        keras_records, keras_version, keras_noisy_psnr = pool.submit(train_keras, args).result()
     target = args.target_psnr or keras_records[args.target_epochs - 1]["test_psnr"]
     print(f"target test PSNR: {target:.2f} dB", flush=True)
     jax_records, result = train_dae_jax(config, workdir, target, args.max_epochs)
@@ -190,6 +191,8 @@ def main(argv: list[str] | None = None) -> dict:
         "config": args.config,
         "data_source": result["data_source"],
         "num_test_images": result["num_test_images"],
+        # Same noisy test images on both sides: the PSNR of the noisy inputs must agree.
+        "noisy_input_psnr": {"dae-jax": result["noisy_psnr"], "keras": keras_noisy_psnr},
         "machine": machine(),
         "versions": {"keras": keras_version, "jax": jax.__version__},
         "keras_variant": args.keras_variant,

@@ -98,6 +98,8 @@ def test_time_to_quality_end_to_end(tmp_path, tfds_dir):
     report = time_to_quality.main(argv)
     assert json.loads(out.read_text()) == json.loads(json.dumps(report))
     assert report["num_test_images"] == 64 and report["target_psnr"] == 1
+    noisy = report["noisy_input_psnr"]
+    assert noisy["keras"] == pytest.approx(noisy["dae-jax"], abs=1e-3)  # both scored the same noisy images
     for framework in ("dae-jax", "keras"):
         (epoch,) = report["epochs"][framework]
         assert epoch["train_seconds"] > 0 and 5 < epoch["test_psnr"] < 40, (framework, epoch)
