@@ -417,7 +417,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     try:
         args.batch_sizes = _ints(args.batch_sizes)
-        _ints(f"{args.steps},{args.repeats},{args.warmup + 1}")
+        if min(args.steps, args.repeats) < 1 or args.warmup < 0:
+            raise ValueError(
+                f"--steps and --repeats must be >= 1 and --warmup >= 0, got {args.steps}, "
+                f"{args.repeats}, {args.warmup}."
+            )
         args.presets = [p.strip() for p in args.presets.split(",") if p.strip()]
         unknown = [p for p in args.presets if p not in models.MODELS]
         if unknown or not args.presets:

@@ -76,6 +76,7 @@ def test_missing_peer_is_skipped_with_a_notice(monkeypatch, capsys):
         (["--presets", "resnet"], "unknown presets ['resnet']"),
         (["--batch-sizes", "0"], "positive integers"),
         (["--peers", "mxnet"], "Unknown peer 'mxnet'"),
+        (["--steps", "0"], "--steps and --repeats must be >= 1"),
     ],
 )
 def test_bad_arguments_get_one_clear_error(argv, message, capsys):
