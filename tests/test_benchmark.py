@@ -1,5 +1,6 @@
 """The benchmark's peers rebuild dae-jax's presets exactly, and the benchmark runs end to end."""
 
+import importlib.util
 import json
 
 import jax
@@ -51,7 +52,8 @@ def test_benchmark_end_to_end_writes_json_and_table(tmp_path):
     saved = json.loads(out.read_text())
     assert saved == json.loads(json.dumps(report))
     frameworks = [r["framework"] for r in saved["results"]]
-    assert frameworks[0] == "dae-jax" and set(frameworks) <= {"dae-jax", "torch", "keras"}
+    installed = [f for f, packages in benchmark.PEER_PACKAGES.items() if all(map(importlib.util.find_spec, packages))]
+    assert frameworks == ["dae-jax", *installed]  # a peer that is installed must have run
     for row in saved["results"]:
         assert row["params"] == 12_193 and row["batch_size"] == 16
         for key in ("ms_per_step_min", "images_per_s_median", "flops_per_image", "gflops_per_s_median"):
