@@ -1,0 +1,215 @@
+"""Time to quality: training wall-clock for dae-jax and for the Keras peer to reach the same test PSNR.
+
+  DAE_JAX_MNIST_DIR=../shared/data/mnist python experiments/time_to_quality.py --epochs 10 \\
+      --workdir /tmp/ttq --out results/benchmarks/time_to_quality.json
+
+Both train the reference config (default conv32_16_adam: same model, noise, loss, optimizer,
+batch, training split) and are scored after every epoch on dae-jax's fixed noisy test set: the
+noisy images are made once with dae-jax's evaluation corruption and key, and Keras is given the
+arrays. Keras runs first, ``model.fit`` for ``--epochs`` epochs (jit_compile from
+``--keras-variant``); the target is the test PSNR Keras reaches after ``--target-epochs``
+(default: all) unless ``--target-psnr`` is given. dae-jax then trains with its normal loop
+(``training.train_and_evaluate``), one epoch per call resuming from the previous checkpoint, until
+its test PSNR reaches the target or ``--max-epochs``. Times are training time only (no
+evaluation), summed per epoch, first epoch's compilation included for both; dae-jax's comes
+from its own metrics.jsonl (each resumed epoch also recompiles its step, which counts against
+dae-jax). Quality is checked once per epoch, so a time to target is an upper bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import importlib
+import json
+import multiprocessing
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def noisy_test_set(config, test: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(noisy, clean) float32 [N, H, W, C]: exactly the images dae-jax's evaluation scores."""
+    import jax
+    import jax.numpy as jnp
+
+    from dae_jax import corruptions, training
+
+    eval_key = jax.random.fold_in(jax.random.key(config.seed), 2)  # as in training.train_and_evaluate
+    clean = training.to_float(jnp.asarray(test["image"]))
+    corrupt = corruptions.from_spec(config.corruption.to_dict())
+    noisy = corruptions.per_example(corrupt, eval_key, clean, jnp.arange(len(clean)))
+    return np.asarray(noisy), np.asarray(clean)
+
+
+def mean_psnr(outputs: np.ndarray, clean: np.ndarray) -> float:
+    """dae-jax's test PSNR: the mean over images of ``metrics.psnr``."""
+    from dae_jax import metrics
+
+    return float(np.mean(metrics.psnr(outputs, clean)))
+
+
+def load_config(args: argparse.Namespace):
+    """The reference config with this run's limits."""
+    from dae_jax import training
+
+    config = importlib.import_module(f"experiments.configs.{args.config}").get_config()
+    config.max_steps_per_epoch, config.max_eval_examples = args.max_steps_per_epoch, args.max_eval_examples
+    config.data.source = args.data_source
+    config.data.data_dir = args.data_dir
+    training.check_config(config)
+    return config
+
+
+def fixed_test_set(config) -> tuple:
+    """(data, noisy, clean): the loaded data and dae-jax's fixed noisy test images (first max_eval_examples)."""
+    from dae_jax import input_pipeline
+
+    data = input_pipeline.load(config.data)
+    test = {k: v[: config.max_eval_examples] for k, v in data.test.items()}
+    return (data, *noisy_test_set(config, test))
+
+
+def train_keras(args: argparse.Namespace) -> tuple[list[dict], str, float]:
+    """Keras ``fit`` with the Denoiser's noisy train step: (per epoch training seconds and test PSNR, the Keras
+    version, the noisy inputs' PSNR: equal to dae-jax's when both score the same noisy images).
+
+    Runs in its own process (see main): TensorFlow's thread pools must not share the CPU with a
+    dae-jax that is idle in the same process, or the other way round.
+    """
+    import keras
+    import tensorflow as tf
+
+    from dae_jax import input_pipeline, losses
+    from experiments.peers import keras_models, specs
+
+    config = load_config(args)
+    data, noisy, clean = fixed_test_set(config)
+    setup = specs.setup(config.model.name)
+    keras.utils.set_random_seed(config.seed)
+    model = keras_models.compiled(setup, keras_models.VARIANTS[args.keras_variant]["jit_compile"], seed=config.seed)
+    images = data.train["image"]
+    steps = len(images) // config.batch_size
+    if config.max_steps_per_epoch:
+        steps = min(steps, config.max_steps_per_epoch)
+    dataset = (
+        tf.data.Dataset.from_tensor_slices(images)
+        .shuffle(len(images), seed=input_pipeline.epoch_seed(config.seed, 0), reshuffle_each_iteration=True)
+        .batch(config.batch_size, drop_remainder=True)
+        .repeat()
+        .prefetch(2)
+    )
+    records = []
+
+    class Scorer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            seconds = time.perf_counter() - self.start  # taken before the evaluation below
+            logits = self.model.predict(noisy, batch_size=config.eval_batch_size, verbose=0)
+            psnr = mean_psnr(np.asarray(losses.OUTPUT_ACTIVATIONS[config.loss](logits)), clean)
+            records.append({"epoch": epoch + 1, "train_seconds": seconds, "test_psnr": psnr, "loss": logs["loss"]})
+            print(f"keras epoch {epoch + 1}: {seconds:.1f} s, loss {logs['loss']:.4f}, test psnr {psnr:.2f} dB")
+
+    model.fit(dataset, epochs=args.epochs, steps_per_epoch=steps, callbacks=[Scorer()], verbose=0)
+    return records, keras_models.version(), mean_psnr(noisy, clean)
+
+
+def train_dae_jax(config, workdir: Path, target: float, max_epochs: int) -> tuple[list[dict], dict]:
+    """dae-jax's train loop, one epoch per call, until test PSNR >= target: (records as train_keras', last result)."""
+    from dae_jax import training
+
+    records, step = [], 0
+    for epoch in range(1, max_epochs + 1):
+        config.num_epochs = epoch
+        result = training.train_and_evaluate(config, workdir)
+        last = json.loads((workdir / "metrics.jsonl").read_text().splitlines()[-1])
+        # The loop's images/s is this epoch's images over its training time (evaluation excluded).
+        seconds = (result["step"] - step) * config.batch_size / last["images_per_s"]
+        step = result["step"]
+        loss = last["train_loss"]
+        records.append({"epoch": epoch, "train_seconds": seconds, "test_psnr": result["psnr"], "loss": loss})
+        if result["psnr"] >= target:
+            break
+    return records, result
+
+
+def time_to(records: list[dict], target: float) -> dict:
+    """Cumulative training seconds at the first epoch whose test PSNR >= target (None if never)."""
+    total = 0.0
+    for r in records:
+        total += r["train_seconds"]
+        if r["test_psnr"] >= target:
+            return {"epoch": r["epoch"], "seconds": total, "test_psnr": r["test_psnr"]}
+    return {"epoch": None, "seconds": None, "test_psnr": records[-1]["test_psnr"] if records else None}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="time_to_quality", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default="conv32_16_adam", help="a config in experiments/configs")
+    parser.add_argument("--workdir", required=True, help="dae-jax's run directory (must be new or this run's)")
+    parser.add_argument("--epochs", type=int, default=10, help="Keras epochs")
+    parser.add_argument("--target-epochs", type=int, default=None, help="target: Keras' PSNR after this epoch")
+    parser.add_argument("--target-psnr", type=float, default=None, help="target PSNR in dB (instead of Keras')")
+    parser.add_argument("--max-epochs", type=int, default=None, help="dae-jax's epoch limit (default --epochs)")
+    parser.add_argument("--keras-variant", default="fit", choices=["fit", "fit_xla"], help="fit without/with XLA")
+    parser.add_argument("--max-steps-per-epoch", type=int, default=None, help="shorter epochs (for a quick check)")
+    parser.add_argument("--max-eval-examples", type=int, default=None, help="fewer test images (quick check)")
+    parser.add_argument("--data-source", default="auto", help="auto | idx | tfds | embedded (see README, Data)")
+    parser.add_argument("--data-dir", default=None, help="TFDS data dir (default: $TFDS_DATA_DIR)")
+    parser.add_argument("--out", default=None, help="write the report here (.json)")
+    args = parser.parse_args(argv)
+    args.target_epochs = args.target_epochs or args.epochs
+    args.max_epochs = args.max_epochs or args.epochs
+    if not 1 <= args.target_epochs <= args.epochs:
+        parser.error(f"--target-epochs must be in [1, --epochs={args.epochs}], got {args.target_epochs}.")
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    import jax
+
+    from experiments.benchmark import machine
+
+    config = load_config(args)
+    workdir = Path(args.workdir)
+    if (workdir / "checkpoints").exists():
+        raise SystemExit(f"time_to_quality: {workdir} already holds a run; pass a new --workdir.")
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        keras_records, keras_version, keras_noisy_psnr = pool.submit(train_keras, args).result()
+    target = args.target_psnr or keras_records[args.target_epochs - 1]["test_psnr"]
+    print(f"target test PSNR: {target:.2f} dB", flush=True)
+    jax_records, result = train_dae_jax(config, workdir, target, args.max_epochs)
+    keras_time, jax_time = time_to(keras_records, target), time_to(jax_records, target)
+    ratio = jax_time["seconds"] / keras_time["seconds"] if jax_time["seconds"] and keras_time["seconds"] else None
+    report = {
+        "command": " ".join(["python experiments/time_to_quality.py", *(sys.argv[1:] if argv is None else argv)]),
+        "config": args.config,
+        "data_source": result["data_source"],
+        "num_test_images": result["num_test_images"],
+        # Same noisy test images on both sides: the PSNR of the noisy inputs must agree.
+        "noisy_input_psnr": {"dae-jax": result["noisy_psnr"], "keras": keras_noisy_psnr},
+        "machine": machine(),
+        "versions": {"keras": keras_version, "jax": jax.__version__},
+        "keras_variant": args.keras_variant,
+        "target_psnr": target,
+        "time_to_target": {"dae-jax": jax_time, "keras": keras_time, "dae_jax_over_keras": ratio},
+        "epochs": {"dae-jax": jax_records, "keras": keras_records},
+    }
+    print(
+        f"time to {target:.2f} dB: dae-jax {jax_time['seconds']} s (epoch {jax_time['epoch']}), keras "
+        f"{keras_time['seconds']} s (epoch {keras_time['epoch']}); dae-jax / keras = {ratio}",
+        flush=True,
+    )
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+if __name__ == "__main__":
+    main()
