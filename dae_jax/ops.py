@@ -2,15 +2,15 @@
 
 Each function computes the same values (to float rounding, ~1e-6) and the same gradients as
 the straightforward JAX/Flax version named in its docstring; ``tests/test_ops.py`` checks
-both to 1e-5. They exist because, measured on XLA CPU (benchmarks/README in results/):
+both to 1e-5. They exist because, measured on XLA CPU (results/benchmarks/):
 
 - ``conv2d`` writes its backward passes as *forward* convolutions. XLA CPU sends forward
   convolutions to its fast library path everywhere, but leaves autodiff's backward
   convolutions on a slow generic loop inside ``lax.scan`` bodies; with this VJP the
   micro-batched train step (``training.make_train_step``) runs at full speed.
-- ``upsample_conv2d`` replaces conv(upsample(x)) by a convolution on the small image with
-  4x the output channels (one per output phase) and a depth-to-space: the 4x larger
-  upsampled tensor is never built.
+- ``upsample_conv2d`` replaces conv(upsample(x)) by four 2x2 convolutions of the small image,
+  one per output phase: 16/36 of the multiply-adds, and the 4x larger upsampled tensor is
+  never built.
 - ``max_pool_2x2`` routes the gradient to the first maximum of each window (as XLA's
   select-and-scatter and TensorFlow do) with elementwise selects, instead of autodiff's
   tie-counting rule for ``max`` or XLA's slow select-and-scatter.
@@ -74,33 +74,34 @@ def upsample_nearest(x: jax.Array, factor: int = 2) -> jax.Array:
     return jnp.repeat(jnp.repeat(x, factor, axis=1), factor, axis=2)
 
 
-def _phase_taps(kernel: jax.Array, axis: int) -> jax.Array:
-    """The 3 taps of ``kernel`` along ``axis`` as seen by each output phase of a 2x nearest upsampling.
+def _phase_taps(kernel: jax.Array, axis: int) -> tuple[jax.Array, jax.Array]:
+    """The 2-tap kernels along ``axis`` that each output phase of a 2x nearest upsampling sees.
 
-    Output pixel 2i reads upsampled pixels 2i-1, 2i, 2i+1 = input pixels i-1, i, i: taps
-    (w0, w1 + w2, 0) at input offsets (-1, 0, +1). Output pixel 2i+1 reads i, i, i+1: taps
-    (0, w0 + w1, w2). Returns the kernel with a phase axis of size 2 inserted before the last.
+    With taps (w0, w1, w2) at offsets (-1, 0, +1) on the upsampled image, output pixel 2i reads
+    upsampled pixels 2i-1, 2i, 2i+1 = input pixels i-1, i, i: taps (w0, w1 + w2) at input offsets
+    (-1, 0). Output pixel 2i+1 reads i, i, i+1: taps (w0 + w1, w2) at offsets (0, +1).
     """
     w0, w1, w2 = (lax.index_in_dim(kernel, i, axis) for i in range(3))
-    zero = jnp.zeros_like(w0)
-    even = jnp.concatenate([w0, w1 + w2, zero], axis)
-    odd = jnp.concatenate([zero, w0 + w1, w2], axis)
-    return jnp.stack([even, odd], axis=-2)
+    return jnp.concatenate([w0, w1 + w2], axis), jnp.concatenate([w0 + w1, w2], axis)
 
 
 def upsample_conv2d(x: jax.Array, kernel: jax.Array) -> jax.Array:
     """``conv2d(upsample_nearest(x, 2), kernel, same_padding(3))`` without building the upsampled image.
 
-    x: [N, H, W, Cin]; kernel: [3, 3, Cin, Cout] -> [N, 2H, 2W, Cout]. One 3x3 convolution on x
-    with 4*Cout output channels computes the four output phases (row parity a, column parity b).
+    x: [N, H, W, Cin]; kernel: [3, 3, Cin, Cout] -> [N, 2H, 2W, Cout]. Each of the four output
+    phases (row parity a, column parity b) is a 2x2 convolution of x, padded on the side its
+    taps reach: 16 multiply-adds per input pixel and channel pair instead of 36.
     """
     if kernel.shape[:2] != (3, 3):
         raise ValueError(f"upsample_conv2d takes a 3x3 kernel, got {kernel.shape[:2]}.")
     n, h, w, _ = x.shape
-    cin, cout = kernel.shape[2:]
-    phased = _phase_taps(_phase_taps(kernel, 0), 1)  # [3, 3, Cin, 2 (a), 2 (b), Cout]
-    y = conv2d(x, phased.reshape(3, 3, cin, 4 * cout), same_padding(3))  # [N, H, W, (a, b, Cout)]
-    return y.reshape(n, h, w, 2, 2, cout).transpose(0, 1, 3, 2, 4, 5).reshape(n, 2 * h, 2 * w, cout)
+    cout = kernel.shape[-1]
+    phases = []
+    for a, rows in enumerate(_phase_taps(kernel, 0)):  # rows: [2, 3, Cin, Cout]
+        for b, taps in enumerate(_phase_taps(rows, 1)):  # taps: [2, 2, Cin, Cout]
+            phases.append(conv2d(x, taps, ((1 - a, a), (1 - b, b))))  # [N, H, W, Cout]
+    y = jnp.stack(phases, axis=3).reshape(n, h, w, 2, 2, cout)  # [N, H, W, a, b, Cout]
+    return y.transpose(0, 1, 3, 2, 4, 5).reshape(n, 2 * h, 2 * w, cout)
 
 
 def _pool_windows(x: jax.Array, padding: str) -> jax.Array:

@@ -310,6 +310,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
             positive_int(name, config[name])
     if config.micro_batch_size not in (None, 0):
         positive_int("micro_batch_size", config.micro_batch_size)
+    models.make(config.model.name, **{k: v for k, v in config.model.items() if k != "name"})  # names, fields
     if config.loss not in losses.LOSSES:
         raise ValueError(f"Unknown loss {config.loss!r}; choose one of {sorted(losses.LOSSES)}.")
     optimizers.schedule(config.lr_schedule, 1.0, 100, **config.lr_schedule_kwargs)  # names and kwargs, now
@@ -471,6 +472,21 @@ def device_runner(
     return runner
 
 
+def prepare(config: ml_collections.ConfigDict, mesh, total_steps: int) -> tuple[TrainState, Callable]:
+    """The initial state of ``config``'s run, replicated over ``mesh``, and its per-device ``train_step``.
+
+    What ``train_and_evaluate`` trains, and what the benchmark (experiments/benchmark.py) times.
+    ``total_steps`` sets the length of a learning-rate schedule.
+    """
+    model = models.make(config.model.name, **{k: v for k, v in config.model.items() if k != "name"})
+    tx = optimizers.from_config(config, total_steps=total_steps)
+    state = create_train_state(model, tx, run_keys(config.seed)[0], tuple(config.image_shape))
+    state = jax.device_put(state, sharding.replicated(mesh))
+    micro = micro_batch_size(config.micro_batch_size, config.batch_size // mesh.devices.size, state.batch_stats)
+    corrupt = corruptions.from_spec(config.corruption.to_dict())
+    return state, make_train_step(corrupt, config.loss, micro)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike | None = None) -> Run:
     """Trains ``config`` in ``workdir`` (resuming from its latest checkpoint) and evaluates it on the test set.
 
@@ -488,7 +504,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     mesh = sharding.make_mesh()
     sharding.check_batch_size(config.batch_size, mesh)
     sharding.check_batch_size(config.eval_batch_size, mesh)
-    model = models.make(config.model.name, **{k: v for k, v in config.model.items() if k != "name"})
     corrupt = corruptions.from_spec(config.corruption.to_dict())
 
     data = input_pipeline.load(config.data)
@@ -499,24 +514,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
         steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
     if steps_per_epoch == 0:
         raise ValueError(f"batch_size={config.batch_size} exceeds the {len(data.train['image'])} training images.")
-    tx = optimizers.from_config(config, total_steps=steps_per_epoch * config.num_epochs)
-
-    rng = jax.random.key(config.seed)
-    init_key, train_key, eval_key = run_keys(config.seed)
     if data.train["image"].shape[1:] != tuple(config.image_shape):
         raise ValueError(
             f"the data's images are {data.train['image'].shape[1:]} (H, W, C) but config.image_shape is "
             f"{tuple(config.image_shape)}; set --config.image_shape to match the data."
         )
-    state = create_train_state(model, tx, init_key, tuple(config.image_shape))
+    rng = jax.random.key(config.seed)
+    _, train_key, eval_key = run_keys(config.seed)
+    state, train_step = prepare(config, mesh, total_steps=steps_per_epoch * config.num_epochs)
     print(f"model {config.model.name}: {models.param_count(state.params):,} parameters", flush=True)
-    state = jax.device_put(state, sharding.replicated(mesh))
 
     ckpts = checkpoints.Checkpoints(workdir / "checkpoints", config.keep_checkpoints)
     state = resume(ckpts, state, config)
 
-    micro = micro_batch_size(config.micro_batch_size, config.batch_size // mesh.devices.size, state.batch_stats)
-    train_step = make_train_step(corrupt, config.loss, micro)
     eval_step = data_parallel(make_eval_step(corrupt, config.loss), mesh, donate_state=False)
     epoch_runner = (device_runner if config.device_resident else host_runner)(
         train_step, data.train, config, mesh, train_key, steps_per_epoch

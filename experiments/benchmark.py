@@ -62,48 +62,64 @@ def load_images(count: int) -> np.ndarray:
 
 
 class JaxRunner:
-    """dae-jax's jitted data-parallel train step on ``setup``'s reference config, same interface as the peers'."""
+    """dae-jax's jitted data-parallel train step on ``setup``'s reference config, same interface as the peers'.
+
+    The state and step are ``training.prepare``'s, as ``train_and_evaluate`` trains them (micro-batched
+    on CPU, one device per core). Variant ``resident``: the accelerator fast path, the images on the
+    devices and ``steps`` steps in one jitted ``lax.scan`` (``dae_jax.device_loop``).
+    """
+
+    VARIANTS = (None, "resident")
 
     def __init__(self, setup, batch_size: int, images: np.ndarray, variant: str | None = None):
         import jax
 
-        from dae_jax import corruptions, models, optimizers, sharding, training
+        from dae_jax import corruptions, device_loop, models, sharding, training
 
-        if variant is not None:
-            raise ValueError(f"dae-jax has no variants (got {variant!r}).")
+        if variant not in self.VARIANTS:
+            raise ValueError(f"dae-jax variant {variant!r}; choose one of {self.VARIANTS}.")
         config = importlib.import_module(f"experiments.configs.{setup.config}").get_config()
+        config.batch_size = batch_size
         mesh = sharding.make_mesh()
         sharding.check_batch_size(batch_size, mesh)
-        model = models.make(config.model.name, **{k: v for k, v in config.model.items() if k != "name"})
-        corrupt = corruptions.from_spec(config.corruption.to_dict())
-        tx = optimizers.make(config.optimizer, learning_rate=config.learning_rate, **config.optimizer_kwargs)
-        rng = jax.random.key(config.seed)
-        state = training.create_train_state(model, tx, jax.random.fold_in(rng, 0), tuple(config.image_shape))
-        self.params = models.param_count(state.params)
-        self.state = jax.device_put(state, sharding.replicated(mesh))
-        self.key = jax.random.fold_in(rng, 1)
-        self.step = training.data_parallel(training.make_train_step(corrupt, config.loss), mesh, donate_state=True)
+        self.state, train_step = training.prepare(config, mesh, total_steps=10**6)
+        self.params = models.param_count(self.state.params)
+        self.key = training.run_keys(config.seed)[1]
         n = len(images) // batch_size * batch_size
-        labels = np.zeros(batch_size, np.int64)  # the pipeline's batches carry labels; the step ignores them
         self.batches = [
-            sharding.global_batch({"image": images[i : i + batch_size], "label": labels}, mesh)
-            for i in range(0, n, batch_size)
+            sharding.global_batch({"image": images[i : i + batch_size]}, mesh) for i in range(0, n, batch_size)
         ]
-        cost = self.step.lower(self.state, self.batches[0], self.key).compile().cost_analysis()
+        self.step = training.data_parallel(train_step, mesh, donate_state=True)
+        if variant == "resident":
+            self.images = device_loop.put_images(images[:n], mesh)
+            self.multi_step = device_loop.make_multi_step(train_step, mesh)
+            self.rows = np.arange(n).reshape(-1, batch_size)
+        self.variant = variant
+        # FLOPs of the step without micro-batching (XLA's cost analysis counts a scan's body once): same maths.
+        plain = training.make_train_step(corruptions.from_spec(config.corruption.to_dict()), config.loss, None)
+        plain = training.data_parallel(plain, mesh, donate_state=False)
+        cost = plain.lower(self.state, self.batches[0], self.key).compile().cost_analysis()
         cost = cost[0] if isinstance(cost, list) else cost  # one dict per device program in older jax
         # The cost of one device's program, which sees batch_size / devices images.
         self.flops_per_image = float(cost["flops"]) * mesh.devices.size / batch_size
         device = jax.devices()[0]
         self.device = {"platform": device.platform, "device_kind": device.device_kind, "count": mesh.devices.size}
-        self.description = f"dae-jax (jax {jax.__version__}), jit(shard_map) over {mesh.devices.size} {device.platform}"
+        how = "lax.scan over steps, images on device" if variant == "resident" else "one jitted step per batch"
+        self.description = (
+            f"dae-jax (jax {jax.__version__}), jit(shard_map) over {mesh.devices.size} {device.platform}, {how}"
+        )
 
     def run(self, steps: int) -> float:
         """Seconds for ``steps`` steps, the final state ready."""
         import jax
 
         start = time.perf_counter()
-        for i in range(steps):
-            self.state, _ = self.step(self.state, self.batches[i % len(self.batches)], self.key)
+        if self.variant == "resident":
+            order = self.rows[np.arange(steps) % len(self.rows)]
+            self.state, losses = self.multi_step(self.state, self.images, order, self.key)
+        else:
+            for i in range(steps):
+                self.state, _ = self.step(self.state, self.batches[i % len(self.batches)], self.key)
         jax.block_until_ready(self.state)
         return time.perf_counter() - start
 
@@ -120,7 +136,9 @@ def _version_and_variant(framework: str, variant: str | None) -> tuple[str, str 
         import jax
 
         import dae_jax
+        from dae_jax import sharding
 
+        sharding.use_cpu_cores()  # one XLA:CPU device per core, as dae-jax train runs (before JAX starts)
         return f"dae-jax {dae_jax.__version__}, jax {jax.__version__}", variant
     module = importlib.import_module(PEERS[framework])
     return module.version(), variant or module.DEFAULT_VARIANT  # the Runner refuses an unknown variant
@@ -270,7 +288,8 @@ def measure(args: argparse.Namespace) -> tuple[list[dict], dict]:
 
     setups = [specs.setup(p) for p in args.presets]  # unknown presets fail here, before any process starts
     images = load_images(min(5000, 4 * max(args.batch_sizes)))
-    workers = [Worker(framework, variant) for framework, variant in [("dae-jax", None), *args.peers]]
+    own = [("dae-jax", None)] + ([("dae-jax", "resident")] if args.resident else [])
+    workers = [Worker(framework, variant) for framework, variant in [*own, *args.peers]]
     rows = []
     try:
         for w in workers:  # the imports run in parallel
@@ -319,7 +338,11 @@ def fastest_peers(rows: list[dict]) -> list[dict]:
     for key in dict.fromkeys((r["preset"], r["batch_size"]) for r in rows):
         group = [r for r in rows if (r["preset"], r["batch_size"]) == key]
         entry = {"preset": key[0], "config": group[0]["config"], "batch_size": key[1]}
-        entry["dae-jax"] = next(r["images_per_s_median"] for r in group if r["framework"] == "dae-jax")
+        entry["dae-jax"] = next(
+            r["images_per_s_median"] for r in group if r["framework"] == "dae-jax" and not r["variant"]
+        )
+        resident = [r["images_per_s_median"] for r in group if r["framework"] == "dae-jax" and r["variant"]]
+        entry["dae-jax:resident"] = resident[0] if resident else None
         for framework in PEERS:
             peers = [r for r in group if r["framework"] == framework]
             if peers:
@@ -327,6 +350,9 @@ def fastest_peers(rows: list[dict]) -> list[dict]:
                 entry[framework] = {"variant": best["variant"], "images_per_s_median": best["images_per_s_median"]}
         rates = [entry[f]["images_per_s_median"] for f in PEERS if f in entry]
         entry["dae_jax_speedup_over_fastest_peer"] = entry["dae-jax"] / max(rates) if rates else None
+        entry["resident_speedup_over_fastest_peer"] = (
+            entry["dae-jax:resident"] / max(rates) if rates and entry["dae-jax:resident"] else None
+        )
         summary.append(entry)
     return summary
 
@@ -337,16 +363,21 @@ def _summary_line(entry: dict) -> str:
             return "not run"
         return f"{entry[framework]['images_per_s_median']:,.0f} ({entry[framework]['variant']})"
 
-    speedup = entry["dae_jax_speedup_over_fastest_peer"]
+    def ratio(x: float | None) -> str:
+        return "" if x is None else f"{x:.2f}"
+
+    resident = entry["dae-jax:resident"]
     return (
         f"| {entry['preset']} ({entry['config']}) | {entry['batch_size']} | {entry['dae-jax']:,.0f} "
-        f"| {peer('torch')} | {peer('keras')} | {'' if speedup is None else f'{speedup:.2f}'} |"
+        f"| {'' if resident is None else f'{resident:,.0f}'} | {peer('torch')} | {peer('keras')} "
+        f"| {ratio(entry['dae_jax_speedup_over_fastest_peer'])} "
+        f"| {ratio(entry['resident_speedup_over_fastest_peer'])} |"
     )
 
 
 SUMMARY_HEADER = (
-    "| preset (config) | batch | dae-jax images/s | fastest torch images/s | fastest keras images/s "
-    "| dae-jax / faster peer |\n|---|---|---|---|---|---|"
+    "| preset (config) | batch | dae-jax images/s | dae-jax resident images/s | fastest torch images/s "
+    "| fastest keras images/s | dae-jax / faster peer | resident / faster peer |\n|---|---|---|---|---|---|---|---|"
 )
 TABLE_HEADER = (
     "| preset (config) | batch | framework | ms/step min | ms/step median | images/s | GFLOP/s | % of peak "
@@ -413,6 +444,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--pause", type=float, default=0.2, help="seconds of idle CPU before each timed repeat")
     parser.add_argument("--peak-gflops", type=float, default=None, help="the device's peak GFLOP/s, for %% of peak")
     parser.add_argument("--peers", default="torch,keras", help="torch, keras, torch:<variant>, ...; '' for none")
+    parser.add_argument(
+        "--resident",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time dae-jax's device-resident fast path (lax.scan over the steps)",
+    )
     parser.add_argument("--out", default=None, help="write the report to this .json (and the table to .md)")
     args = parser.parse_args(argv)
     try:
