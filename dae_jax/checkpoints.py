@@ -17,6 +17,7 @@ from pathlib import Path
 import flax.serialization
 import jax
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
 
 MANIFEST = "dae_jax_sha256.json"
@@ -59,7 +60,11 @@ class Checkpoints:
             step,
             args=ocp.args.Composite(
                 state=ocp.args.StandardSave(
-                    {"train_state": flax.serialization.to_state_dict(state), "rng": jax.random.key_data(rng)}
+                    {
+                        "train_state": flax.serialization.to_state_dict(state),
+                        # As host numpy: a single-device array cannot be saved by a multi-process run.
+                        "rng": np.asarray(jax.random.key_data(rng)),
+                    }
                 ),
                 config=ocp.args.JsonSave(config.to_dict()),
             ),
@@ -94,7 +99,7 @@ class Checkpoints:
         self.verify(step)
         template = {
             "train_state": flax.serialization.to_state_dict(state_template),
-            "rng": jax.random.key_data(jax.random.key(0)),
+            "rng": np.asarray(jax.random.key_data(jax.random.key(0))),
         }
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
         restored = self.manager.restore(

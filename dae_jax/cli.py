@@ -31,6 +31,11 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics, eval.json and figures.")
 flags.DEFINE_bool("debug", False, "Show the full traceback of an error.")
 flags.DEFINE_multi_string("grid", [], "(sweep) FIELD=V1,V2,...: values of one config field; repeat for a grid.")
+flags.DEFINE_string(
+    "coordinator_address", None, "host:port of process 0 of a multi-process run ($DAE_JAX_COORDINATOR_ADDRESS)."
+)
+flags.DEFINE_integer("num_processes", None, "Processes of a multi-process run ($DAE_JAX_NUM_PROCESSES).")
+flags.DEFINE_integer("process_id", None, "This process's id in [0, num_processes) ($DAE_JAX_PROCESS_ID).")
 config_flags.DEFINE_config_file(
     "config", None, "Config file, e.g. experiments/configs/conv32_adadelta.py.", lock_config=True
 )
@@ -96,6 +101,7 @@ def train_main(argv: list[str]) -> None:
     from dae_jax import sharding, training
 
     sharding.use_cpu_cores(config.batch_size, config.eval_batch_size)
+    sharding.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
     training.train_and_evaluate(config, workdir)
 
 
@@ -123,8 +129,10 @@ ABSL_HELP = {
     "train": (
         "dae-jax train --config=FILE --workdir=DIR [--config.FIELD=VALUE ...]",
         "Trains the config in DIR and evaluates it on the test set with fixed noise; rerunning resumes from the "
-        "latest checkpoint. DIR gets eval.json, metrics.jsonl, figures, metadata.json and checkpoints.",
-        ("config", "workdir", "debug"),
+        "latest checkpoint. DIR gets eval.json, metrics.jsonl, figures, metadata.json and checkpoints. A "
+        "multi-process run starts this command once per process with --coordinator_address, --num_processes and "
+        "--process_id (README, Multi-host).",
+        ("config", "workdir", "coordinator_address", "num_processes", "process_id", "debug"),
         "dae-jax train --config=experiments/configs/conv32_adadelta.py --workdir=workdirs/conv32 --config.num_epochs=3",
     ),
     "sweep": (

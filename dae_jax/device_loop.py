@@ -63,4 +63,4 @@ def make_multi_step(train_step: Callable, mesh: Mesh) -> Callable:
         return lax.scan(one_step, state, order)
 
     mapped = jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(), P(), P()), out_specs=P(), check_vma=False)
-    return jax.jit(mapped, donate_argnums=(0,))
+    return sharding.one_at_a_time(jax.jit(mapped, donate_argnums=(0,)), mesh)

@@ -168,28 +168,48 @@ def resolve_source(
 
 
 def builder(src: Source, data_dir: str | None = None):
-    """The TFDS builder for ``src``, prepared (built or downloaded) on first use."""
+    """The TFDS builder for ``src``, prepared (built or downloaded) on first use.
+
+    In a multi-process run process 0 prepares first and the others wait, so processes that share
+    a data dir never write it at once; a process with a data dir of its own then prepares its own.
+    """
+    if jax.process_count() > 1 and not _builder(src, data_dir).is_prepared():
+        from jax.experimental import multihost_utils
+
+        if jax.process_index() == 0:
+            _prepared_builder(src, data_dir)
+        multihost_utils.sync_global_devices(f"dae_jax: TFDS {src.name} prepared")
+    return _prepared_builder(src, data_dir)
+
+
+def _prepared_builder(src: Source, data_dir: str | None):
+    b, download_config = _builder(src, data_dir), None
+    if not b.is_prepared():
+        if src.kind == "idx":
+            import tensorflow_datasets as tfds
+
+            download_config = tfds.download.DownloadConfig(manual_dir=src.idx_dir)
+        b.download_and_prepare(download_config=download_config)
+    return b
+
+
+def _builder(src: Source, data_dir: str | None):
+    """The TFDS builder of ``src`` in ``data_dir``, as it is on disk (maybe not prepared)."""
     import tensorflow_datasets as tfds
 
     from dae_jax import datasets
 
     data_dir = default_data_dir(data_dir)
-    download_config = None
     if src.kind == "idx":
         config = tfds.core.BuilderConfig(name=datasets.idx_config_name(src.idx_dir), description=src.idx_dir)
-        b = datasets.MnistIdx(config=config, data_dir=data_dir)
-        download_config = tfds.download.DownloadConfig(manual_dir=src.idx_dir)
-    elif src.name == "rgb_patches":
-        b = datasets.RgbPatches(config=datasets.patches_config(src.image_dir), data_dir=data_dir)
-    elif src.name == "lfw_patches":
-        b = datasets.LfwPatches(data_dir=data_dir)
-    elif src.kind == "embedded":
-        b = datasets.MlxtendMnist5k(data_dir=data_dir)
-    else:
-        b = tfds.builder(src.name, data_dir=data_dir)
-    if not b.is_prepared():
-        b.download_and_prepare(download_config=download_config)
-    return b
+        return datasets.MnistIdx(config=config, data_dir=data_dir)
+    if src.name == "rgb_patches":
+        return datasets.RgbPatches(config=datasets.patches_config(src.image_dir), data_dir=data_dir)
+    if src.name == "lfw_patches":
+        return datasets.LfwPatches(data_dir=data_dir)
+    if src.kind == "embedded":
+        return datasets.MlxtendMnist5k(data_dir=data_dir)
+    return tfds.builder(src.name, data_dir=data_dir)
 
 
 def prepare_image_folder(directory: str, name: str, channels: int | None = None, data_dir: str | None = None):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import os
+from collections.abc import Callable
 
 import jax
 import numpy as np
@@ -31,9 +33,68 @@ def use_cpu_cores(*batch_sizes: int) -> int:
     return n
 
 
+COORDINATOR_ENV = ("DAE_JAX_COORDINATOR_ADDRESS", "DAE_JAX_NUM_PROCESSES", "DAE_JAX_PROCESS_ID")
+
+
+def initialize_distributed(
+    coordinator_address: str | None = None, num_processes: int | None = None, process_id: int | None = None
+) -> bool:
+    """Joins a multi-process run with ``jax.distributed.initialize`` when a coordinator address is given.
+
+    Each argument falls back to its environment variable (``COORDINATOR_ENV``). Returns whether
+    it joined one. CPU processes exchange gradients with gloo. Call it before JAX runs anything.
+    """
+    given = (coordinator_address, num_processes, process_id)
+    coordinator_address, num_processes, process_id = (
+        value if value is not None else os.environ.get(name) for value, name in zip(given, COORDINATOR_ENV, strict=True)
+    )
+    if not coordinator_address:
+        return False
+    try:
+        num_processes, process_id = int(num_processes), int(process_id)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"a multi-process run at {coordinator_address} needs the number of processes and this process's id: "
+            f"--num_processes and --process_id (or ${COORDINATOR_ENV[1]} and ${COORDINATOR_ENV[2]}), "
+            f"got {num_processes!r} and {process_id!r}."
+        ) from None
+    if not 0 <= process_id < num_processes:
+        raise ValueError(f"process_id must be in [0, {num_processes}), got {process_id}.")
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address, num_processes, process_id)
+    return True
+
+
 def make_mesh(devices=None) -> Mesh:
     devices = jax.devices() if devices is None else devices
     return Mesh(np.asarray(devices), (DATA_AXIS,))
+
+
+def one_at_a_time(fn: Callable, mesh: Mesh) -> Callable:
+    """``fn`` (a jitted program over ``mesh``) dispatched only once the previous such program has run,
+    on a multi-device CPU mesh.
+
+    XLA:CPU runs every device's part of a program on one shared pool of about a thread per core.
+    With several multi-device programs in flight, parts blocked in a collective can hold every
+    thread while the parts they wait for cannot start: a deadlock, which XLA aborts after 40 s
+    (seen here with 2 devices on 2 cores). One program in flight avoids it, and the host still
+    prepares the next batch while the last program runs. On GPU/TPU and on a single device ``fn``
+    is returned unchanged.
+    """
+    if mesh.devices.size == 1 or mesh.devices.flat[0].platform != "cpu":
+        return fn
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        jax.block_until_ready(_in_flight)  # the last program of any wrapped function
+        _in_flight[:] = jax.tree.leaves(out := fn(*args, **kwargs))
+        return out
+
+    call.lower = fn.lower  # cost analysis, as on the jitted function
+    return call
+
+
+_in_flight: list = []  # the outputs of the last program dispatched through one_at_a_time
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:

@@ -77,8 +77,13 @@ def create_train_state(
     )
 
 
-def make_train_step(corrupt: corruptions.Corruption, loss_name: str, micro_batch: int | None = None) -> Callable:
+def make_train_step(
+    corrupt: corruptions.Corruption, loss_name: str, micro_batch: int | None = None, compute_dtype: Any = None
+) -> Callable:
     """``train_step(state, batch, key) -> (state, metrics)``, hyperparameters bound by closure.
+
+    ``compute_dtype`` (e.g. ``jnp.bfloat16``): the model runs in it on copies of the float32
+    parameters, whose gradients and updates stay float32; the loss is taken in float32.
 
     ``micro_batch`` (models without BatchNorm): this device's rows are processed in chunks of
     ``micro_batch`` by a ``lax.scan`` that sums their gradients. The update is the same (to float
@@ -95,9 +100,11 @@ def make_train_step(corrupt: corruptions.Corruption, loss_name: str, micro_batch
         noisy = corruptions.per_example(corrupt, step_key, clean, index)
 
         def summed_loss(params, noisy, clean):
+            if compute_dtype is not None:
+                params, noisy = jax.tree.map(lambda x: x.astype(compute_dtype), (params, noisy))
             variables = {"params": params, "batch_stats": state.batch_stats}
             logits, updates = state.apply_fn(variables, noisy, train=True, mutable=["batch_stats"])
-            return loss_fn(logits, clean).sum(), updates.get("batch_stats", {})
+            return loss_fn(logits.astype(jnp.float32), clean).sum(), updates.get("batch_stats", {})
 
         grad_fn = jax.value_and_grad(summed_loss, has_aux=True)
         if micro_batch is None or micro_batch >= n:
@@ -170,12 +177,15 @@ def micro_batch_size(requested: int | None, per_device: int, batch_stats: Any) -
 
 
 def data_parallel(step: Callable, mesh: jax.sharding.Mesh, donate_state: bool) -> Callable:
-    """jit(shard_map(step)): state and key replicated, batch split over ``data``; jitted once."""
+    """jit(shard_map(step)): state and key replicated, batch split over ``data``; jitted once.
+
+    On a multi-device CPU mesh each call returns once it has run (``sharding.one_at_a_time``).
+    """
     # check_vma=False gives pmap's semantics: the gradient of the replicated params is this
     # device's own, and train_step averages it with lax.pmean. With check_vma=True shard_map
     # would already psum it, and the pmean would then average an N-times-summed gradient.
     mapped = jax.shard_map(step, mesh=mesh, in_specs=(P(), P(DATA_AXIS), P()), out_specs=P(), check_vma=False)
-    return jax.jit(mapped, donate_argnums=(0,) if donate_state else ())
+    return sharding.one_at_a_time(jax.jit(mapped, donate_argnums=(0,) if donate_state else ()), mesh)
 
 
 def evaluate(
@@ -257,24 +267,39 @@ def read_history(workdir: Path) -> list[dict]:
 
 
 class MetricWriter:
-    """Appends one JSON line per record to ``metrics.jsonl`` and scalars to TensorBoard."""
+    """Appends one JSON line per record to ``metrics.jsonl`` and scalars to TensorBoard (process 0 only)."""
 
     def __init__(self, workdir: Path, resumed_step: int):
         from flax.metrics import tensorboard
 
         self.path = workdir / "metrics.jsonl"
-        if self.path.exists():  # drop records a killed run wrote after its last checkpoint
-            lines = self.path.read_text().splitlines()
-            self.path.write_text("".join(f"{x}\n" for x in lines if json.loads(x)["step"] <= resumed_step))
+        self.enabled = jax.process_index() == 0
+        if not self.enabled:
+            return
+        if self.path.exists():  # drop records a killed run wrote after its last checkpoint, and a torn last line
+            kept = [x for x in self.path.read_text().splitlines() if _record_step(x) <= resumed_step]
+            tmp = self.path.with_suffix(".jsonl.tmp")
+            tmp.write_text("".join(f"{x}\n" for x in kept))
+            os.replace(tmp, self.path)  # atomic: a kill now leaves the old or the new file, never a half
         self.tb = tensorboard.SummaryWriter(str(workdir / "tensorboard"))
 
     def write(self, step: int, record: dict[str, float]) -> None:
+        if not self.enabled:
+            return
         with self.path.open("a") as f:
             f.write(json.dumps({"step": step, **record}) + "\n")
         for k, v in record.items():
             if isinstance(v, (int, float)):
                 self.tb.scalar(k, v, step)
         self.tb.flush()
+
+
+def _record_step(line: str) -> float:
+    """The step of one metrics.jsonl line; infinity for a line a kill cut short."""
+    try:
+        return json.loads(line)["step"]
+    except (json.JSONDecodeError, KeyError):
+        return math.inf
 
 
 def _take(arrays: dict[str, np.ndarray], n: int | None) -> dict[str, np.ndarray]:
@@ -308,6 +333,10 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     for name in ("max_steps_per_epoch", "max_eval_examples", "checkpoint_every_steps"):
         if config[name] is not None:
             positive_int(name, config[name])
+    if config.compute_dtype not in ("float32", "bfloat16", "float16"):
+        raise ValueError(
+            f"config.compute_dtype must be 'float32', 'bfloat16' or 'float16', got {config.compute_dtype!r}."
+        )
     if config.micro_batch_size not in (None, 0):
         positive_int("micro_batch_size", config.micro_batch_size)
     models.make(config.model.name, **{k: v for k, v in config.model.items() if k != "name"})  # names, fields
@@ -387,7 +416,7 @@ def _writable_workdir(workdir: str | os.PathLike) -> Path:
     workdir = Path(workdir)
     try:
         workdir.mkdir(parents=True, exist_ok=True)
-        probe = workdir / ".write_test"
+        probe = workdir / f".write_test.{jax.process_index()}"
         probe.write_text("")
         probe.unlink()
     except OSError as e:
@@ -484,7 +513,8 @@ def prepare(config: ml_collections.ConfigDict, mesh, total_steps: int) -> tuple[
     state = jax.device_put(state, sharding.replicated(mesh))
     micro = micro_batch_size(config.micro_batch_size, config.batch_size // mesh.devices.size, state.batch_stats)
     corrupt = corruptions.from_spec(config.corruption.to_dict())
-    return state, make_train_step(corrupt, config.loss, micro)
+    compute_dtype = None if config.compute_dtype == "float32" else jnp.dtype(config.compute_dtype)
+    return state, make_train_step(corrupt, config.loss, micro, compute_dtype)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike | None = None) -> Run:
@@ -507,7 +537,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     corrupt = corruptions.from_spec(config.corruption.to_dict())
 
     data = input_pipeline.load(config.data)
-    (workdir / "metadata.json").write_text(json.dumps(run_metadata(config, data.source), indent=2))
+    if jax.process_index() == 0:
+        (workdir / "metadata.json").write_text(json.dumps(run_metadata(config, data.source), indent=2))
     local_batch = config.batch_size // jax.process_count()
     steps_per_epoch = len(data.train["image"]) // local_batch
     if config.max_steps_per_epoch:

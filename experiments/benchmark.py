@@ -433,10 +433,10 @@ def markdown(report: dict) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    from dae_jax import models
+    from experiments.peers import specs
 
     parser = argparse.ArgumentParser(prog="dae-jax bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--presets", default=",".join(models.MODELS), help="model presets, comma-separated")
+    parser.add_argument("--presets", default=",".join(specs.PRESETS), help="model presets, comma-separated")
     parser.add_argument("--batch-sizes", default="128,512", help="global batch sizes, comma-separated")
     parser.add_argument("--steps", type=int, default=20, help="train steps per timed repeat")
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats per framework (min and median)")
@@ -460,9 +460,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                 f"{args.repeats}, {args.warmup}."
             )
         args.presets = [p.strip() for p in args.presets.split(",") if p.strip()]
-        unknown = [p for p in args.presets if p not in models.MODELS]
+        unknown = [p for p in args.presets if p not in specs.PRESETS]
         if unknown or not args.presets:
-            raise ValueError(f"unknown presets {unknown}; choose from {sorted(models.MODELS)}.")
+            raise ValueError(f"unknown presets {unknown}; choose from {list(specs.PRESETS)}.")
         if args.peak_gflops is not None and args.peak_gflops <= 0:
             raise ValueError(f"--peak-gflops must be > 0, got {args.peak_gflops}.")
         args.peers = parse_peers(args.peers)

@@ -32,12 +32,11 @@ import numpy as np
 
 def noisy_test_set(config, test: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """(noisy, clean) float32 [N, H, W, C]: exactly the images dae-jax's evaluation scores."""
-    import jax
     import jax.numpy as jnp
 
     from dae_jax import corruptions, training
 
-    eval_key = jax.random.fold_in(jax.random.key(config.seed), 2)  # as in training.train_and_evaluate
+    eval_key = training.run_keys(config.seed)[2]  # the key of train_and_evaluate's evaluation noise
     clean = training.to_float(jnp.asarray(test["image"]))
     corrupt = corruptions.from_spec(config.corruption.to_dict())
     noisy = corruptions.per_example(corrupt, eval_key, clean, jnp.arange(len(clean)))
@@ -125,7 +124,7 @@ def train_dae_jax(config, workdir: Path, target: float, max_epochs: int) -> tupl
     records, step = [], 0
     for epoch in range(1, max_epochs + 1):
         config.num_epochs = epoch
-        result = training.train_and_evaluate(config, workdir)
+        result = training.train_and_evaluate(config, workdir).metrics
         last = json.loads((workdir / "metrics.jsonl").read_text().splitlines()[-1])
         # The loop's images/s is this epoch's images over its training time (evaluation excluded).
         seconds = (result["step"] - step) * config.batch_size / last["images_per_s"]
@@ -160,6 +159,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-eval-examples", type=int, default=None, help="fewer test images (quick check)")
     parser.add_argument("--data-source", default="auto", help="auto | idx | tfds | embedded (see README, Data)")
     parser.add_argument("--data-dir", default=None, help="TFDS data dir (default: $TFDS_DATA_DIR)")
+    parser.add_argument(
+        "--device-resident", action="store_true", help="dae-jax trains with its device-resident fast path"
+    )
     parser.add_argument("--out", default=None, help="write the report here (.json)")
     args = parser.parse_args(argv)
     args.target_epochs = args.target_epochs or args.epochs
@@ -173,9 +175,12 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     import jax
 
+    from dae_jax import sharding
     from experiments.benchmark import machine
 
     config = load_config(args)
+    config.device_resident = args.device_resident
+    sharding.use_cpu_cores(config.batch_size, config.eval_batch_size)  # as dae-jax train runs
     workdir = Path(args.workdir)
     if (workdir / "checkpoints").exists():
         raise SystemExit(f"time_to_quality: {workdir} already holds a run; pass a new --workdir.")
@@ -196,6 +201,7 @@ def main(argv: list[str] | None = None) -> dict:
         "machine": machine(),
         "versions": {"keras": keras_version, "jax": jax.__version__},
         "keras_variant": args.keras_variant,
+        "dae_jax_loop": "device-resident" if args.device_resident else "tf.data host loop",
         "target_psnr": target,
         "time_to_target": {"dae-jax": jax_time, "keras": keras_time, "dae_jax_over_keras": ratio},
         "epochs": {"dae-jax": jax_records, "keras": keras_records},

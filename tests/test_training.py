@@ -75,6 +75,22 @@ def test_bad_micro_batch_sizes_are_named():
         training.micro_batch_size(8, 64, {"bn": jnp.zeros(3)})
 
 
+def test_bfloat16_compute_keeps_float32_parameters(mnist_sample):
+    mesh = sharding.make_mesh(jax.devices()[:2])
+    batches = _batches(mnist_sample, 3, 32)
+    step = training.data_parallel(
+        training.make_train_step(corruptions.make("gaussian", sigma=0.5), "bce", None, jnp.bfloat16), mesh, True
+    )
+    state = jax.device_put(_state(), sharding.replicated(mesh))
+    losses = []
+    for b in batches:
+        state, m = step(state, sharding.global_batch(b, mesh), jax.random.key(7))
+        losses.append(float(m["loss"]))
+    assert {x.dtype for x in jax.tree.leaves(state.params)} == {jnp.dtype(jnp.float32)}
+    _, reference = _run(mesh, batches)
+    np.testing.assert_allclose(losses, reference, rtol=2e-2)  # bf16 rounding, same training
+
+
 def test_same_step_runs_under_pmap(mnist_sample):
     batches = _batches(mnist_sample, 2, 32)
     ref, _ = _run(sharding.make_mesh(), batches)

@@ -24,6 +24,7 @@ def get_config() -> ml_collections.ConfigDict:
     # Each device's rows in chunks of this many (gradients summed; same update). None: 16 on CPU
     # for models without BatchNorm, else none; 0: none (dae_jax.training.micro_batch_size).
     c.micro_batch_size = placeholder(int)
+    c.compute_dtype = "float32"  # "bfloat16": compute in bf16 on float32 parameters (GPU/TPU; slow on CPU)
     c.eval_batch_size = 1000
     c.num_epochs = 10
     c.max_steps_per_epoch = placeholder(int)  # None: the whole training split

@@ -60,6 +60,11 @@ class Setup:
     sigma: float | None  # Gaussian noise std, clipped to [0, 1]; None: no corruption
 
 
+# The presets the peers rebuild: the MNIST reference setups (superres has skip connections and
+# RGB super-resolution data, which the peers do not implement).
+PRESETS = ("conv32", "conv32_16", "bn_dense576", "conv64", "dense64", "dense32")
+
+
 def _reference_configs() -> dict[str, str]:
     """{model preset: config name} for every config in experiments/configs (the first by name wins)."""
     found = {}
@@ -76,8 +81,8 @@ def setup(preset: str) -> Setup:
     # Imported here: a peer's worker process unpickles Setups without loading JAX.
     from dae_jax import models, optimizers
 
-    if preset not in models.MODELS:
-        raise ValueError(f"Unknown model preset {preset!r}; choose one of {sorted(models.MODELS)}.")
+    if preset not in PRESETS:
+        raise ValueError(f"Unknown model preset {preset!r} for the peers; choose one of {list(PRESETS)}.")
     config_name = _reference_configs().get(preset, "base")
     config = importlib.import_module(f"experiments.configs.{config_name}").get_config()
     corruption = config.corruption.to_dict()
