@@ -82,3 +82,23 @@ def metric_bars(labels: list[str], panels: dict[str, dict[str, list[float]]], pa
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def heatmap(values: np.ndarray, rows: list[str], columns: list[str], path: str | Path, title: str, label: str) -> None:
+    """A matrix [len(rows), len(columns)] as coloured cells with their values written in (NaN: blank)."""
+    values = np.asarray(values, np.float64)
+    fig, ax = plt.subplots(figsize=(1.5 + 1.3 * len(columns), 1.2 + 0.6 * len(rows)))
+    image = ax.imshow(values, cmap="viridis", aspect="auto")
+    ax.set_xticks(range(len(columns)), columns, fontsize=8, rotation=20, ha="right")
+    ax.set_yticks(range(len(rows)), rows, fontsize=8)
+    ax.set_xlabel("evaluated on")
+    ax.set_ylabel("trained on")
+    middle = np.nanmean(values)
+    for (i, j), v in np.ndenumerate(values):
+        if np.isfinite(v):
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=8, color="white" if v < middle else "black")
+    fig.colorbar(image, ax=ax, label=label)
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -286,6 +286,17 @@ def _apply_skip(layer: _Skip, x: jax.Array, skips: dict[str, jax.Array]) -> jax.
     return x + saved
 
 
+def scan_friendly(model: Autoencoder) -> bool:
+    """Whether every layer's backward pass stays on XLA CPU's fast path inside a ``lax.scan``.
+
+    True for stride-1 convolutions (``ops.conv2d``), pooling, upsampling, dense layers and skips;
+    autodiff's backward passes of strided and transposed convolutions fall to a slow generic loop
+    there, so the micro-batched step (``training.micro_batch_size``) is not used for them by default.
+    """
+    steps = _plan(model.encoder) + _plan(model.decoder)
+    return model.fast and all(s["op"] != "tconv" and s.get("strides", 1) == 1 for s in steps)
+
+
 MODELS: dict[str, Callable[..., nn.Module]] = {
     # Keras blog "Building Autoencoders in Keras", convolutional denoising autoencoder: code 7x7x32.
     "conv32": functools.partial(
@@ -328,6 +339,24 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     ),
     "dense32": functools.partial(
         Autoencoder, encoder=("flatten", "dense 32 relu"), decoder=("dense 784", "reshape 28x28x1")
+    ),
+    # U-Net-style MNIST denoiser (the 'best in an hour' setup): 32 / 64 / 64 channels at 28 / 14 / 7 pixels,
+    # additive skips from the encoder at 28 and 14 pixels; code 7x7x64.
+    "unet32": functools.partial(
+        Autoencoder,
+        encoder=("conv 32 relu", "save full", "pool", "conv 64 relu", "save half", "pool", "conv 64 relu"),
+        decoder=(
+            "conv 64 relu",
+            "up",
+            "conv 64 relu",
+            "add half",
+            "conv 32 relu",
+            "up",
+            "conv 32 relu",
+            "add full",
+            "conv 32 relu",
+            "conv 1",
+        ),
     ),
     # RGB super-resolution (any H, W divisible by 4): strided-conv encoder to H/4 x W/4 x 64, nearest-upsampling
     # decoder with additive skips from the encoder at full and half resolution, and a global residual:

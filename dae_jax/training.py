@@ -158,12 +158,15 @@ def make_eval_step(corrupt: corruptions.Corruption, loss_name: str) -> Callable:
 CPU_MICRO_BATCH = 16
 
 
-def micro_batch_size(requested: int | None, per_device: int, batch_stats: Any) -> int | None:
+def micro_batch_size(
+    requested: int | None, per_device: int, batch_stats: Any, scan_friendly: bool = True
+) -> int | None:
     """The ``micro_batch`` for ``make_train_step``: ``requested`` (0: none), or by default
-    ``CPU_MICRO_BATCH`` on CPU for models without BatchNorm when it divides the device batch."""
+    ``CPU_MICRO_BATCH`` on CPU for models without BatchNorm whose layers stay fast inside a
+    ``lax.scan`` (``models.scan_friendly``) when it divides the device batch."""
     if requested is None:
-        auto = jax.default_backend() == "cpu" and not jax.tree.leaves(batch_stats) and per_device % CPU_MICRO_BATCH == 0
-        return CPU_MICRO_BATCH if auto else None
+        auto = jax.default_backend() == "cpu" and scan_friendly and not jax.tree.leaves(batch_stats)
+        return CPU_MICRO_BATCH if auto and per_device % CPU_MICRO_BATCH == 0 else None
     if requested == 0 or requested >= per_device:
         return None
     if jax.tree.leaves(batch_stats):
@@ -511,7 +514,8 @@ def prepare(config: ml_collections.ConfigDict, mesh, total_steps: int) -> tuple[
     tx = optimizers.from_config(config, total_steps=total_steps)
     state = create_train_state(model, tx, run_keys(config.seed)[0], tuple(config.image_shape))
     state = jax.device_put(state, sharding.replicated(mesh))
-    micro = micro_batch_size(config.micro_batch_size, config.batch_size // mesh.devices.size, state.batch_stats)
+    per_device = config.batch_size // mesh.devices.size
+    micro = micro_batch_size(config.micro_batch_size, per_device, state.batch_stats, models.scan_friendly(model))
     corrupt = corruptions.from_spec(config.corruption.to_dict())
     compute_dtype = None if config.compute_dtype == "float32" else jnp.dtype(config.compute_dtype)
     return state, make_train_step(corrupt, config.loss, micro, compute_dtype)

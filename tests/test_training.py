@@ -68,6 +68,13 @@ def test_micro_batch_size_choice(requested, per_device, batch_norm, expected):
     assert training.micro_batch_size(requested, per_device, stats) == expected  # tests run on CPU
 
 
+def test_no_automatic_micro_batches_for_strided_models():
+    assert models.scan_friendly(models.make("conv32")) and models.scan_friendly(models.make("dense32"))
+    assert not models.scan_friendly(models.make("superres"))  # strided convs
+    assert training.micro_batch_size(None, 64, {}, scan_friendly=False) is None
+    assert training.micro_batch_size(8, 64, {}, scan_friendly=False) == 8  # asked for: done (correct, slower)
+
+
 def test_bad_micro_batch_sizes_are_named():
     with pytest.raises(ValueError, match="does not divide the 64 images per device"):
         training.micro_batch_size(24, 64, {})

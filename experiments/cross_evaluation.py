@@ -1,0 +1,189 @@
+"""Train-on-one, evaluate-on-every matrices: noise levels, corruption types and datasets.
+
+  DAE_JAX_MNIST_DIR=../shared/data/mnist python experiments/cross_evaluation.py STUDY --workdir /work/runs/cross
+
+STUDY is one of ``STUDIES``. Each row of a study is a model trained with the study's config and
+the row's overrides (``dae_jax.train``; an existing run in ``<workdir>/<study>/<row>`` is resumed
+or reused); each column is a test condition (a corruption, a dataset), scored with
+``dae_jax.evaluate`` on the full test split with the fixed evaluation noise, so every model sees
+the very same noisy images in a column. Writes ``results/<study>/``: ``matrix.json`` (every
+metric of every cell, the rows' configs), ``table.md`` (PSNR and SSIM, the noisy input's in the
+header), ``psnr.png`` (heat map) and ``command.txt``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import ml_collections
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+
+
+def gaussian(sigma: float) -> dict:
+    return {"name": "gaussian", "sigma": sigma, "clip": True}
+
+
+@dataclasses.dataclass(frozen=True)
+class Study:
+    """Rows: {name: config overrides (dotted paths)}; columns: {name: {"corruption": spec, "dataset": name}}."""
+
+    config: str
+    rows: dict[str, dict]
+    columns: dict[str, dict]
+    about: str
+
+
+SIGMAS = (0.1, 0.3, 0.5, 0.7)
+CORRUPTIONS = {
+    "gaussian 0.5": gaussian(0.5),
+    "masking 0.5": {"name": "masking", "p": 0.5},
+    "salt & pepper 0.2": {"name": "salt_and_pepper", "p": 0.2},
+    "blur 1.5": {"name": "gaussian_blur", "sigma": 1.5},
+}
+STUDIES = {
+    "noise_sweep": Study(
+        "conv32_16_adam",
+        {f"sigma {s}": {"corruption": gaussian(s)} for s in SIGMAS},
+        {f"sigma {s}": {"corruption": gaussian(s)} for s in SIGMAS},
+        "conv32_16_adam trained at each Gaussian sigma (clipped), evaluated at every sigma.",
+    ),
+    "noise_sweep_unet32": Study(
+        "unet32_best",
+        {f"sigma {s}": {"corruption": gaussian(s), "num_epochs": 10} for s in SIGMAS},
+        {f"sigma {s}": {"corruption": gaussian(s)} for s in SIGMAS},
+        "The best model's setup (unet32_best) at each sigma, 10 epochs each (not its full budget), every sigma.",
+    ),
+    "corruption_types": Study(
+        "conv32_16_adam",
+        {name: {"corruption": spec} for name, spec in CORRUPTIONS.items()},
+        {name: {"corruption": spec} for name, spec in CORRUPTIONS.items()},
+        "conv32_16_adam trained with each corruption, evaluated on each.",
+    ),
+    "cross_dataset": Study(
+        "conv32_16_adam",
+        {"MNIST": {"data.dataset": "mnist"}, "Fashion-MNIST": {"data.dataset": "fashion_mnist"}},
+        {"MNIST": {"dataset": "mnist"}, "Fashion-MNIST": {"dataset": "fashion_mnist"}},
+        "conv32_16_adam (Gaussian sigma 0.5) trained on one dataset, evaluated on the test split of each.",
+    ),
+}
+
+
+def slug(name: str) -> str:
+    return "".join(c if c.isalnum() or c == "." else "_" for c in name.lower())
+
+
+def row_config(study: Study, overrides: dict) -> ml_collections.ConfigDict:
+    config = importlib.import_module(f"experiments.configs.{study.config}").get_config()
+    for path, value in overrides.items():
+        *parents, leaf = path.split(".")
+        node = config
+        for p in parents:
+            node = node[p]
+        node[leaf] = ml_collections.ConfigDict(value) if isinstance(value, dict) else value
+    return config
+
+
+def test_images(dataset: str, data_dir: str | None) -> dict[str, np.ndarray]:
+    """The test split of a dataset of the registry, from the source it resolves to here."""
+    from dae_jax import input_pipeline
+
+    config = importlib.import_module("experiments.configs.base").get_config().data
+    config.dataset, config.data_dir = dataset, data_dir
+    return input_pipeline.load(config).test
+
+
+def run_study(name: str, workdir: Path, data_dir: str | None, smoke: bool = False) -> dict:
+    """Trains (or reuses) every row's model and evaluates it on every column: the report of ``name``.
+
+    ``smoke``: every row's config shrunk to seconds (``training.smoke``) and its test splits to their first
+    256 images; a check of the machinery, not a result.
+    """
+    import dae_jax
+    from dae_jax import evaluation
+
+    study = STUDIES[name]
+    datasets = {c["dataset"] for c in study.columns.values() if "dataset" in c}
+    limit = 256 if smoke else None
+    test_sets = {d: {k: v[:limit] for k, v in test_images(d, data_dir).items()} for d in sorted(datasets)}
+    rows = []
+    for row, overrides in study.rows.items():
+        config = row_config(study, overrides)
+        config.data.data_dir, config.smoke = data_dir, smoke
+        run_dir = workdir / name / slug(row)
+        if not (run_dir / "eval.json").is_file():
+            dae_jax.train(config, run_dir)
+        denoiser = dae_jax.load(run_dir)
+        cells = {}
+        for column, condition in study.columns.items():
+            dataset = test_sets[condition["dataset"]] if "dataset" in condition else None
+            result = evaluation.evaluate(denoiser, dataset, condition.get("corruption"), max_examples=limit)
+            cells[column] = {k: v for k, v in result.items() if k not in ("dataset", "corruption")}
+            print(f"{name}: trained on {row}, evaluated on {column}: PSNR {result['psnr']:.2f} dB", flush=True)
+        rows.append({"row": row, "run": str(run_dir), "config_overrides": overrides, "cells": cells})
+    return {"study": name, "about": study.about, "config": study.config, "columns": study.columns, "rows": rows}
+
+
+def table(report: dict) -> str:
+    columns = list(report["columns"])
+    first = report["rows"][0]["cells"]
+    header = " | ".join(f"{c} (noisy {first[c]['noisy_psnr']:.2f} dB / {first[c]['noisy_ssim']:.3f})" for c in columns)
+    lines = [
+        f"# {report['study']}",
+        "",
+        report["about"],
+        f"Config: `experiments/configs/{report['config']}.py` with each row's overrides.",
+        f"Command: `{report['command']}`.",
+        "Cells: test PSNR (dB) / SSIM of the denoised images, means over the whole test split with the fixed",
+        "evaluation noise; the header gives the noisy input's. Generated by experiments/cross_evaluation.py.",
+        "",
+        f"| trained on \\ evaluated on | {header} |",
+        "|---|" + "---|" * len(columns),
+    ]
+    for row in report["rows"]:
+        cells = " | ".join(f"{row['cells'][c]['psnr']:.2f} / {row['cells'][c]['ssim']:.3f}" for c in columns)
+        lines.append(f"| {row['row']} | {cells} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("study", choices=sorted(STUDIES))
+    parser.add_argument("--workdir", required=True, type=Path, help="where the rows' runs live (reused)")
+    parser.add_argument("--data-dir", default=None, help="TFDS data dir (default: $TFDS_DATA_DIR)")
+    parser.add_argument("--out", default=None, type=Path, help="default: results/<study>")
+    parser.add_argument("--smoke", action="store_true", help="seconds-long rows and 256 test images: a check only")
+    args = parser.parse_args(argv)
+    from dae_jax import figures, sharding
+
+    sharding.use_cpu_cores(128, 1000)  # the configs' batch sizes, as dae-jax train runs them
+    report = run_study(args.study, args.workdir, args.data_dir, args.smoke)
+    report["command"] = "DAE_JAX_MNIST_DIR=../shared/data/mnist " + shlex.join(
+        ["python", "experiments/cross_evaluation.py", *(sys.argv[1:] if argv is None else argv)]
+    )
+    out = args.out or RESULTS / args.study
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "matrix.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "table.md").write_text(table(report))
+    (out / "command.txt").write_text(report["command"] + "\n")
+    psnr = [[row["cells"][c]["psnr"] for c in report["columns"]] for row in report["rows"]]
+    figures.heatmap(
+        psnr,
+        [r["row"] for r in report["rows"]],
+        list(report["columns"]),
+        out / "psnr.png",
+        f"{args.study}: test PSNR (dB)",
+        "PSNR (dB)",
+    )
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
