@@ -22,5 +22,5 @@ def get_config():
     config.optimizer = "adam"
     config.learning_rate = 1e-3
     config.lr_schedule = "cosine"
-    config.num_epochs = 30
+    config.num_epochs = 50
     return config
