@@ -47,11 +47,14 @@ def loss_curves(records: list[dict], loss: str, path: str | Path, title: str | N
     plt.close(fig)
 
 
-def code_maps(codes: np.ndarray, noisy: np.ndarray, clean: np.ndarray, path: str | Path, channels=(0, 1)) -> None:
+def code_maps(codes: np.ndarray, noisy: np.ndarray, clean: np.ndarray, path: str | Path, channels=None) -> None:
     """Per digit (columns): two code channels as images, then the noisy and the clean digit.
 
     codes: [N, h, w, c] spatial codes; each channel is scaled to its own range for display.
+    channels: default the two that vary most over these digits (a relu channel may be dead).
     """
+    if channels is None:
+        channels = sorted(np.argsort(codes.reshape(-1, codes.shape[-1]).std(axis=0))[-2:])
     rows = {}
     for ch in channels:
         maps = codes[..., ch]
