@@ -9,10 +9,11 @@ split of the training set with seed 13 (a seeded permutation here; Keras' exact 
 be matched through TFDS' storage order). The write-up gives no epoch count: we use 10.
 BatchNorm statistics are taken over the global batch, so any device count trains the same.
 
-Command (full MNIST, 2-core CPU):
+Command (full MNIST, 2-core CPU, 2 min 52 s in all):
   DAE_JAX_MNIST_DIR=../shared/data/mnist dae-jax train \\
-      --config=experiments/configs/bn_dense576_sgd.py --workdir=/tmp/runs/bn_dense576_sgd
-Measured: not yet run on full MNIST (results/bn_dense576_sgd/ when committed).
+      --config=experiments/configs/bn_dense576_sgd.py --workdir=/work/runs/bn_dense576_sgd
+Measured (10k test images, fixed sigma-0.3 noise): PSNR 18.92 dB (noisy input 13.33), SSIM 0.822
+(0.583), BCE 0.1068; results/bn_dense576_sgd/.
 """
 
 from experiments.configs import base

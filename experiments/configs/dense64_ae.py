@@ -5,10 +5,11 @@ autoencoders): no corruption, adam lr 0.01, binary cross-entropy, 20 epochs, bat
 Its `noisy_*` metrics score the clean input against itself (infinite PSNR is capped by
 MSE 0): the row to compare is the reconstruction quality.
 
-Command (full MNIST, 2-core CPU):
+Command (full MNIST, 2-core CPU, 1 min 13 s in all):
   DAE_JAX_MNIST_DIR=../shared/data/mnist dae-jax train \\
-      --config=experiments/configs/dense64_ae.py --workdir=/tmp/runs/dense64_ae
-Measured: see results/dense64_ae/ (filled in from a real run when one is committed).
+      --config=experiments/configs/dense64_ae.py --workdir=/work/runs/dense64_ae
+Measured (10k clean test images): reconstruction PSNR 19.33 dB, SSIM 0.815, BCE 0.1038;
+results/dense64_ae/.
 """
 
 import ml_collections
