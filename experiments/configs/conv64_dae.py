@@ -5,10 +5,11 @@ denoising): Conv(64)-Pool-Conv(64)-Pool-Conv(32)-Pool('same') → 4x4x32; neares
 resize to 7, 14, 28, each followed by Conv(32), Conv(64), Conv(64); then Conv(1) logits;
 noise redrawn every batch; adam 1e-3; 10 epochs; batch 128.
 
-Command (full MNIST, 2-core CPU; about 5x the compute of conv32 per image):
+Command (full MNIST, 2-core CPU, 6 min 41 s in all at ~1,650 images/s):
   DAE_JAX_MNIST_DIR=../shared/data/mnist dae-jax train \\
-      --config=experiments/configs/conv64_dae.py --workdir=/tmp/runs/conv64_dae
-Measured: not yet run on full MNIST (results/conv64_dae/ when committed).
+      --config=experiments/configs/conv64_dae.py --workdir=/work/runs/conv64_dae
+Measured (10k test images, fixed noise): PSNR 19.38 dB (noisy input 9.38), SSIM 0.836 (0.412),
+BCE 0.1007; results/conv64_dae/.
 """
 
 from experiments.configs import base
