@@ -117,7 +117,7 @@ def load(workdir_or_checkpoint: str | Path, step: int | None = None) -> Denoiser
     if step is None:
         raise ValueError(f"no checkpoint in {str(path)!r}; give a workdir that `dae-jax train` wrote.")
     config = ml_collections.ConfigDict(ckpts.saved_config(step))
-    model = models.make(config.model.name, **{k: v for k, v in config.model.items() if k != "name"})
+    model = models.from_config(config.model)
     tx = optimizers.from_config(config, total_steps=max(step, 1))  # the horizon does not change the state's shape
     image_shape = tuple(config.image_shape)
     template = training.create_train_state(model, tx, jax.random.key(0), image_shape)

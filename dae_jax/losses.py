@@ -6,20 +6,45 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
-import optax
 
 
 def _per_image_mean(x: jax.Array) -> jax.Array:
-    return x.reshape(x.shape[0], -1).mean(axis=1)
+    """[N, ...] -> [N] means, as a dot with 1/P weights.
+
+    On XLA CPU a reduction fuses the elementwise ops that feed it and then runs them slowly
+    (5x slower for the BCE below, measured); a dot leaves them to a vectorized loop.
+    """
+    x = x.reshape(x.shape[0], -1)
+    return x @ jnp.full((x.shape[1],), 1.0 / x.shape[1], x.dtype)
+
+
+@jax.custom_vjp
+def _bce_pixels(logits: jax.Array, targets: jax.Array) -> jax.Array:
+    """Elementwise BCE of sigmoid(logits) against targets: max(x, 0) - x t + log(1 + exp(-|x|))."""
+    return jnp.maximum(logits, 0.0) - logits * targets + jnp.log1p(jnp.exp(-jnp.abs(logits)))
+
+
+def _bce_pixels_fwd(logits, targets):
+    return _bce_pixels(logits, targets), (logits, targets)
+
+
+def _bce_pixels_bwd(residuals, g):
+    logits, targets = residuals
+    # d/dx = sigmoid(x) - t and d/dt = -x: the textbook gradients, instead of autodiff through max/abs/log1p/exp.
+    return g * (jax.nn.sigmoid(logits) - targets), -g * logits
+
+
+_bce_pixels.defvjp(_bce_pixels_fwd, _bce_pixels_bwd)
 
 
 def bce_with_logits(logits: jax.Array, targets: jax.Array) -> jax.Array:
     """Binary cross-entropy of sigmoid(logits) against targets in [0, 1], per image.
 
-    Same quantity as Keras ``binary_crossentropy`` on a sigmoid output, computed stably
-    from the logits instead of clipping the probabilities.
+    Same quantity as Keras ``binary_crossentropy`` on a sigmoid output (and as
+    ``optax.sigmoid_binary_cross_entropy``), computed stably from the logits instead of
+    clipping the probabilities.
     """
-    return _per_image_mean(optax.sigmoid_binary_cross_entropy(logits, targets))
+    return _per_image_mean(_bce_pixels(logits, targets))
 
 
 def mse(outputs: jax.Array, targets: jax.Array) -> jax.Array:

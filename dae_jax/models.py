@@ -413,5 +413,11 @@ def make(name: str, **overrides) -> nn.Module:
         raise ValueError(f"Model {name!r} does not accept {sorted(overrides)}: {e}") from None
 
 
+def from_config(model_config) -> nn.Module:
+    """``make`` from a config's ``model`` field: ``{"name": preset, **overrides}``."""
+    fields = dict(model_config)
+    return make(fields.pop("name"), **fields)
+
+
 def param_count(params) -> int:
     return sum(x.size for x in jax.tree.leaves(params))

@@ -158,6 +158,23 @@ def make_eval_step(corrupt: corruptions.Corruption, loss_name: str) -> Callable:
 CPU_MICRO_BATCH = 16
 
 
+# Largest training set the device-resident loop copies onto every device by default.
+RESIDENT_MAX_BYTES = 1 << 30
+
+
+def device_resident(requested: bool | None, train_images: np.ndarray, model) -> bool:
+    """Whether to train with ``dae_jax.device_loop``: ``requested``, or by default when it can and is faster.
+
+    Default: one process, a training set of at most ``RESIDENT_MAX_BYTES``, and on CPU a model whose
+    layers stay fast inside ``lax.scan`` (``models.scan_friendly``; strided and transposed
+    convolutions are 3x slower there, results/benchmarks/).
+    """
+    if requested is not None:
+        return requested
+    fits = jax.process_count() == 1 and train_images.nbytes <= RESIDENT_MAX_BYTES
+    return fits and (jax.default_backend() != "cpu" or models.scan_friendly(model))
+
+
 def micro_batch_size(
     requested: int | None, per_device: int, batch_stats: Any, scan_friendly: bool = True
 ) -> int | None:
@@ -226,8 +243,8 @@ def run_keys(seed: int) -> tuple[jax.Array, jax.Array, jax.Array]:
     return tuple(jax.random.fold_in(rng, i) for i in range(3))
 
 
-def run_metadata(config: ml_collections.ConfigDict, source: input_pipeline.Source) -> dict:
-    """What a result needs to be traced back: config, data source, versions, devices, git commit."""
+def run_metadata(config: ml_collections.ConfigDict, source: input_pipeline.Source, loop: str) -> dict:
+    """What a result needs to be traced back: config, data source, training loop, versions, devices, git commit."""
     import flax
     import optax as _optax
 
@@ -243,6 +260,7 @@ def run_metadata(config: ml_collections.ConfigDict, source: input_pipeline.Sourc
     return {
         "config": config.to_dict(),
         "data_source": source.description,
+        "training_loop": loop,
         "data": dataclasses.asdict(source),  # the resolved source, to read the run's data again
         "versions": {
             "dae_jax": dae_jax.__version__,
@@ -342,7 +360,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         )
     if config.micro_batch_size not in (None, 0):
         positive_int("micro_batch_size", config.micro_batch_size)
-    models.make(config.model.name, **{k: v for k, v in config.model.items() if k != "name"})  # names, fields
+    models.from_config(config.model)  # unknown names and fields are refused here
     if config.loss not in losses.LOSSES:
         raise ValueError(f"Unknown loss {config.loss!r}; choose one of {sorted(losses.LOSSES)}.")
     optimizers.schedule(config.lr_schedule, 1.0, 100, **config.lr_schedule_kwargs)  # names and kwargs, now
@@ -510,7 +528,7 @@ def prepare(config: ml_collections.ConfigDict, mesh, total_steps: int) -> tuple[
     What ``train_and_evaluate`` trains, and what the benchmark (experiments/benchmark.py) times.
     ``total_steps`` sets the length of a learning-rate schedule.
     """
-    model = models.make(config.model.name, **{k: v for k, v in config.model.items() if k != "name"})
+    model = models.from_config(config.model)
     tx = optimizers.from_config(config, total_steps=total_steps)
     state = create_train_state(model, tx, run_keys(config.seed)[0], tuple(config.image_shape))
     state = jax.device_put(state, sharding.replicated(mesh))
@@ -541,8 +559,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     corrupt = corruptions.from_spec(config.corruption.to_dict())
 
     data = input_pipeline.load(config.data)
+    resident = device_resident(config.device_resident, data.train["image"], models.from_config(config.model))
+    loop = "device-resident lax.scan (dae_jax.device_loop)" if resident else "tf.data, one jitted step per batch"
+    print(f"training loop: {loop}", flush=True)
     if jax.process_index() == 0:
-        (workdir / "metadata.json").write_text(json.dumps(run_metadata(config, data.source), indent=2))
+        (workdir / "metadata.json").write_text(json.dumps(run_metadata(config, data.source, loop), indent=2))
     local_batch = config.batch_size // jax.process_count()
     steps_per_epoch = len(data.train["image"]) // local_batch
     if config.max_steps_per_epoch:
@@ -563,7 +584,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     state = resume(ckpts, state, config)
 
     eval_step = data_parallel(make_eval_step(corrupt, config.loss), mesh, donate_state=False)
-    epoch_runner = (device_runner if config.device_resident else host_runner)(
+    epoch_runner = (device_runner if resident else host_runner)(
         train_step, data.train, config, mesh, train_key, steps_per_epoch
     )
     validation = _take(data.validation, config.max_eval_examples)

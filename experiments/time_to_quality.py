@@ -8,12 +8,12 @@ batch, training split) and are scored after every epoch on dae-jax's fixed noisy
 noisy images are made once with dae-jax's evaluation corruption and key, and Keras is given the
 arrays. Keras runs first, ``model.fit`` for ``--epochs`` epochs (jit_compile from
 ``--keras-variant``); the target is the test PSNR Keras reaches after ``--target-epochs``
-(default: all) unless ``--target-psnr`` is given. dae-jax then trains with its normal loop
-(``training.train_and_evaluate``), one epoch per call resuming from the previous checkpoint, until
-its test PSNR reaches the target or ``--max-epochs``. Times are training time only (no
-evaluation), summed per epoch, first epoch's compilation included for both; dae-jax's comes
-from its own metrics.jsonl (each resumed epoch also recompiles its step, which counts against
-dae-jax). Quality is checked once per epoch, so a time to target is an upper bound.
+(default: all) unless ``--target-psnr`` is given. dae-jax then trains ``--max-epochs`` with its
+normal loop (``training.train_and_evaluate``, its default loop unless ``--loop``), keeping every
+epoch's checkpoint, and each is scored on the test set afterwards. Times are training time only
+(no evaluation), summed per epoch, the first epoch's compilation included for both; dae-jax's
+come from its own metrics.jsonl. Quality is checked once per epoch, so a time to target is an
+upper bound for both.
 """
 
 from __future__ import annotations
@@ -117,23 +117,33 @@ def train_keras(args: argparse.Namespace) -> tuple[list[dict], str, float]:
     return records, keras_models.version(), mean_psnr(noisy, clean)
 
 
-def train_dae_jax(config, workdir: Path, target: float, max_epochs: int) -> tuple[list[dict], dict]:
-    """dae-jax's train loop, one epoch per call, until test PSNR >= target: (records as train_keras', last result)."""
+def train_dae_jax(config, workdir: Path, max_epochs: int) -> tuple[list[dict], dict]:
+    """dae-jax's train loop for ``max_epochs`` in one run, then each epoch's checkpoint scored on the test set.
+
+    Returns (records as train_keras', the final test result). An epoch's seconds are its training
+    time as the loop measured it (metrics.jsonl: images over training seconds, validation excluded);
+    the first includes compiling the step, as Keras' first epoch includes tracing its function.
+    """
+    import dae_jax
     from dae_jax import training
 
-    records, step = [], 0
-    for epoch in range(1, max_epochs + 1):
-        config.num_epochs = epoch
-        result = training.train_and_evaluate(config, workdir).metrics
-        last = json.loads((workdir / "metrics.jsonl").read_text().splitlines()[-1])
-        # The loop's images/s is this epoch's images over its training time (evaluation excluded).
-        seconds = (result["step"] - step) * config.batch_size / last["images_per_s"]
-        step = result["step"]
-        loss = last["train_loss"]
-        records.append({"epoch": epoch, "train_seconds": seconds, "test_psnr": result["psnr"], "loss": loss})
-        if result["psnr"] >= target:
-            break
-    return records, result
+    config.num_epochs, config.keep_checkpoints = max_epochs, max_epochs  # every epoch's state is kept
+    run = training.train_and_evaluate(config, workdir)
+    records, previous = [], 0
+    for record in run.history:
+        seconds = (record["step"] - previous) * config.batch_size / record["images_per_s"]
+        previous = record["step"]
+        test = dae_jax.evaluate(dae_jax.load(workdir, step=record["step"]), max_examples=config.max_eval_examples)
+        records.append(
+            {
+                "epoch": record["epoch"],
+                "train_seconds": seconds,
+                "test_psnr": test["psnr"],
+                "loss": record["train_loss"],
+            }
+        )
+        print(f"dae-jax epoch {record['epoch']}: {seconds:.1f} s, test psnr {test['psnr']:.2f} dB", flush=True)
+    return records, run.metrics
 
 
 def time_to(records: list[dict], target: float) -> dict:
@@ -160,7 +170,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--data-source", default="auto", help="auto | idx | tfds | embedded (see README, Data)")
     parser.add_argument("--data-dir", default=None, help="TFDS data dir (default: $TFDS_DATA_DIR)")
     parser.add_argument(
-        "--device-resident", action="store_true", help="dae-jax trains with its device-resident fast path"
+        "--loop",
+        choices=("auto", "host", "resident"),
+        default="auto",
+        help="dae-jax's training loop: its default, the tf.data host loop, or the device-resident fast path",
     )
     parser.add_argument("--out", default=None, help="write the report here (.json)")
     args = parser.parse_args(argv)
@@ -179,7 +192,7 @@ def main(argv: list[str] | None = None) -> dict:
     from experiments.benchmark import machine
 
     config = load_config(args)
-    config.device_resident = args.device_resident
+    config.device_resident = {"auto": None, "host": False, "resident": True}[args.loop]
     sharding.use_cpu_cores(config.batch_size, config.eval_batch_size)  # as dae-jax train runs
     workdir = Path(args.workdir)
     if (workdir / "checkpoints").exists():
@@ -188,7 +201,7 @@ def main(argv: list[str] | None = None) -> dict:
         keras_records, keras_version, keras_noisy_psnr = pool.submit(train_keras, args).result()
     target = args.target_psnr or keras_records[args.target_epochs - 1]["test_psnr"]
     print(f"target test PSNR: {target:.2f} dB", flush=True)
-    jax_records, result = train_dae_jax(config, workdir, target, args.max_epochs)
+    jax_records, result = train_dae_jax(config, workdir, args.max_epochs)
     keras_time, jax_time = time_to(keras_records, target), time_to(jax_records, target)
     ratio = jax_time["seconds"] / keras_time["seconds"] if jax_time["seconds"] and keras_time["seconds"] else None
     report = {
@@ -201,7 +214,7 @@ def main(argv: list[str] | None = None) -> dict:
         "machine": machine(),
         "versions": {"keras": keras_version, "jax": jax.__version__},
         "keras_variant": args.keras_variant,
-        "dae_jax_loop": "device-resident" if args.device_resident else "tf.data host loop",
+        "dae_jax_loop": args.loop,
         "target_psnr": target,
         "time_to_target": {"dae-jax": jax_time, "keras": keras_time, "dae_jax_over_keras": ratio},
         "epochs": {"dae-jax": jax_records, "keras": keras_records},

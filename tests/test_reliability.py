@@ -32,17 +32,19 @@ def _final_params(workdir):
     return int(state.step), jax.tree.leaves((state.params, state.opt_state))
 
 
-def test_run_killed_at_random_moments_ends_bit_identical(tmp_path, run_train):
-    run_train(tmp_path / "straight", *SMALL)
+@pytest.mark.parametrize("resident", [True, False], ids=["device_loop", "tfdata_loop"])
+def test_run_killed_at_random_moments_ends_bit_identical(tmp_path, run_train, resident):
+    small = (*SMALL, f"--config.device_resident={resident}")
+    run_train(tmp_path / "straight", *small)
     rng = random.Random()  # a different set of moments on every run of the suite
     killed = tmp_path / "killed"
-    delays = [rng.uniform(5.0, 16.0) for _ in range(3)]
+    delays = [rng.uniform(5.0, 16.0) for _ in range(2)]
     for delay in delays:
-        proc = run_train(killed, *SMALL, popen=True)
+        proc = run_train(killed, *small, popen=True)
         time.sleep(delay)
         proc.kill()  # SIGKILL: no cleanup, possibly mid-step or mid-checkpoint
         proc.wait()
-    run_train(killed, *SMALL)
+    run_train(killed, *small)
     step_a, leaves_a = _final_params(tmp_path / "straight")
     step_b, leaves_b = _final_params(killed)
     assert step_a == step_b == 24, delays

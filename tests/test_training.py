@@ -75,6 +75,16 @@ def test_no_automatic_micro_batches_for_strided_models():
     assert training.micro_batch_size(8, 64, {}, scan_friendly=False) == 8  # asked for: done (correct, slower)
 
 
+def test_device_resident_loop_by_default_where_it_is_faster():
+    images = np.zeros((100, 28, 28, 1), np.uint8)
+    assert training.device_resident(None, images, models.make("conv32"))
+    assert not training.device_resident(None, images, models.make("bn_dense576"))  # strided convs: slow in scans
+    assert training.device_resident(True, images, models.make("bn_dense576"))  # asked for: done
+    assert not training.device_resident(False, images, models.make("conv32"))
+    big = np.broadcast_to(np.zeros((), np.uint8), (training.RESIDENT_MAX_BYTES + 1,))
+    assert not training.device_resident(None, big, models.make("conv32"))
+
+
 def test_bad_micro_batch_sizes_are_named():
     with pytest.raises(ValueError, match="does not divide the 64 images per device"):
         training.micro_batch_size(24, 64, {})

@@ -31,8 +31,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.max_eval_examples = placeholder(int)  # None: the whole validation/test split
     c.log_every_steps = 50  # also how often the loss is checked for NaN/inf
     # True: the training images live on the devices, shuffled there, log_every_steps steps per
-    # jitted call (dae_jax.device_loop: the accelerator fast path; single process). False: tf.data.
-    c.device_resident = False
+    # jitted call (dae_jax.device_loop: the accelerator fast path; single process). False: tf.data,
+    # one step per batch. None: True where it can be and is faster (training.device_resident).
+    c.device_resident = placeholder(bool)
     c.checkpoint_every_epochs = 1
     c.checkpoint_every_steps = placeholder(int)  # also save every N steps (None: only per epoch)
     c.restore_step = placeholder(int)  # resume from this step instead of the latest (later ones are deleted)
