@@ -22,15 +22,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shlex
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 from dae_jax import classical, figures, input_pipeline, training
+from experiments import study_files
 from experiments.configs import base
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -224,21 +222,13 @@ def main(argv: list[str] | None = None) -> None:
     config.data.source, config.data.data_dir = args.source, args.data_dir
     data = input_pipeline.load(config.data)
     args.out.mkdir(parents=True, exist_ok=True)
-    raw = sys.argv[1:] if argv is None else argv
-    env = (
-        f"{input_pipeline.IDX_DIR_ENV}={os.environ[input_pipeline.IDX_DIR_ENV]} "
-        if input_pipeline.IDX_DIR_ENV in os.environ
-        else ""
-    )
-    command = f"{env}python experiments/classical_baselines.py " + " ".join(shlex.quote(a) for a in raw)
+    command = study_files.command_line("classical_baselines.py", argv)
     records = []
     for sigma in args.sigmas:
         record = run_sigma(sigma, data, args)
         (args.out / f"sigma_{sigma}.json").write_text(json.dumps(record, indent=2))
         records.append(record)
-    (args.out / "README.md").write_text(markdown(records, command.strip()))
-    (args.out / "command.txt").write_text(command.strip() + "\n")
-    print(f"wrote {args.out}", flush=True)
+    study_files.write(args.out, {"README.md": markdown(records, command)}, command)
 
 
 if __name__ == "__main__":

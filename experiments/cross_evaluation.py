@@ -17,12 +17,12 @@ import argparse
 import dataclasses
 import importlib
 import json
-import shlex
-import sys
 from pathlib import Path
 
 import ml_collections
 import numpy as np
+
+from experiments import study_files
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 
@@ -165,14 +165,11 @@ def main(argv: list[str] | None = None) -> None:
 
     sharding.use_cpu_cores(128, 1000)  # the configs' batch sizes, as dae-jax train runs them
     report = run_study(args.study, args.workdir, args.data_dir, args.smoke)
-    report["command"] = "DAE_JAX_MNIST_DIR=../shared/data/mnist " + shlex.join(
-        ["python", "experiments/cross_evaluation.py", *(sys.argv[1:] if argv is None else argv)]
-    )
+    report["command"] = study_files.command_line("cross_evaluation.py", argv)
     out = args.out or RESULTS / args.study
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "matrix.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "table.md").write_text(table(report))
-    (out / "command.txt").write_text(report["command"] + "\n")
+    study_files.write(
+        out, {"matrix.json": json.dumps(report, indent=2) + "\n", "table.md": table(report)}, report["command"]
+    )
     psnr = [[row["cells"][c]["psnr"] for c in report["columns"]] for row in report["rows"]]
     figures.heatmap(
         psnr,
@@ -182,7 +179,6 @@ def main(argv: list[str] | None = None) -> None:
         f"{args.study}: test PSNR (dB)",
         "PSNR (dB)",
     )
-    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -18,14 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shlex
-import sys
 import time
 from pathlib import Path
 
 import dae_jax
 from dae_jax import input_pipeline, probe
+from experiments import study_files
 from experiments.configs import base
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -123,10 +121,7 @@ def main(argv: list[str] | None = None) -> None:
         dim = codes["train"].shape[1]
         if dim < pixels["train"].shape[1]:
             rows.append({**probe_row(f"PCA {dim} of pixels", probe.pca(pixels, dim), labels, args), "run": name})
-    raw = sys.argv[1:] if argv is None else argv
-    env = os.environ.get(input_pipeline.IDX_DIR_ENV)
-    command = (f"{input_pipeline.IDX_DIR_ENV}={env} " if env else "") + "python experiments/linear_probe.py"
-    command += "".join(f" {shlex.quote(a)}" for a in raw)
+    command = study_files.command_line("linear_probe.py", argv)
     record = {
         "data_source": data.source.description,
         "num_train": len(labels["train"]),
@@ -135,11 +130,9 @@ def main(argv: list[str] | None = None) -> None:
         "C_grid": args.C,
         "rows": rows,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "probe.json").write_text(json.dumps(record, indent=2))
-    (args.out / "README.md").write_text(markdown(record, command))
-    (args.out / "command.txt").write_text(command + "\n")
-    print(f"wrote {args.out}", flush=True)
+    study_files.write(
+        args.out, {"probe.json": json.dumps(record, indent=2), "README.md": markdown(record, command)}, command
+    )
 
 
 if __name__ == "__main__":

@@ -24,15 +24,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shlex
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 from dae_jax import input_pipeline, stacked
+from experiments import study_files
 from experiments.configs import base
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -182,10 +180,7 @@ def main(argv: list[str] | None = None) -> None:
         log_finetuning,
     )
     print(f"test error {100 * result.test_error:.2f}% (epoch {result.best_epoch}; published SDAE-3: 1.28%)", flush=True)
-    raw = sys.argv[1:] if argv is None else argv
-    env = os.environ.get(input_pipeline.IDX_DIR_ENV)
-    command = (f"{input_pipeline.IDX_DIR_ENV}={env} " if env else "") + "python experiments/stacked_dae.py"
-    command += "".join(f" {shlex.quote(a)}" for a in raw)
+    command = study_files.command_line("stacked_dae.py", argv)
     record = {
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "data_source": loaded.source.description,
@@ -200,11 +195,9 @@ def main(argv: list[str] | None = None) -> None:
         "finetuning": result.history,
         "seconds": time.perf_counter() - start,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "result.json").write_text(json.dumps(record, indent=2))
-    (args.out / "README.md").write_text(markdown(record, command))
-    (args.out / "command.txt").write_text(command + "\n")
-    print(f"wrote {args.out}", flush=True)
+    study_files.write(
+        args.out, {"result.json": json.dumps(record, indent=2), "README.md": markdown(record, command)}, command
+    )
 
 
 if __name__ == "__main__":
