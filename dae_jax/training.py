@@ -315,6 +315,10 @@ class MetricWriter:
         self.tb.flush()
 
 
+def _step_checkpoint_due(step: int, config: ml_collections.ConfigDict) -> bool:
+    return bool(config.checkpoint_every_steps) and step % config.checkpoint_every_steps == 0
+
+
 def _record_step(line: str) -> float:
     """The step of one metrics.jsonl line; infinity for a line a kill cut short."""
     try:
@@ -619,7 +623,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
             bar.update(k)
             rate = (step - epoch_start - skip) * config.batch_size / (time.perf_counter() - start)
             bar.set_postfix(loss=f"{float(chunk_losses[-1]):.4f}", img_s=f"{rate:,.0f}")
-            if config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0:
+            if step < epoch_end and _step_checkpoint_due(step, config):  # at the epoch's end: after its record
                 ckpts.save(state, rng, config)
         bar.close()
         elapsed = time.perf_counter() - start
@@ -640,9 +644,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
             f"val psnr {record['val_psnr']:.2f} dB, {record['images_per_s']:,.0f} img/s",
             flush=True,
         )
-        if ((epoch + 1) % config.checkpoint_every_epochs == 0 or epoch + 1 == config.num_epochs) and (
-            step not in ckpts.all_steps()
-        ):
+        # Saved after the epoch's record is written: a run killed in between redoes the epoch and its
+        # record, rather than resuming past an epoch that metrics.jsonl never got.
+        due = (epoch + 1) % config.checkpoint_every_epochs == 0 or epoch + 1 == config.num_epochs
+        if (due or _step_checkpoint_due(step, config)) and step not in ckpts.all_steps():
             ckpts.save(state, rng, config)
     ckpts.close()
 
