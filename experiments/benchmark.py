@@ -12,11 +12,12 @@ its own noise on the clean uint8 batch inside the step. dae-jax's step is
 ``training.data_parallel(training.make_train_step(...), mesh, donate_state=True)``, built as
 ``training.train_and_evaluate`` builds it. FLOPs per image are model FLOPs: XLA's cost analysis of
 the same step with the textbook layers (``fast=False``), the work every framework's layers do, so
-each GFLOP/s is comparable (dae-jax's fast layers do less; its rate is an effective one). Every framework runs in its own process (in one process their thread pools slow
-each other down several times), is warmed up (compilation excluded), and is then timed in
-rounds, one framework at a time (A B C A B C ...), ``--repeats`` times ``--steps`` steps on
-batches already in memory (no input pipeline). The table gives the min and median over repeats
-and dae-jax's throughput over each peer's (> 1: dae-jax is faster).
+each GFLOP/s is comparable (dae-jax's fast layers do less; its rate is an effective one). Every
+framework runs in its own process (in one process their thread pools slow each other down several
+times), is warmed up (compilation excluded), and is then timed in rounds, one framework at a time
+(A B C A B C ...), ``--repeats`` times ``--steps`` steps on batches already in memory (no input
+pipeline). The table gives the min and median over repeats and dae-jax's throughput over each
+peer's (> 1: dae-jax is faster).
 
 Peers: ``--peers torch,keras`` (each peer's DEFAULT_VARIANT) or ``torch:<variant>``/``keras:<variant>``
 (the VARIANTS of experiments/peers/*_models.py); several variants of a peer may run side by
