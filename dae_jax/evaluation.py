@@ -27,15 +27,14 @@ Dataset = str | np.ndarray | jax.Array | Mapping[str, Any] | None
 Corruption = str | Mapping[str, Any] | None  # None (the run's own), "name[:key=value,...]" or JSON, or a spec
 
 
-def run_source(denoiser: Denoiser) -> input_pipeline.Source:
-    """The data source the run trained on: as its metadata.json recorded it, else as its config resolves here."""
+def recorded_source(denoiser: Denoiser) -> input_pipeline.Source | None:
+    """The data source the run's metadata.json recorded; None without one (its config then resolves it)."""
     metadata = denoiser.workdir / "metadata.json" if denoiser.workdir else None
     if metadata is not None and metadata.is_file():
         recorded = json.loads(metadata.read_text()).get("data")
         if recorded:
             return input_pipeline.Source(**recorded)
-    data = denoiser.config.data
-    return input_pipeline.resolve_source(data.source, data.idx_dir, data.data_dir)
+    return None
 
 
 def load_dataset(
@@ -51,9 +50,9 @@ def load_dataset(
     if dataset is None:
         if split not in RUN_SPLITS:
             raise ValueError(f"the run's data has splits {list(RUN_SPLITS)}, not {split!r}.")
-        src = run_source(denoiser)
-        arrays = getattr(input_pipeline.load(denoiser.config.data, src), split)
-        description = f"{src.description}, {split} split"
+        data = input_pipeline.load(denoiser.config.data, recorded_source(denoiser))
+        arrays = getattr(data, split)
+        description = f"{data.source.description}, {split} split"
     elif isinstance(dataset, str):
         b = input_pipeline.named_builder(dataset, denoiser.config.data.data_dir)
         if split.split("[")[0] not in b.info.splits:

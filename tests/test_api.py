@@ -48,6 +48,20 @@ def test_evaluate_reproduces_eval_json_on_every_data_path(trained_run):
         assert as_float[k] == pytest.approx(own[k], rel=1e-6), k
 
 
+def test_evaluate_without_metadata_uses_the_runs_own_dataset(tfds_dir, tmp_path):
+    """A run whose metadata.json is gone is scored on its config's dataset (RGB patches here), not on MNIST."""
+    from experiments.configs import superres_rgb
+
+    config = superres_rgb.get_config()
+    config.smoke = True
+    config.data.source, config.data.data_dir = "embedded", tfds_dir
+    run = dae_jax.train(config, tmp_path)
+    (tmp_path / "metadata.json").unlink()
+    scores = dae_jax.evaluate(dae_jax.load(tmp_path), max_examples=run.metrics["num_test_images"])
+    for k in ("psnr", "ssim", "noisy_psnr"):
+        assert scores[k] == run.metrics[k], k
+
+
 def test_evaluate_with_another_corruption_and_seed(trained_run):
     d = dae_jax.load(trained_run.workdir)
     clean = dae_jax.evaluate(d, corruption="none", max_examples=64)
