@@ -161,11 +161,16 @@ def parse_spec(text: str) -> dict:
         key, sep, value = item.partition("=")
         if not sep:
             raise ValueError(f"corruption {text!r}: write parameters as name:key=value,key=value (got {item!r}).")
-        try:
-            spec[key.strip()] = ast.literal_eval(value.strip())
-        except (ValueError, SyntaxError):
-            spec[key.strip()] = value.strip()
+        spec[key.strip()] = literal(value.strip())
     return spec
+
+
+def literal(text: str):
+    """A Python literal (number, True, None, ...) from text, else the text itself."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
 
 
 def per_example(corrupt: Corruption, key: jax.Array, images: jax.Array, indices: jax.Array) -> jax.Array:

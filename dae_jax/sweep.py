@@ -8,7 +8,6 @@ trains the 4 points into ``W/<point>/`` (``W/corruption.sigma=0.1,optimizer=adam
 
 from __future__ import annotations
 
-import ast
 import copy
 import itertools
 import math
@@ -20,14 +19,6 @@ import ml_collections
 
 Grid = list[tuple[str, list]]  # (dotted config field, values)
 COLUMNS = ("psnr", "noisy_psnr", "ssim", "noisy_ssim", "bce", "mse")
-
-
-def _literal(text: str):
-    """A Python literal (number, True, None, ...) from text, else the text itself."""
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
 
 
 def set_field(config: ml_collections.ConfigDict, field: str, value) -> None:
@@ -47,10 +38,12 @@ def set_field(config: ml_collections.ConfigDict, field: str, value) -> None:
 
 def parse_grid(texts: Sequence[str], config: ml_collections.ConfigDict) -> Grid:
     """[("corruption.sigma", [0.1, 0.3]), ...] from ``FIELD=V1,V2,...`` texts, each value checked on ``config``."""
+    from dae_jax import corruptions
+
     grid = []
     for text in texts:
         field, sep, values = text.partition("=")
-        values = [_literal(v.strip()) for v in values.split(",") if v.strip()]
+        values = [corruptions.literal(v.strip()) for v in values.split(",") if v.strip()]
         if not sep or not field or not values:
             raise ValueError(f"--grid {text!r}: write FIELD=V1,V2,... e.g. --grid corruption.sigma=0.1,0.3.")
         for value in values:
