@@ -9,6 +9,7 @@ shows the traceback instead. JAX and TensorFlow are imported only once a command
 from __future__ import annotations
 
 import argparse
+import collections
 import importlib
 import json
 import os
@@ -279,7 +280,8 @@ def _image_inputs(inputs: list[str], out: Path) -> list[tuple[Path, Path]]:
         else:
             raise ValueError(f"input {str(given)!r} does not exist; give PNG/JPEG files or folders of them.")
     targets = [target for _, target in pairs]
-    clash = next((t for t in targets if targets.count(t) > 1), None)
+    counts = collections.Counter(targets)  # quadratic list.count would dominate for large folders
+    clash = next((t for t in targets if counts[t] > 1), None)
     if clash is not None:
         sources = [str(p) for p, t in pairs if t == clash]
         raise ValueError(f"{sources} would all be written to {clash}; denoise them into different --out folders.")
