@@ -26,7 +26,7 @@ class Denoiser:
     a batch (NHWC) of the model's size; results come back in the same layout and dtype family.
     """
 
-    model: Any
+    model: models.Autoencoder
     variables: Any  # {"params": ..., "batch_stats": ...}
     config: ml_collections.ConfigDict
     image_shape: tuple[int, int, int]  # (H, W, C) the model takes
@@ -86,7 +86,7 @@ class Denoiser:
 
     def decode(self, codes) -> np.ndarray:
         """float images [N, H, W, C] in [0, 1] from codes [N, ...] (models without encoder-decoder skips)."""
-        skips = getattr(self.model, "decoder_skip_names", [])
+        skips = self.model.decoder_skip_names
         if skips:
             raise ValueError(
                 f"model {self.config.model.name!r} has skip connections: its decoder adds the encoder activations "
