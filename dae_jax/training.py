@@ -616,18 +616,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
             if config.checkpoint_every_steps:
                 events.append((step // config.checkpoint_every_steps + 1) * config.checkpoint_every_steps)
             k = min(events) - step
-            state, chunk_losses = advance(state, k)  # chunk_losses: [k]
+            state, chunk_losses = advance(state, k)
+            chunk_losses = np.asarray(chunk_losses)  # [k]: the one host sync per interval
             losses_.append(chunk_losses)
-            check_finite(np.asarray(chunk_losses), step, config, workdir)  # the one host sync per interval
+            check_finite(chunk_losses, step, config, workdir)
             step += k
             bar.update(k)
             rate = (step - epoch_start - skip) * config.batch_size / (time.perf_counter() - start)
-            bar.set_postfix(loss=f"{float(chunk_losses[-1]):.4f}", img_s=f"{rate:,.0f}")
+            bar.set_postfix(loss=f"{chunk_losses[-1]:.4f}", img_s=f"{rate:,.0f}")
             if step < epoch_end and _step_checkpoint_due(step, config):  # at the epoch's end: after its record
                 ckpts.save(state, rng, config)
         bar.close()
         elapsed = time.perf_counter() - start
-        epoch_losses = np.concatenate([np.asarray(x) for x in losses_])
+        epoch_losses = np.concatenate(losses_)
         record = {
             "epoch": epoch + 1,
             "train_loss": float(epoch_losses.mean()),
@@ -688,8 +689,8 @@ def write_figures(
     clean = to_float(jnp.asarray(test["image"][:n]))
     noisy = corruptions.per_example(corrupt, key, clean, jnp.arange(n))
     variables = jax.device_get(state.variables())
-    codes = state.apply_fn(variables, noisy, method="encode")
-    denoised = losses.OUTPUT_ACTIVATIONS[config.loss](state.apply_fn(variables, noisy))  # skips need the images
+    codes, skips = state.apply_fn(variables, noisy, method="encode_with_skips")
+    denoised = losses.OUTPUT_ACTIVATIONS[config.loss](state.apply_fn(variables, codes, skips=skips, method="decode"))
     title = f"{config.model.name}, {config.corruption.name} {config.corruption.get('sigma', '')}"
     rows = {"noisy": np.asarray(noisy), "denoised": np.asarray(denoised), "clean": np.asarray(clean)}
     figures.image_rows(rows, workdir / "denoising.png", title=title)
