@@ -54,8 +54,6 @@ from jax import lax
 from dae_jax import ops
 from dae_jax.sharding import DATA_AXIS
 
-upsample_nearest = ops.upsample_nearest
-
 
 def _resize_nearest(x: jax.Array, size: tuple[int, int]) -> jax.Array:
     """Nearest-neighbour resize of [N, H, W, C] to [N, *size, C] (half-pixel centres, as tf.image.resize)."""
