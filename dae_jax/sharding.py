@@ -27,8 +27,7 @@ def use_cpu_cores(*batch_sizes: int) -> int:
     if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
         return jax.device_count("cpu")
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    divisor = math.gcd(*batch_sizes) if batch_sizes else math.factorial(cores)  # no batch size: every count
-    n = max(d for d in range(1, cores + 1) if divisor % d == 0)
+    n = max(d for d in range(1, cores + 1) if math.gcd(*batch_sizes) % d == 0) if batch_sizes else cores
     jax.config.update("jax_num_cpu_devices", n)
     return n
 
