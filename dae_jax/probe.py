@@ -23,6 +23,8 @@ import numpy as np
 import optax
 import optax.tree_utils as otu
 
+from dae_jax import analysis
+
 Splits = dict[str, np.ndarray]  # split name ("train", "validation", "test") -> features [N, D] or labels [N]
 
 
@@ -41,10 +43,7 @@ def pca(features: Splits, dim: int) -> Splits:
     d = features["train"].shape[1]
     if isinstance(dim, bool) or not isinstance(dim, int) or not 1 <= dim <= d:
         raise ValueError(f"PCA dimension must be an integer in [1, {d}] (the features' dimension), got {dim!r}.")
-    x = features["train"].astype(np.float64)
-    mean = x.mean(axis=0)
-    _, vectors = np.linalg.eigh(np.cov(x - mean, rowvar=False))  # eigenvalues ascending
-    basis = vectors[:, ::-1][:, :dim]  # [D, dim]
+    mean, basis, _ = analysis.pca(features["train"], dim)  # basis: [D, dim]
     return {k: ((f - mean) @ basis).astype(np.float32) for k, f in features.items()}
 
 
