@@ -166,12 +166,18 @@ class MlxtendMnist5k(tfds.core.GeneratorBasedBuilder):
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+def _is_image(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
+
+
 UNLABELED = "unlabeled"  # the class of images that sit directly in their split folder
 
 
 def find_images(directory: str | os.PathLike) -> list[Path]:
     """Every PNG/JPEG file under ``directory`` (any depth), sorted."""
-    return sorted(p for p in Path(directory).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(p for p in Path(directory).rglob("*") if _is_image(p))
 
 
 def scan_image_folder(directory: str | os.PathLike) -> dict[str, list[tuple[Path, str]]]:
@@ -180,7 +186,7 @@ def scan_image_folder(directory: str | os.PathLike) -> dict[str, list[tuple[Path
     if not directory.is_dir():
         raise FileNotFoundError(f"image folder {str(directory)!r} does not exist.")
     layout = "it needs one folder per split (train/, test/, ...), each holding images or one folder per class"
-    loose = [p.name for p in directory.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+    loose = [p.name for p in directory.iterdir() if _is_image(p)]
     if loose:
         raise ValueError(f"image folder {str(directory)!r} holds images directly ({loose[:3]}); {layout}.")
     splits = {}
@@ -274,7 +280,7 @@ def find_pictures(directory: str | os.PathLike) -> tuple[Path, ...]:
     directory = Path(directory)
     if not directory.is_dir():
         raise FileNotFoundError(f"image dir {str(directory)!r} does not exist; pass a directory of PNG/JPEG files.")
-    files = tuple(sorted(p for p in directory.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()))
+    files = tuple(sorted(p for p in directory.iterdir() if _is_image(p)))
     if not files:
         raise FileNotFoundError(
             f"image dir {str(directory)!r} holds no image files ({', '.join(IMAGE_SUFFIXES)}); "
@@ -314,8 +320,7 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
     """uint8 [H, W, 3] from an image file (gray is repeated over 3 channels, alpha dropped)."""
     from dae_jax import images
 
-    picture = images.read_image(path)
-    return np.repeat(picture, 3, axis=-1) if picture.shape[-1] == 1 else picture[..., :3]
+    return images.read_image(path, channels=3)
 
 
 def split_columns(width: int, patch_size: int) -> dict[str, tuple[int, int]]:
