@@ -98,15 +98,22 @@ SCHEDULES: dict[str, Callable[..., float | optax.Schedule]] = {
 }
 
 
+def _parameters(what: str, fn: Callable, kwargs: dict, fixed: tuple[str, ...] = ()) -> dict:
+    """``fn``'s parameters; ValueError naming a key of ``kwargs`` it does not take (``fixed`` ones dae-jax sets)."""
+    parameters = dict(inspect.signature(fn).parameters)
+    accepted = [p for p in parameters if p not in fixed]
+    for k in kwargs:
+        if k not in accepted:
+            raise ValueError(f"{what} has no parameter {k!r}; it accepts {accepted}.")
+    return parameters
+
+
 def schedule(name: str, learning_rate: float, total_steps: int, **kwargs) -> float | optax.Schedule:
     """A registered schedule for a run of ``total_steps`` steps peaking at ``learning_rate``."""
     if name not in SCHEDULES:
         raise ValueError(f"Unknown learning-rate schedule {name!r}; choose one of {sorted(SCHEDULES)}.")
     fn = SCHEDULES[name]
-    accepted = [p for p in inspect.signature(fn).parameters if p not in ("learning_rate", "total_steps")]
-    for k in kwargs:
-        if k not in accepted:
-            raise ValueError(f"Learning-rate schedule {name!r} has no parameter {k!r}; it accepts {accepted}.")
+    _parameters(f"Learning-rate schedule {name!r}", fn, kwargs, fixed=("learning_rate", "total_steps"))
     if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
         raise ValueError(
             f"Learning-rate schedule {name!r}: total_steps must be a positive integer, got {total_steps!r}."
@@ -125,12 +132,9 @@ def make(
     if name not in OPTIMIZERS:
         raise ValueError(f"Unknown optimizer {name!r}; choose one of {sorted(OPTIMIZERS)}.")
     fn = OPTIMIZERS[name]
-    accepted = list(inspect.signature(fn).parameters)
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
-    for k in kwargs:
-        if k not in accepted:
-            raise ValueError(f"Optimizer {name!r} has no parameter {k!r}; it accepts {accepted}.")
-    lr = kwargs.get("learning_rate", inspect.signature(fn).parameters["learning_rate"].default)
+    parameters = _parameters(f"Optimizer {name!r}", fn, kwargs)
+    lr = kwargs.get("learning_rate", parameters["learning_rate"].default)
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or lr <= 0:
         raise ValueError(f"Optimizer {name!r}: learning_rate must be a number > 0, got {lr!r}.")
     kwargs["learning_rate"] = schedule(schedule_name, lr, total_steps, **dict(schedule_kwargs or {}))
