@@ -94,6 +94,12 @@ def encode_stack(hidden: Sequence[int], params: Sequence[dict], x: jax.Array) ->
     return x
 
 
+def _layer_loss(width: int, params: dict, x: jax.Array, nu: float, key: jax.Array) -> jax.Array:
+    """Pretraining loss of one layer: mean reconstruction cross-entropy of its clean input x [N, D] from x masked."""
+    logits = DenoisingLayer(x.shape[-1], width).apply({"params": params}, masked(key, x, nu))
+    return reconstruction_loss(logits, x).mean()
+
+
 def make_pretrain_step(hidden: Sequence[int], nu: float, tx: optax.GradientTransformation) -> Callable:
     """``step(params, below, opt_state, images, key) -> (params, opt_state, loss)`` for the last layer of ``hidden``.
 
@@ -101,14 +107,10 @@ def make_pretrain_step(hidden: Sequence[int], nu: float, tx: optax.GradientTrans
     """
     below_hidden, width = tuple(hidden[:-1]), hidden[-1]
 
-    def loss_fn(params, x, key):
-        layer = DenoisingLayer(x.shape[-1], width)
-        return reconstruction_loss(layer.apply({"params": params}, masked(key, x, nu)), x).mean()
-
     @jax.jit
     def step(params, below, opt_state, images, key):
         x = encode_stack(below_hidden, below, images)
-        loss, grads = jax.value_and_grad(loss_fn)(params, x, key)
+        loss, grads = jax.value_and_grad(_layer_loss, argnums=1)(width, params, x, nu, key)
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
@@ -139,9 +141,7 @@ def _batches(n: int, batch_size: int, seed: Sequence[int]) -> list[np.ndarray]:
 
 @functools.partial(jax.jit, static_argnums=(0, 3))
 def _reconstruction_error(hidden: tuple[int, ...], params: list[dict], images: jax.Array, nu: float, key: jax.Array):
-    x = encode_stack(hidden[:-1], params[:-1], images)
-    logits = DenoisingLayer(x.shape[-1], hidden[-1]).apply({"params": params[-1]}, masked(key, x, nu))
-    return reconstruction_loss(logits, x).mean()
+    return _layer_loss(hidden[-1], params[-1], encode_stack(hidden[:-1], params[:-1], images), nu, key)
 
 
 def reconstruction_error(
