@@ -43,8 +43,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--bm3d_test_images", type=int, default=2000, help="first test images BM3D is scored on")
     p.add_argument("--max_test_images", type=int, default=None, help="score only the first N test images")
     p.add_argument("--num_figure_images", type=int, default=10)
-    p.add_argument("--source", default="auto", choices=input_pipeline.SOURCES, help="config.data.source")
-    p.add_argument("--data_dir", default=None, help="TFDS data dir (config.data.data_dir)")
+    study_files.add_data_args(p)
     p.add_argument("--out", type=Path, default=ROOT / "results" / "classical_baselines")
     p.add_argument(
         "--tables_only",
@@ -218,9 +217,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.tables_only:
         refresh_tables(args.out)
         return
-    config = base.get_config()
-    config.data.source, config.data.data_dir = args.source, args.data_dir
-    data = input_pipeline.load(config.data)
+    data = study_files.load_data(args)
     args.out.mkdir(parents=True, exist_ok=True)
     command = study_files.command_line("classical_baselines.py", argv)
     records = []

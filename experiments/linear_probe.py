@@ -22,9 +22,8 @@ import time
 from pathlib import Path
 
 import dae_jax
-from dae_jax import input_pipeline, probe
+from dae_jax import probe
 from experiments import study_files
-from experiments.configs import base
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,8 +34,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--C", type=float, nargs="+", default=[0.1], help="inverse L2 strength(s), sklearn's convention")
     p.add_argument("--max_iter", type=int, default=1000, help="L-BFGS iterations at most")
     p.add_argument("--max_train_images", type=int, default=None, help="probe on the first N training images only")
-    p.add_argument("--source", default="auto", choices=input_pipeline.SOURCES, help="config.data.source")
-    p.add_argument("--data_dir", default=None, help="TFDS data dir (config.data.data_dir)")
+    study_files.add_data_args(p)
     p.add_argument("--out", type=Path, default=ROOT / "results" / "linear_probe")
     args = p.parse_args(argv)
     for w in args.workdirs:
@@ -104,9 +102,7 @@ def markdown(record: dict, command: str) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    config = base.get_config()
-    config.data.source, config.data.data_dir = args.source, args.data_dir
-    data = input_pipeline.load(config.data)
+    data = study_files.load_data(args)
     train = {k: v[: args.max_train_images] for k, v in data.train.items()}
     splits = {"train": train, "validation": data.validation, "test": data.test}
     images = {k: v["image"] for k, v in splits.items()}

@@ -31,7 +31,6 @@ import numpy as np
 
 from dae_jax import input_pipeline, stacked
 from experiments import study_files
-from experiments.configs import base
 
 ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED_TEST_ERROR = 0.0128  # SDAE-3 on MNIST, Vincent et al. 2010, Table 3
@@ -50,8 +49,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no_pretraining", action="store_true", help="fine-tune from random weights (the baseline)")
     p.add_argument("--max_train_images", type=int, default=None, help="train on the first N of the 50,000 only")
-    p.add_argument("--source", default="auto", choices=input_pipeline.SOURCES, help="config.data.source")
-    p.add_argument("--data_dir", default=None, help="TFDS data dir (config.data.data_dir)")
+    study_files.add_data_args(p)
     p.add_argument("--num_validation", type=int, default=NUM_VALIDATION, help="last N of TFDS train: validation")
     p.add_argument("--out", type=Path, default=ROOT / "results" / "stacked_dae")
     args = p.parse_args(argv)
@@ -135,9 +133,7 @@ def markdown(record: dict, command: str) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    config = base.get_config()
-    config.data.source, config.data.data_dir = args.source, args.data_dir
-    loaded = input_pipeline.load(config.data)
+    loaded = study_files.load_data(args)
     data = splits(loaded, args)
     start = time.perf_counter()
     pretraining: list[dict] = []

@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import shlex
 import sys
 from pathlib import Path
 
 from dae_jax import input_pipeline
+from experiments.configs import base
+
+
+def add_data_args(parser: argparse.ArgumentParser) -> None:
+    """--source and --data_dir: where the MNIST data comes from (config.data.source, config.data.data_dir)."""
+    parser.add_argument("--source", default="auto", choices=input_pipeline.SOURCES, help="config.data.source")
+    parser.add_argument("--data_dir", default=None, help="TFDS data dir (config.data.data_dir)")
+
+
+def load_data(args: argparse.Namespace) -> input_pipeline.Data:
+    """The base config's MNIST splits from ``args.source`` / ``args.data_dir`` (``add_data_args``)."""
+    data = base.get_config().data
+    data.source, data.data_dir = args.source, args.data_dir
+    return input_pipeline.load(data)
 
 
 def command_line(script: str, argv: list[str] | None = None) -> str:
