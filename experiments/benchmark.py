@@ -76,7 +76,7 @@ class JaxRunner:
     def __init__(self, setup, batch_size: int, images: np.ndarray, variant: str | None = None):
         import jax
 
-        from dae_jax import corruptions, device_loop, models, sharding, training
+        from dae_jax import device_loop, models, sharding, training
 
         if variant not in self.VARIANTS:
             raise ValueError(f"dae-jax variant {variant!r}; choose one of {self.VARIANTS}.")
@@ -101,9 +101,8 @@ class JaxRunner:
         # whose scan body the analysis would count once), the work every framework's layers do. dae-jax's own
         # formulation does less (its upsample-convs), so its GFLOP/s is an effective rate, like the peers'.
         textbook = config.copy_and_resolve_references()
-        textbook.model.fast = False
-        state, _ = training.prepare(textbook, mesh, total_steps=10**6)
-        plain = training.make_train_step(corruptions.from_spec(config.corruption.to_dict()), config.loss, None)
+        textbook.model.fast, textbook.micro_batch_size = False, 0
+        state, plain = training.prepare(textbook, mesh, total_steps=10**6)
         plain = training.data_parallel(plain, mesh, donate_state=False)
         cost = plain.lower(state, self.batches[0], self.key).compile().cost_analysis()
         cost = cost[0] if isinstance(cost, list) else cost  # one dict per device program in older jax
