@@ -65,8 +65,9 @@ def _rebased(markdown: str, folder: str) -> str:
 
 def section(folder: Path) -> list[str]:
     page = folder / "table.md" if (folder / "table.md").is_file() else folder / "README.md"
-    lines = [_rebased(page.read_text().strip(), folder.name), ""]
-    figures = [p for p in sorted(folder.glob("*.png")) if f"({p.name})" not in page.read_text()]
+    text = page.read_text()
+    lines = [_rebased(text.strip(), folder.name), ""]
+    figures = [p for p in sorted(folder.glob("*.png")) if f"({p.name})" not in text]
     lines += [f"![{folder.name}: {p.stem}]({folder.name}/{p.name})" for p in figures]
     return lines + [""]
 
