@@ -30,26 +30,6 @@ from pathlib import Path
 import numpy as np
 
 
-def noisy_test_set(config, test: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """(noisy, clean) float32 [N, H, W, C]: exactly the images dae-jax's evaluation scores."""
-    import jax.numpy as jnp
-
-    from dae_jax import corruptions, training
-
-    eval_key = training.run_keys(config.seed)[2]  # the key of train_and_evaluate's evaluation noise
-    clean = training.to_float(jnp.asarray(test["image"]))
-    corrupt = corruptions.from_spec(config.corruption.to_dict())
-    noisy = corruptions.per_example(corrupt, eval_key, clean, jnp.arange(len(clean)))
-    return np.asarray(noisy), np.asarray(clean)
-
-
-def mean_psnr(outputs: np.ndarray, clean: np.ndarray) -> float:
-    """dae-jax's test PSNR: the mean over images of ``metrics.psnr``."""
-    from dae_jax import metrics
-
-    return float(np.mean(metrics.psnr(outputs, clean)))
-
-
 def load_config(args: argparse.Namespace):
     """The reference config with this run's limits."""
     from dae_jax import training
@@ -64,11 +44,12 @@ def load_config(args: argparse.Namespace):
 
 def fixed_test_set(config) -> tuple:
     """(data, noisy, clean): the loaded data and dae-jax's fixed noisy test images (first max_eval_examples)."""
-    from dae_jax import input_pipeline
+    from dae_jax import classical, input_pipeline, training
 
     data = input_pipeline.load(config.data)
-    test = {k: v[: config.max_eval_examples] for k, v in data.test.items()}
-    return (data, *noisy_test_set(config, test))
+    images = data.test["image"][: config.max_eval_examples]
+    noisy = classical.fixed_noisy(images, config.corruption.to_dict(), config.seed)  # as dae-jax scores them
+    return data, noisy, np.asarray(training.to_float(images))
 
 
 def train_keras(args: argparse.Namespace) -> tuple[list[dict], str, float]:
@@ -81,7 +62,7 @@ def train_keras(args: argparse.Namespace) -> tuple[list[dict], str, float]:
     import keras
     import tensorflow as tf
 
-    from dae_jax import input_pipeline, losses
+    from dae_jax import classical, input_pipeline, losses
     from experiments.peers import keras_models, specs
 
     config = load_config(args)
@@ -109,12 +90,12 @@ def train_keras(args: argparse.Namespace) -> tuple[list[dict], str, float]:
         def on_epoch_end(self, epoch, logs=None):
             seconds = time.perf_counter() - self.start  # taken before the evaluation below
             logits = self.model.predict(noisy, batch_size=config.eval_batch_size, verbose=0)
-            psnr = mean_psnr(np.asarray(losses.OUTPUT_ACTIVATIONS[config.loss](logits)), clean)
+            psnr = classical.mean_psnr(np.asarray(losses.OUTPUT_ACTIVATIONS[config.loss](logits)), clean)
             records.append({"epoch": epoch + 1, "train_seconds": seconds, "test_psnr": psnr, "loss": logs["loss"]})
             print(f"keras epoch {epoch + 1}: {seconds:.1f} s, loss {logs['loss']:.4f}, test psnr {psnr:.2f} dB")
 
     model.fit(dataset, epochs=args.epochs, steps_per_epoch=steps, callbacks=[Scorer()], verbose=0)
-    return records, keras_models.version(), mean_psnr(noisy, clean)
+    return records, keras_models.version(), classical.mean_psnr(noisy, clean)
 
 
 def train_dae_jax(config, workdir: Path, max_epochs: int) -> tuple[list[dict], dict]:
@@ -125,15 +106,16 @@ def train_dae_jax(config, workdir: Path, max_epochs: int) -> tuple[list[dict], d
     the first includes compiling the step, as Keras' first epoch includes tracing its function.
     """
     import dae_jax
-    from dae_jax import training
+    from dae_jax import evaluation, training
 
     config.num_epochs, config.keep_checkpoints = max_epochs, max_epochs  # every epoch's state is kept
     run = training.train_and_evaluate(config, workdir)
+    test_images, _ = evaluation.load_dataset(dae_jax.load(workdir), max_examples=config.max_eval_examples)  # once
     records, previous = [], 0
     for record in run.history:
         seconds = (record["step"] - previous) * config.batch_size / record["images_per_s"]
         previous = record["step"]
-        test = dae_jax.evaluate(dae_jax.load(workdir, step=record["step"]), max_examples=config.max_eval_examples)
+        test = dae_jax.evaluate(dae_jax.load(workdir, step=record["step"]), test_images)
         records.append(
             {
                 "epoch": record["epoch"],
