@@ -2,39 +2,47 @@
 
 The research API (README "Python API"):
 
-- ``dae_jax.train(config, workdir=None) -> Run``: trains and evaluates a config (``Run``: final
-  state, per-epoch history, test metrics, workdir);
-- ``dae_jax.load(workdir_or_checkpoint) -> Denoiser``: ``denoise``, ``reconstruct``, ``encode``,
+- ``train(config, workdir=None) -> Run``: trains and evaluates a config (``Run``: final state,
+  per-epoch history, test metrics, workdir);
+- ``load(workdir_or_checkpoint) -> Denoiser``: ``denoise``, ``reconstruct``, ``encode``,
   ``decode``, ``denoise_any_size`` on user images;
-- ``dae_jax.evaluate(denoiser, dataset=None, corruption=None) -> dict``: the run's metrics on any
-  TFDS dataset or array of images;
-- ``dae_jax.corruptions``, ``dae_jax.models``, ``dae_jax.metrics``: usable on their own.
+- ``evaluate(denoiser, dataset=None, corruption=None) -> dict``: the run's metrics on any TFDS
+  dataset or array of images;
+- ``Setup.from_config(config)``: a config as objects (model, optimizer, corruption, loss);
+- the modules ``configs``, ``corruptions``, ``nn`` (``models``, ``losses``, ``ops``), ``metrics``,
+  usable on their own.
 
-Attributes are imported on first use, so ``dae-jax --help`` does not wait for JAX and TensorFlow.
+The packages are the architecture (docs/architecture.md): ``nn`` (layers, models, losses),
+``data`` (sources, TFDS builders, batches), ``train`` (state and steps, the loop, checkpoints,
+the workdir), ``eval`` (metrics, evaluation, the Denoiser, figures), ``cli`` (one file per
+command) and ``studies`` (baselines, probes, benchmark: they import the library, never the reverse).
 """
 
 from __future__ import annotations
 
-import importlib
-
 __version__ = "0.1.0"
 
-# name -> the module that defines it.
-_EXPORTS = {
-    "train": "dae_jax.training",
-    "Run": "dae_jax.training",
-    "Denoiser": "dae_jax.denoiser",
-    "load": "dae_jax.denoiser",
-    "evaluate": "dae_jax.evaluation",
-}
-_SUBMODULES = ("training", "corruptions", "models", "metrics", "losses", "ops", "images", "tiling", "evaluation")
+from dae_jax import configs, corruptions, optimizers, sharding  # noqa: E402
+from dae_jax.eval import metrics  # noqa: E402
+from dae_jax.eval.denoiser import Denoiser, load  # noqa: E402
+from dae_jax.eval.evaluation import evaluate  # noqa: E402
+from dae_jax.nn import losses, models, ops  # noqa: E402
+from dae_jax.setup import Setup  # noqa: E402
+from dae_jax.train.loop import Run, train  # noqa: E402
 
-__all__ = [*_EXPORTS, *_SUBMODULES]
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    if name in _SUBMODULES:
-        return importlib.import_module(f"dae_jax.{name}")
-    raise AttributeError(f"module 'dae_jax' has no attribute {name!r}")
+__all__ = [
+    "Denoiser",
+    "Run",
+    "Setup",
+    "configs",
+    "corruptions",
+    "evaluate",
+    "load",
+    "losses",
+    "metrics",
+    "models",
+    "ops",
+    "optimizers",
+    "sharding",
+    "train",
+]

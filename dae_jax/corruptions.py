@@ -19,6 +19,13 @@ import numpy as np
 Corruption = Callable[[jax.Array, jax.Array], jax.Array]
 
 
+def to_float(images: jax.Array) -> jax.Array:
+    """Images as corruptions take them: uint8 [0, 255] -> float32 [0, 1]; float images are taken to be in [0, 1]."""
+    if images.dtype != jnp.uint8:
+        return images.astype(jnp.float32)
+    return images.astype(jnp.float32) / 255.0
+
+
 def none(key: jax.Array, images: jax.Array) -> jax.Array:
     """No corruption: a plain (not denoising) autoencoder."""
     del key

@@ -1,4 +1,9 @@
-"""Data-parallel layout: one mesh axis ``data`` over every device of every process."""
+"""Data-parallel layout: one mesh axis ``data`` over every device of every process, and the steps run on it.
+
+``data_parallel(step, mesh)`` runs a per-device step (``dae_jax.train.steps``) as
+``jit(shard_map(step))``: state and key replicated, the batch split over ``data``.
+``use_cpu_cores`` and ``initialize_distributed`` set up the devices before JAX runs anything.
+"""
 
 from __future__ import annotations
 
@@ -119,3 +124,15 @@ def global_batch(local: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Arra
     """This process's rows of a batch -> one global array sharded over ``data``."""
     sharding = batch_sharding(mesh)
     return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local.items()}
+
+
+def data_parallel(step: Callable, mesh: Mesh, donate_state: bool) -> Callable:
+    """jit(shard_map(step)): state (or variables) and key replicated, batch split over ``data``; jitted once.
+
+    On a multi-device CPU mesh each call returns once it has run (``one_at_a_time``).
+    """
+    # check_vma=False gives pmap's semantics: the gradient of the replicated params is this
+    # device's own, and train_step averages it with lax.pmean. With check_vma=True shard_map
+    # would already psum it, and the pmean would then average an N-times-summed gradient.
+    mapped = jax.shard_map(step, mesh=mesh, in_specs=(P(), P(DATA_AXIS), P()), out_specs=P(), check_vma=False)
+    return one_at_a_time(jax.jit(mapped, donate_argnums=(0,) if donate_state else ()), mesh)

@@ -1,6 +1,6 @@
 """Train-on-one, evaluate-on-every matrices: noise levels, corruption types and datasets.
 
-  DAE_JAX_MNIST_DIR=../shared/data/mnist python experiments/cross_evaluation.py STUDY --workdir /work/runs/cross
+  DAE_JAX_MNIST_DIR=../shared/data/mnist python experiments/cross_evaluation.py STUDY --workdir workdirs/cross
 
 STUDY is one of ``STUDIES``. Each row of a study is a model trained with the study's config and
 the row's overrides (``dae_jax.train``; an existing run in ``<workdir>/<study>/<row>`` is resumed
@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib
 import json
 from pathlib import Path
 
-import ml_collections
 import numpy as np
 
-from experiments import study_files
+from dae_jax import configs
+from dae_jax.studies import files as study_files
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 
@@ -80,34 +79,29 @@ def slug(name: str) -> str:
     return "".join(c if c.isalnum() or c == "." else "_" for c in name.lower())
 
 
-def row_config(study: Study, overrides: dict) -> ml_collections.ConfigDict:
-    config = importlib.import_module(f"experiments.configs.{study.config}").get_config()
-    for path, value in overrides.items():
-        *parents, leaf = path.split(".")
-        node = config
-        for p in parents:
-            node = node[p]
-        node[leaf] = ml_collections.ConfigDict(value) if isinstance(value, dict) else value
+def row_config(study: Study, overrides: dict) -> configs.ConfigDict:
+    config = configs.load(study.config)
+    for field, value in overrides.items():
+        configs.set_field(config, field, value)
     return config
 
 
 def test_images(dataset: str, data_dir: str | None) -> dict[str, np.ndarray]:
     """The test split of a dataset of the registry, from the source it resolves to here."""
-    from dae_jax import input_pipeline
+    from dae_jax.data import pipeline
 
-    config = importlib.import_module("experiments.configs.base").get_config().data
+    config = configs.base().data
     config.dataset, config.data_dir = dataset, data_dir
-    return input_pipeline.load(config).test
+    return pipeline.load(config).test
 
 
 def run_study(name: str, workdir: Path, data_dir: str | None, smoke: bool = False) -> dict:
     """Trains (or reuses) every row's model and evaluates it on every column: the report of ``name``.
 
-    ``smoke``: every row's config shrunk to seconds (``training.smoke``) and its test splits to their first
+    ``smoke``: every row's config shrunk to seconds (``configs.smoke``) and its test splits to their first
     256 images; a check of the machinery, not a result.
     """
     import dae_jax
-    from dae_jax import evaluation
 
     study = STUDIES[name]
     datasets = {c["dataset"] for c in study.columns.values() if "dataset" in c}
@@ -124,7 +118,7 @@ def run_study(name: str, workdir: Path, data_dir: str | None, smoke: bool = Fals
         cells = {}
         for column, condition in study.columns.items():
             dataset = test_sets[condition["dataset"]] if "dataset" in condition else None
-            result = evaluation.evaluate(denoiser, dataset, condition.get("corruption"), max_examples=limit)
+            result = dae_jax.evaluate(denoiser, dataset, condition.get("corruption"), max_examples=limit)
             cells[column] = {k: v for k, v in result.items() if k not in ("dataset", "corruption")}
             print(f"{name}: trained on {row}, evaluated on {column}: PSNR {result['psnr']:.2f} dB", flush=True)
         rows.append({"row": row, "run": str(run_dir), "config_overrides": overrides, "cells": cells})
@@ -161,7 +155,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default=None, type=Path, help="default: results/<study>")
     parser.add_argument("--smoke", action="store_true", help="seconds-long rows and 256 test images: a check only")
     args = parser.parse_args(argv)
-    from dae_jax import figures, sharding
+    from dae_jax import sharding
+    from dae_jax.eval import figures
 
     sharding.use_cpu_cores(128, 1000)  # the configs' batch sizes, as dae-jax train runs them
     report = run_study(args.study, args.workdir, args.data_dir, args.smoke)

@@ -1,6 +1,6 @@
 """Copies a finished run's results (not its checkpoints) from its workdir into results/<name>/.
 
-  python experiments/publish_run.py --workdir /tmp/runs/conv32_16_adam --name conv32_16_adam \\
+  python experiments/publish_run.py --workdir workdirs/conv32_16_adam --name conv32_16_adam \\
       --command "DAE_JAX_MNIST_DIR=../shared/data/mnist dae-jax train --config=... --workdir=..."
 
 Copied: eval.json, metrics.jsonl, metadata.json, the figures, analysis JSONs and train.log

@@ -1,6 +1,6 @@
 """SDAE-3 on MNIST (Vincent et al. 2010): greedy masking-noise pretraining of 3 sigmoid layers, then fine-tuning.
 
-The model and what follows the paper or differs from it: ``dae_jax.stacked``. MNIST is split as in
+The model and what follows the paper or differs from it: ``dae_jax.studies.stacked``. MNIST is split as in
 the paper, 50,000 train / 10,000 validation: the first and last images of TFDS ``train`` (its
 stored order); the test set is the 10,000 test images. Fine-tuning keeps the epoch with the best
 validation error. Published: 1.28% test error (SDAE-3, Table 3 of the paper).
@@ -29,8 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from dae_jax import input_pipeline, stacked
-from experiments import study_files
+from dae_jax.data import pipeline
+from dae_jax.studies import files as study_files
+from dae_jax.studies import stacked
 
 ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED_TEST_ERROR = 0.0128  # SDAE-3 on MNIST, Vincent et al. 2010, Table 3
@@ -64,7 +65,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def splits(data: input_pipeline.Data, args: argparse.Namespace) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def splits(data: pipeline.Data, args: argparse.Namespace) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """{"train", "validation", "test"} -> (float [N, 784] in [0, 1], labels [N]): the paper's 50k/10k split."""
     # dae-jax's train + validation splits are TFDS "train" in order; its last images are the validation set.
     images = np.concatenate([data.train["image"], data.validation["image"]])

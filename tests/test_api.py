@@ -10,7 +10,9 @@ import pytest
 from PIL import Image
 
 import dae_jax
-from dae_jax import corruptions, evaluation, input_pipeline, metrics, tiling
+from dae_jax import corruptions, metrics
+from dae_jax.data import builders, pipeline, sources
+from dae_jax.eval import evaluation, tiling
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -22,9 +24,9 @@ def _psnr(a, b) -> float:
 
 
 def test_train_returns_the_run(trained_run):
-    from dae_jax import training  # the module stays importable although dae_jax.training is also the function
+    from dae_jax.train import loop
 
-    assert callable(dae_jax.train) and training.create_train_state and dae_jax.Run is training.Run
+    assert callable(dae_jax.train) and dae_jax.Run is loop.Run and dae_jax.train is loop.train
     assert isinstance(trained_run, dae_jax.Run) and int(trained_run.state.step) == 40
     assert trained_run.metrics == json.loads((trained_run.workdir / "eval.json").read_text())
     assert [r["epoch"] for r in trained_run.history] == [1] and trained_run.history[0]["step"] == 40
@@ -48,11 +50,10 @@ def test_evaluate_reproduces_eval_json_on_every_data_path(trained_run):
         assert as_float[k] == pytest.approx(own[k], rel=1e-6), k
 
 
+@pytest.mark.slow
 def test_evaluate_without_metadata_uses_the_runs_own_dataset(tfds_dir, tmp_path):
     """A run whose metadata.json is gone is scored on its config's dataset (RGB patches here), not on MNIST."""
-    from experiments.configs import superres_rgb
-
-    config = superres_rgb.get_config()
+    config = dae_jax.configs.load("superres_rgb")
     config.smoke = True
     config.data.source, config.data.data_dir = "embedded", tfds_dir
     run = dae_jax.train(config, tmp_path)
@@ -155,13 +156,13 @@ def test_image_folder_dataset_builds_and_refuses_mixed_sizes(tmp_path):
             Image.fromarray(rng.integers(0, 256, (12, 10), dtype=np.uint8)).save(
                 tmp_path / "imgs" / split / cls / f"{i}.png"
             )
-    b = input_pipeline.prepare_image_folder(str(tmp_path / "imgs"), "tiny", data_dir=str(tmp_path / "tfds"))
-    test = input_pipeline.load_split(input_pipeline.named_builder("local_images/tiny", str(tmp_path / "tfds")), "test")
+    b = builders.prepare_image_folder(str(tmp_path / "imgs"), "tiny", data_dir=str(tmp_path / "tfds"))
+    test = pipeline.load_split(builders.named_builder("local_images/tiny", str(tmp_path / "tfds")), "test")
     assert test["image"].shape == (4, 12, 10, 1) and sorted(test["label"]) == [0, 0, 1, 1]
     assert b.info.features["label"].names == ["a", "b"]
     Image.fromarray(np.zeros((14, 10), np.uint8)).save(tmp_path / "imgs" / "test" / "b" / "odd.png")
     with pytest.raises(ValueError, match=r"odd.png is 14x10 but the folder's first image is 12x10"):
-        input_pipeline.prepare_image_folder(str(tmp_path / "imgs"), "tiny", data_dir=str(tmp_path / "tfds"))
+        builders.prepare_image_folder(str(tmp_path / "imgs"), "tiny", data_dir=str(tmp_path / "tfds"))
 
 
 def test_readme_python_examples_run(trained_run, tfds_dir, monkeypatch):
@@ -169,7 +170,7 @@ def test_readme_python_examples_run(trained_run, tfds_dir, monkeypatch):
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
     assert len(blocks) >= 3
     monkeypatch.setenv("TFDS_DATA_DIR", tfds_dir)  # the smoke run's embedded data is already built there
-    monkeypatch.delenv(input_pipeline.IDX_DIR_ENV, raising=False)
+    monkeypatch.delenv(sources.IDX_DIR_ENV, raising=False)
     namespace = {}
     for block in blocks:
         exec(

@@ -4,8 +4,7 @@ import numpy as np
 import optax
 import pytest
 
-from dae_jax import optimizers
-from experiments.configs import base
+from dae_jax import configs, optimizers
 
 LR, STEPS = 0.1, 100
 
@@ -51,7 +50,7 @@ def test_sgd_momentum_accumulates_a_velocity():
 
 
 def test_optimizer_follows_its_schedule_from_config():
-    config = base.get_config()
+    config = configs.base()
     config.optimizer, config.learning_rate = "sgd", LR
     config.lr_schedule, config.lr_schedule_kwargs = "cosine", ml_collections.ConfigDict({"alpha": 0.0})
     g = jnp.ones(3)
@@ -81,23 +80,23 @@ def test_bad_schedules_are_named(call, match):
         call()
 
 
-def test_config_check_names_a_bad_schedule_before_loading_data():
-    from dae_jax import training
+def test_setup_names_a_bad_schedule():
+    from dae_jax.setup import Setup
 
-    config = base.get_config()
+    config = configs.base()
     config.lr_schedule = "cosin"
     with pytest.raises(ValueError, match="Unknown learning-rate schedule 'cosin'"):
-        training.check_config(config)
+        Setup.from_config(config)
 
 
 def test_checkpoints_saved_before_schedules_count_as_constant():
     import json
 
-    from dae_jax import training
+    from dae_jax.train import checkpoints
 
-    config = base.get_config()
+    config = configs.base()
     saved = json.loads(json.dumps(config.to_dict()))
     del saved["lr_schedule"], saved["lr_schedule_kwargs"]  # a config saved before the fields existed
-    assert training.config_differences(saved, config) == []
+    assert checkpoints.config_differences(saved, config) == []
     config.lr_schedule = "cosine"  # changes the optimizer state's structure: refused
-    assert training.config_differences(saved, config) == ["lr_schedule: 'constant' -> 'cosine'"]
+    assert checkpoints.config_differences(saved, config) == ["lr_schedule: 'constant' -> 'cosine'"]

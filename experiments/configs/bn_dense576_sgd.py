@@ -11,16 +11,16 @@ BatchNorm statistics are taken over the global batch, so any device count trains
 
 Command (full MNIST, 2-core CPU, 2 min 52 s in all):
   DAE_JAX_MNIST_DIR=../shared/data/mnist dae-jax train \\
-      --config=experiments/configs/bn_dense576_sgd.py --workdir=/work/runs/bn_dense576_sgd
+      --config=experiments/configs/bn_dense576_sgd.py --workdir=workdirs/bn_dense576_sgd
 Measured (10k test images, fixed sigma-0.3 noise): PSNR 18.92 dB (noisy input 13.33), SSIM 0.822
 (0.583), BCE 0.1068; results/bn_dense576_sgd/.
 """
 
-from experiments.configs import base
+from dae_jax import configs
 
 
 def get_config():
-    config = base.get_config()
+    config = configs.base()
     config.model.name = "bn_dense576"
     config.corruption.sigma = 0.3
     config.optimizer = "sgd"

@@ -7,17 +7,17 @@ lr 1e-3); binary cross-entropy.
 
 Command (full MNIST, 2-core CPU, 66 s in all):
   DAE_JAX_MNIST_DIR=../shared/data/mnist dae-jax train \\
-      --config=experiments/configs/conv32_16_adam.py --workdir=/work/runs/conv32_16_adam
+      --config=experiments/configs/conv32_16_adam.py --workdir=workdirs/conv32_16_adam
 Expected: denoised digits clearly better than the noisy input (the write-up shows pictures).
 Measured (10k test images, fixed noise): PSNR 19.29 dB (noisy input 9.38), SSIM 0.835 (0.412),
 BCE 0.1013; results/conv32_16_adam/.
 """
 
-from experiments.configs import base
+from dae_jax import configs
 
 
 def get_config():
-    config = base.get_config()
+    config = configs.base()
     config.model.name = "conv32_16"
     config.corruption.sigma = 0.5
     config.optimizer = "adam"

@@ -9,17 +9,17 @@ binary cross-entropy; batch 128. The blog trains 100 epochs and reports only pic
 
 Command (full MNIST, 2-core CPU, 1 min 49 s in all at ~8,000 images/s):
   DAE_JAX_MNIST_DIR=../shared/data/mnist dae-jax train \\
-      --config=experiments/configs/conv32_adadelta.py --workdir=/work/runs/conv32_adadelta
+      --config=experiments/configs/conv32_adadelta.py --workdir=workdirs/conv32_adadelta
 Expected: test BCE about 0.10 (the blog's validation loss after 100 epochs).
 Measured (10 epochs, 10k test images, fixed noise): BCE 0.0996, PSNR 19.48 dB (noisy input
 9.38), SSIM 0.841 (noisy input 0.412); results/conv32_adadelta/.
 """
 
-from experiments.configs import base
+from dae_jax import configs
 
 
 def get_config():
-    config = base.get_config()
+    config = configs.base()
     config.model.name = "conv32"
     config.corruption.sigma = 0.5
     config.optimizer = "adadelta"

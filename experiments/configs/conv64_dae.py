@@ -7,16 +7,16 @@ noise redrawn every batch; adam 1e-3; 10 epochs; batch 128.
 
 Command (full MNIST, 2-core CPU, 6 min 41 s in all at ~1,650 images/s):
   DAE_JAX_MNIST_DIR=../shared/data/mnist dae-jax train \\
-      --config=experiments/configs/conv64_dae.py --workdir=/work/runs/conv64_dae
+      --config=experiments/configs/conv64_dae.py --workdir=workdirs/conv64_dae
 Measured (10k test images, fixed noise): PSNR 19.38 dB (noisy input 9.38), SSIM 0.836 (0.412),
 BCE 0.1007; results/conv64_dae/.
 """
 
-from experiments.configs import base
+from dae_jax import configs
 
 
 def get_config():
-    config = base.get_config()
+    config = configs.base()
     config.model.name = "conv64"
     config.corruption.sigma = 0.5
     config.optimizer = "adam"

@@ -5,16 +5,16 @@ denoising): adam lr 1e-3, binary cross-entropy, 30 epochs, batch 128.
 
 Command (full MNIST, 2-core CPU, 1 min 20 s in all):
   DAE_JAX_MNIST_DIR=../shared/data/mnist dae-jax train \\
-      --config=experiments/configs/dense32_dae.py --workdir=/work/runs/dense32_dae
+      --config=experiments/configs/dense32_dae.py --workdir=workdirs/dense32_dae
 Measured (10k test images, fixed noise): PSNR 15.83 dB (noisy input 9.38), SSIM 0.597 (0.412),
 BCE 0.1489; results/dense32_dae/.
 """
 
-from experiments.configs import base
+from dae_jax import configs
 
 
 def get_config():
-    config = base.get_config()
+    config = configs.base()
     config.model.name = "dense32"
     config.corruption.sigma = 0.5
     config.optimizer = "adam"

@@ -7,18 +7,18 @@ MSE 0): the row to compare is the reconstruction quality.
 
 Command (full MNIST, 2-core CPU, 1 min 13 s in all):
   DAE_JAX_MNIST_DIR=../shared/data/mnist dae-jax train \\
-      --config=experiments/configs/dense64_ae.py --workdir=/work/runs/dense64_ae
+      --config=experiments/configs/dense64_ae.py --workdir=workdirs/dense64_ae
 Measured (10k clean test images): reconstruction PSNR 19.33 dB, SSIM 0.815, BCE 0.1038;
 results/dense64_ae/.
 """
 
 import ml_collections
 
-from experiments.configs import base
+from dae_jax import configs
 
 
 def get_config():
-    config = base.get_config()
+    config = configs.base()
     config.model.name = "dense64"
     config.corruption = ml_collections.ConfigDict({"name": "none"})
     config.optimizer = "adam"

@@ -4,7 +4,7 @@ Source: reference setup 6 of the dae-jax issue on reference setups, the known eq
 (Bourlard & Kamp 1988; Baldi & Hornik 1989): at its optimum, a linear autoencoder trained
 with squared error spans the top-k principal subspace of the (centered) training data,
 though its weights need not be the principal directions themselves. After training,
-``pca_angles`` (dae_jax.analysis) writes the principal angles between the decoder's column
+``pca_angles`` (dae_jax.eval.analysis) writes the principal angles between the decoder's column
 space (and the encoder's row space) and that subspace to <workdir>/pca_angles.json, with the
 test MSE of rank-k PCA, the bound the model's test MSE (eval.json) approaches.
 No corruption, k = 16, adam 3e-3 with cosine decay to 0, 20 epochs, batch 128 (at a constant
@@ -12,7 +12,7 @@ No corruption, k = 16, adam 3e-3 with cosine decay to 0, 20 epochs, batch 128 (a
 
 Command (full MNIST, 2-core CPU):
   DAE_JAX_MNIST_DIR=../shared/data/mnist dae-jax train \\
-      --config=experiments/configs/linear_ae_pca.py --workdir=/tmp/runs/linear_ae_pca
+      --config=experiments/configs/linear_ae_pca.py --workdir=workdirs/linear_ae_pca
 Expected: small principal angles for the decoder; test MSE close to PCA's.
 Measured (20 epochs, 54,000 training images; 70 s on the 2-core CPU): decoder angles to
 PCA's top-16 subspace 0.05-0.20 degrees; singular values of encoder @ decoder all 1.0000
@@ -24,11 +24,11 @@ random start. results/linear_ae_pca/ (pca_angles.json).
 
 import ml_collections
 
-from experiments.configs import base
+from dae_jax import configs
 
 
 def get_config():
-    config = base.get_config()
+    config = configs.base()
     config.model.name = "linear16"
     config.corruption = ml_collections.ConfigDict({"name": "none"})
     config.loss = "mse"

@@ -1,0 +1,135 @@
+"""What every ``dae-jax`` command shares: its parser, its one-line errors and exit codes, its logging.
+
+One flag system, argparse, for every command (``COMMAND --help`` is argparse's own). ``train``
+and ``sweep`` also take ml_collections config overrides, ``--config.FIELD=VALUE``, read as the
+type of the field they set (``dae_jax.configs.override``). Exit codes: 0 done, 2 usage error,
+1 failure; an error is one line, ``dae-jax COMMAND: error: ...`` (``--debug``: the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import sys
+import warnings
+from collections.abc import Callable
+from typing import NoReturn
+
+EXIT_FAILURE, EXIT_USAGE = 1, 2
+# What a failure of the work itself raises (bad input, missing files, NaN loss, damaged checkpoint):
+# one line, no traceback. Anything else is a bug and says so.
+EXPECTED_ERRORS = (ValueError, OSError, FloatingPointError, RuntimeError)
+_OVERRIDE = re.compile(r"--config\.([A-Za-z_][\w.]*)=(.*)", re.S)
+
+
+class UsageError(Exception):
+    """A command line that cannot run: exit code 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line and exit code 2, not argparse's usage block
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} ({self.prog} --help)\n")
+
+
+def parser(command: str, description: str, example: str | None = None) -> Parser:
+    """A command's parser with the options every command has (--debug, --verbose)."""
+    p = Parser(
+        prog=f"dae-jax {command}",
+        description=description,
+        epilog=f"example: {example}" if example else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    common_options(p)
+    return p
+
+
+def common_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    p.add_argument("--verbose", action="store_true", help="also show the INFO logs of orbax, TFDS and TensorFlow")
+
+
+def count(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return int(text)
+
+
+def config_options(p: argparse.ArgumentParser) -> None:
+    """--config FILE[:ARG] (a path or a name in experiments/configs) and --workdir DIR."""
+    p.add_argument("--config", help="config file or name, e.g. experiments/configs/conv32_adadelta.py")
+    p.add_argument("--workdir", help="directory for checkpoints, metrics, eval.json and figures")
+    p.epilog = (
+        "  --config.FIELD=VALUE  override any config field (dae_jax.configs.base documents them), e.g.\n"
+        "      --config.num_epochs=3 --config.corruption.sigma=0.3; --config.smoke=True shrinks any config to seconds\n"
+        + (p.epilog or "")
+    )
+
+
+def parse_with_config(p: Parser, args: list[str]):
+    """(namespace, config): the command line with its --config file loaded and its overrides applied."""
+    from dae_jax import configs
+
+    namespace, extras = p.parse_known_args(args)
+    overrides, unknown = [], []
+    for arg in extras:
+        match = _OVERRIDE.fullmatch(arg)
+        (overrides if match else unknown).append(match.groups() if match else arg)
+    if unknown:
+        p.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if namespace.config is None or namespace.workdir is None:
+        p.error("--config and --workdir are required")
+    try:
+        config = configs.load(namespace.config)
+    except ValueError as e:
+        p.error(str(e).rstrip("."))
+    for field, text in overrides:
+        try:
+            configs.override(config, field, text)
+        except ValueError as e:
+            p.error(f"--config.{field}: {str(e).rstrip('.')}")
+    return namespace, config
+
+
+def quiet_logs(verbose: bool) -> None:
+    """dae-jax's progress (logger ``dae_jax``) on stdout as plain lines; other libraries' logs off."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    library = logging.getLogger("dae_jax")
+    library.handlers[:] = [handler]
+    library.setLevel(logging.INFO)
+    library.propagate = False
+    for name in ("absl", "tensorflow", "jax", "orbax"):
+        logging.getLogger(name).setLevel(logging.INFO if verbose else logging.CRITICAL)
+    if not verbose:
+        warnings.filterwarnings("ignore")
+        from absl import logging as absl_logging
+
+        absl_logging.set_verbosity(absl_logging.FATAL)
+
+
+def fail(command: str, message: str, code: int) -> NoReturn:
+    sys.stdout.flush()
+    print(f"dae-jax {command}: error: {message}", file=sys.stderr, flush=True)
+    sys.exit(code)
+
+
+def one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return text if isinstance(e, EXPECTED_ERRORS) else f"{type(e).__name__}: {text} (a bug? --debug shows where)"
+
+
+def guarded(command: str, debug: bool, fn: Callable[[], None]) -> None:
+    """Runs ``fn()`` and turns an error into one line and the exit code."""
+    try:
+        fn()
+    except UsageError as e:
+        if debug:
+            raise
+        fail(command, f"{e} (dae-jax {command} --help)", EXIT_USAGE)
+    except Exception as e:
+        if debug:
+            raise
+        fail(command, one_line(e), EXIT_FAILURE)

@@ -1,0 +1,94 @@
+"""The TFDS builder behind a data source, prepared (built or downloaded) on first use, and by name."""
+
+from __future__ import annotations
+
+import jax
+
+from dae_jax.data.sources import Source, default_data_dir, is_online
+
+
+def builder(src: Source, data_dir: str | None = None):
+    """The TFDS builder for ``src``, prepared (built or downloaded) on first use.
+
+    In a multi-process run process 0 prepares first and the others wait, so processes that share
+    a data dir never write it at once; a process with a data dir of its own then prepares its own.
+    """
+    if jax.process_count() > 1 and not _builder(src, data_dir).is_prepared():
+        from jax.experimental import multihost_utils
+
+        if jax.process_index() == 0:
+            _prepared_builder(src, data_dir)
+        multihost_utils.sync_global_devices(f"dae_jax: TFDS {src.name} prepared")
+    return _prepared_builder(src, data_dir)
+
+
+def _prepared_builder(src: Source, data_dir: str | None):
+    b, download_config = _builder(src, data_dir), None
+    if not b.is_prepared():
+        if src.kind == "idx":
+            import tensorflow_datasets as tfds
+
+            download_config = tfds.download.DownloadConfig(manual_dir=src.idx_dir)
+        b.download_and_prepare(download_config=download_config)
+    return b
+
+
+def _builder(src: Source, data_dir: str | None):
+    """The TFDS builder of ``src`` in ``data_dir``, as it is on disk (maybe not prepared)."""
+    import tensorflow_datasets as tfds
+
+    from dae_jax.data import idx, patches
+
+    data_dir = default_data_dir(data_dir)
+    if src.kind == "idx":
+        config = tfds.core.BuilderConfig(name=idx.idx_config_name(src.idx_dir), description=src.idx_dir)
+        return idx.MnistIdx(config=config, data_dir=data_dir)
+    if src.name == "rgb_patches":
+        return patches.RgbPatches(config=patches.patches_config(src.image_dir), data_dir=data_dir)
+    if src.name == "lfw_patches":
+        return patches.LfwPatches(data_dir=data_dir)
+    if src.kind == "embedded":
+        return idx.MlxtendMnist5k(data_dir=data_dir)
+    return tfds.builder(src.name, data_dir=data_dir)
+
+
+def prepare_image_folder(directory: str, name: str, channels: int | None = None, data_dir: str | None = None):
+    """Builds (or rebuilds) TFDS ``local_images/<name>`` from an image folder (``folders.LocalImages``), offline."""
+    import tensorflow_datasets as tfds
+
+    from dae_jax.data import folders
+
+    config = folders.local_images_config(directory, name, channels)
+    b = folders.LocalImages(config=config, data_dir=default_data_dir(data_dir))
+    mode = tfds.download.GenerateMode.FORCE_REDOWNLOAD  # the folder may have changed since the last build
+    b.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=directory, download_mode=mode))
+    return b
+
+
+def named_builder(name: str, data_dir: str | None = None):
+    """The prepared TFDS builder of any dataset ``name`` (``mnist``, ``fashion_mnist:3.0.1``,
+    ``local_images/digits``, ...), downloading it only when the network answers.
+
+    Offline, an unprepared dataset is refused at once instead of waiting on TFDS' download retries.
+    """
+    import tensorflow_datasets as tfds
+
+    from dae_jax.data import folders, idx, patches  # noqa: F401 - registers this project's builders by name
+
+    data_dir = default_data_dir(data_dir)
+    try:
+        b = tfds.builder(name, data_dir=data_dir)
+    except (ValueError, AssertionError) as e:  # unknown name or config (TFDS lists its whole catalog), bad version
+        raise ValueError(
+            f"no TFDS dataset {name!r} in {data_dir} or in the TFDS catalog ({str(e).splitlines()[0]}); "
+            "`dae-jax data info` lists the prepared ones."
+        ) from None
+    local = isinstance(b, idx.MlxtendMnist5k)  # builds from files already on this machine
+    if not b.is_prepared():
+        if not (local or is_online()):
+            raise ValueError(
+                f"TFDS dataset {name!r} is not prepared in {data_dir} and the network is unreachable; prepare "
+                "it where there is network and copy the directory, or build one offline with `dae-jax data prepare`."
+            )
+        b.download_and_prepare()
+    return b

@@ -1,0 +1,138 @@
+"""Input pipeline: a run's train/validation/test splits as arrays, and the batches that feed the steps.
+
+Every batch is ``{"image": uint8 [B, H, W, C], "label": int [B]}``; corruption and the
+conversion to float happen on device inside the jitted step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import jax
+import numpy as np
+
+from dae_jax.data import builders
+from dae_jax.data.sources import Source, resolve_source
+
+log = logging.getLogger(__name__)
+
+
+def load_split(b, split: str) -> dict[str, np.ndarray]:
+    """This process's share of a split, whole, as numpy (MNIST fits in memory many times over)."""
+    import tensorflow_datasets as tfds
+
+    ds = b.as_dataset(split=tfds.split_for_jax_process(split, drop_remainder=True), shuffle_files=False)
+    keys = [k for k in ("image", "label") if k in b.info.features]  # datasets without labels have only images
+    ds = ds.map(lambda e: {k: e[k] for k in keys}).batch(16384)
+    chunks = list(tfds.as_numpy(ds))
+    return {k: np.concatenate([c[k] for c in chunks]) for k in keys}
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The shuffle seed of an epoch: a pure function of (seed, epoch), so a resumed run sees the same order."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
+def train_batches(
+    arrays: dict[str, np.ndarray], batch_size: int, seed: int, epoch: int, skip: int = 0
+) -> Iterator[dict[str, np.ndarray]]:
+    """One epoch of shuffled, full batches (tf.data shuffle → batch → prefetch → numpy).
+
+    ``batch_size`` is this process's share of the global batch; ``skip`` drops the first
+    batches (a run resumed mid-epoch).
+    """
+    import tensorflow as tf
+
+    n = len(arrays["image"])
+    ds = tf.data.Dataset.from_tensor_slices(arrays)
+    ds = ds.shuffle(n, seed=epoch_seed(seed, epoch), reshuffle_each_iteration=False)
+    ds = ds.batch(batch_size, drop_remainder=True).skip(skip).prefetch(2)
+    yield from ds.as_numpy_iterator()
+
+
+def eval_batches(arrays: dict[str, np.ndarray], batch_size: int) -> Iterator[dict[str, np.ndarray]]:
+    """Every example once, in order; the last batch is zero-padded and ``mask`` marks real rows.
+
+    ``index`` is the example's position in the split (it keys the fixed evaluation noise).
+    """
+    n = len(arrays["image"])
+    offset = jax.process_index() * n  # this process's rows follow the other processes' rows
+    for start in range(0, n, batch_size):
+        rows = slice(start, min(start + batch_size, n))
+        pad = batch_size - (rows.stop - rows.start)
+        batch = {k: np.concatenate([v[rows], np.zeros((pad, *v.shape[1:]), v.dtype)]) for k, v in arrays.items()}
+        batch["mask"] = np.arange(batch_size) < batch_size - pad
+        batch["index"] = (offset + start + np.arange(batch_size)).astype(np.int32)
+        yield batch
+
+
+@dataclasses.dataclass(frozen=True)
+class Splits:
+    """A run's data before it is read: its source, its prepared TFDS builder, and how many examples this
+    process reads of each split (``prepare``). ``read`` loads them."""
+
+    source: Source
+    builder: Any  # the prepared tfds.core.DatasetBuilder
+    tfds_splits: dict[str, str]  # "train" / "validation" / "test" -> the TFDS split expression read for it
+    sizes: dict[str, int]  # examples of this process's share of each split
+    image_shape: tuple[int, ...]  # (H, W, C) of the dataset's images
+    validation_split_seed: int | None = None  # a seeded random validation split of "train" (sizes say how many)
+
+
+def prepare(data_config, src: Source | None = None) -> Splits:
+    """The ``Splits`` of ``data_config`` (default source: the one it resolves to): prepares the TFDS builder
+    (a first build of IDX files, say), reads no examples."""
+    import tensorflow_datasets as tfds
+
+    src = src or resolve_source(
+        data_config.source, data_config.idx_dir, data_config.data_dir, data_config.dataset, data_config.image_dir
+    )
+    log.info("data source: %s", src.description)
+    b = builders.builder(src, data_config.data_dir)
+
+    def size(split: str) -> int:
+        return b.info.splits[tfds.split_for_jax_process(split, drop_remainder=True)].num_examples
+
+    seed = data_config.validation_split_seed
+    if seed is None:  # the last fraction of TFDS "train"
+        val_pct = int(round(100 * data_config.validation_fraction))  # checked by configs.check
+        tfds_splits = {"train": f"train[:{100 - val_pct}%]", "validation": f"train[{100 - val_pct}%:]", "test": "test"}
+        sizes = {name: size(split) for name, split in tfds_splits.items()}
+    else:  # a random fraction of "train", chosen by the seed
+        tfds_splits = {"train": "train", "validation": "train", "test": "test"}
+        n = size("train")
+        n_val = int(round(n * data_config.validation_fraction))
+        sizes = {"train": n - n_val, "validation": n_val, "test": size("test")}
+    image_shape = tuple(b.info.features["image"].shape)
+    return Splits(src, b, tfds_splits, sizes, image_shape, seed)
+
+
+@dataclasses.dataclass
+class Data:
+    source: Source
+    train: dict[str, np.ndarray]
+    validation: dict[str, np.ndarray]
+    test: dict[str, np.ndarray]
+
+
+def read(splits: Splits) -> Data:
+    """This process's share of the train/validation/test splits, as arrays."""
+    test = load_split(splits.builder, splits.tfds_splits["test"])
+    if splits.validation_split_seed is None:
+        train = load_split(splits.builder, splits.tfds_splits["train"])
+        validation = load_split(splits.builder, splits.tfds_splits["validation"])
+    else:
+        full = load_split(splits.builder, "train")
+        order = np.random.default_rng(splits.validation_split_seed).permutation(len(full["image"]))
+        n_val = splits.sizes["validation"]
+        validation = {k: v[order[:n_val]] for k, v in full.items()}
+        train = {k: v[order[n_val:]] for k, v in full.items()}
+    return Data(source=splits.source, train=train, validation=validation, test=test)
+
+
+def load(data_config, src: Source | None = None) -> Data:
+    """``read(prepare(data_config, src))``: the run's splits of ``data_config``, as arrays."""
+    return read(prepare(data_config, src))

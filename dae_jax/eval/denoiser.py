@@ -1,0 +1,135 @@
+"""A trained model, loaded from a workdir, applied to user images: ``load(workdir).denoise(images)``."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from dae_jax.eval import layout, tiling
+from dae_jax.nn import models
+from dae_jax.setup import Setup
+from dae_jax.train import checkpoints
+from dae_jax.train.state import create_train_state
+
+# Batches are padded up to one of these sizes so a call of any size reuses a compiled function.
+BUCKETS = (1, 8, 64, 256)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)  # eq=False: hashed by identity (evaluation caches its steps)
+class Denoiser:
+    """A trained autoencoder applied to images; see ``load``.
+
+    Images: numpy or jax arrays, uint8 in [0, 255] or float in [0, 1], one image (HW or HWC) or
+    a batch (NHWC) of the model's size; results come back in the same layout and dtype family.
+    """
+
+    setup: Setup  # the run's config as objects (model, corruption, loss, keys)
+    variables: Any  # {"params": ..., "batch_stats": ...}
+    workdir: Path | None = None  # the run's workdir (its metadata.json names the data source)
+
+    @property
+    def config(self) -> ml_collections.ConfigDict:
+        return self.setup.config
+
+    @property
+    def model(self) -> models.Autoencoder:
+        return self.setup.model
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return self.setup.image_shape
+
+    @functools.cached_property
+    def _apply(self):
+        setup = self.setup
+        return {
+            "denoise": jax.jit(setup.output),
+            "encode": jax.jit(lambda v, x: setup.model.apply(v, x, method=setup.model.encode)),
+            "decode": jax.jit(lambda v, z: setup.output(v, z, method=setup.model.decode)),
+        }
+
+    def _batched(self, name: str, x: np.ndarray) -> np.ndarray:
+        out = []
+        for start in range(0, len(x), BUCKETS[-1]):
+            chunk = x[start : start + BUCKETS[-1]]
+            size = next(b for b in BUCKETS if b >= len(chunk))
+            padded = np.concatenate([chunk, np.zeros((size - len(chunk), *chunk.shape[1:]), chunk.dtype)])
+            out.append(np.asarray(self._apply[name](self.variables, padded))[: len(chunk)])
+        return np.concatenate(out)
+
+    def denoise(self, noisy):
+        """Clean images from noisy ones, in the layout and dtype family they were given."""
+        x, given = layout.to_model_input(noisy, self.image_shape)
+        return layout.from_model_output(self._batched("denoise", x), given)
+
+    def reconstruct(self, imgs):
+        """``decode(encode(images))``: an autoencoder's reconstruction, the same computation as ``denoise``.
+
+        For clean inputs, ``reconstruct(x) - x`` shows what the model cannot represent.
+        """
+        return self.denoise(imgs)
+
+    def denoise_any_size(self, image, fit: str = "tile", overlap: int | None = None):
+        """One image (HW or HWC) of any height and width, denoised at its own size (``dae_jax.eval.tiling``).
+
+        fit "tile": sides shorter than the model's are edge-padded; longer ones are covered by
+        model-size tiles overlapping by ``overlap`` pixels (default a quarter tile), blended.
+        fit "resize": the image is scaled to the model's size, and the result back.
+        """
+        shape = np.shape(image)
+        if len(shape) not in (2, 3):
+            raise ValueError(
+                f"denoise_any_size takes one image (HW or HWC), got shape {shape}; use denoise for batches."
+            )
+        x, given = layout.to_model_input(image, (shape[0], shape[1], self.image_shape[2]))
+        out = tiling.apply(lambda tiles: self._batched("denoise", tiles), x[0], self.image_shape[:2], fit, overlap)
+        return layout.from_model_output(out[None], given)
+
+    def encode(self, imgs) -> np.ndarray:
+        """Codes [N, ...] (no batch dimension for a single image)."""
+        x, given = layout.to_model_input(imgs, self.image_shape)
+        codes = self._batched("encode", x)
+        return codes if given.ndim == 4 else codes[0]
+
+    def decode(self, codes) -> np.ndarray:
+        """float images [N, H, W, C] in [0, 1] from codes [N, ...] (models without encoder-decoder skips)."""
+        skips = self.model.decoder_skip_names
+        if skips:
+            raise ValueError(
+                f"model {self.config.model.name!r} has skip connections: its decoder adds the encoder activations "
+                f"{skips}, so codes alone cannot be decoded; use denoise(images)."
+            )
+        codes = np.asarray(codes, np.float32)
+        code_shape = jax.eval_shape(self._apply["encode"], self.variables, jnp.zeros((1, *self.image_shape))).shape[1:]
+        if codes.shape[1:] != code_shape:
+            raise ValueError(
+                f"codes have shape {codes.shape}; the model's codes are [N, {', '.join(map(str, code_shape))}]."
+            )
+        return self._batched("decode", codes)
+
+
+def load(workdir_or_checkpoint: str | Path, step: int | None = None) -> Denoiser:
+    """The model of a run: its workdir, its ``checkpoints`` dir, or one step's dir (``W/checkpoints/840``).
+
+    ``step``: the checkpoint step (default: the one named by the path, else the latest).
+    """
+    path = Path(workdir_or_checkpoint)
+    if path.name.isdigit() and (path / checkpoints.MANIFEST).is_file():  # one step's directory
+        path, step = path.parent, int(path.name) if step is None else step
+    ckpt_dir = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+    if not ckpt_dir.is_dir():
+        raise ValueError(f"{str(path)!r} does not exist; give a workdir that `dae-jax train` wrote.")
+    ckpts = checkpoints.Checkpoints(ckpt_dir)
+    step = ckpts.latest_step() if step is None else step
+    if step is None:
+        raise ValueError(f"no checkpoint in {str(path)!r}; give a workdir that `dae-jax train` wrote.")
+    setup = Setup.from_config(ml_collections.ConfigDict(ckpts.saved_config(step)), training=False)
+    state = ckpts.restore(create_train_state(setup, jax.random.key(0)), step).state
+    return Denoiser(setup=setup, variables=state.variables(), workdir=ckpt_dir.parent)

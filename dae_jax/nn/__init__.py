@@ -1,0 +1,2 @@
+"""Networks: ``ops`` (exact fast layer maths), ``layers`` (layers from spec strings), ``models`` (the
+``Autoencoder`` and its presets), ``losses``. Pure functions and Flax modules; no I/O, no runtime."""

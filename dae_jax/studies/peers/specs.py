@@ -1,0 +1,107 @@
+"""What a peer must rebuild: dae-jax's layer specs, parsed, and the training recipe of a model preset.
+
+The grammar is the one in the ``dae_jax.nn.layers`` docstring ("conv 32 s2 valid k5 relu",
+"pool same", "reshape 3x3x64", ...). The recipe of a preset (optimizer and its hyperparameters,
+loss, corruption) is the one of the reference config in experiments/configs that trains it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+
+
+@dataclasses.dataclass(frozen=True)
+class Layer:
+    op: str  # conv | tconv | dense | bn | pool | up | resize | flatten | reshape
+    size: int = 0  # features (conv, tconv), units (dense) or target side (resize)
+    stride: int = 1
+    kernel: int = 3
+    same: bool = True  # 'same' padding (conv, tconv, pool); pool's default is 'valid'
+    relu: bool = False
+    shape: tuple[int, ...] = ()  # reshape target (H, W, C)
+
+
+def parse(spec: str) -> Layer:
+    """One dae-jax layer spec -> Layer; ValueError naming an unknown one."""
+    op, *words = spec.split()
+    relu = "relu" in words
+    options = [w for w in words if w != "relu"]
+    if op in ("conv", "tconv"):
+        kernel = int(next((w[1:] for w in options if w.startswith("k")), 3))
+        stride = 2 if "s2" in options else 1
+        return Layer(op, int(options[0]), stride, kernel, "valid" not in options, relu)
+    if op in ("dense", "resize"):
+        return Layer(op, int(options[0]), relu=relu)
+    if op == "pool":
+        return Layer(op, same="same" in options)
+    if op == "reshape":
+        return Layer(op, shape=tuple(int(d) for d in options[0].split("x")))
+    if op in ("bn", "up", "flatten"):
+        return Layer(op)
+    raise ValueError(f"Unknown layer spec {spec!r}; see the dae_jax.nn.layers docstring for the valid ones.")
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """A model preset with the training recipe of its reference config."""
+
+    preset: str
+    config: str | None  # experiments/configs/<config>.py (None when no config trains the preset: the base config)
+    layers: tuple[Layer, ...]  # encoder then decoder
+    image_shape: tuple[int, int, int]  # (H, W, C)
+    loss: str  # "bce" (logits) or "mse"
+    optimizer: str
+    hyperparameters: dict  # every argument of dae_jax.optimizers.<optimizer>, defaults filled in
+    sigma: float | None  # Gaussian noise std, clipped to [0, 1]; None: no corruption
+
+
+# The presets the peers rebuild: the MNIST reference recipes (superres has skip connections and
+# RGB super-resolution data, which the peers do not implement).
+PRESETS = ("conv32", "conv32_16", "bn_dense576", "conv64", "dense64", "dense32")
+
+
+def _reference_configs() -> dict[str, str]:
+    """{model preset: config name} for every config in experiments/configs (the first by name wins)."""
+    from dae_jax import configs
+
+    found = {}
+    for name in configs.names():
+        found.setdefault(configs.load(name).model.name, name)
+    return found
+
+
+def recipe(preset: str) -> Recipe:
+    """The Recipe of ``preset``; ValueError for an unknown preset or a corruption the peers do not implement."""
+    # Imported here: a peer's worker process unpickles Recipes without loading JAX.
+    from dae_jax import configs, optimizers
+    from dae_jax.nn import models
+
+    if preset not in PRESETS:
+        raise ValueError(f"Unknown model preset {preset!r} for the peers; choose one of {list(PRESETS)}.")
+    config_name = _reference_configs().get(preset)
+    config = configs.load(config_name) if config_name else configs.base()
+    corruption = config.corruption.to_dict()
+    if corruption["name"] == "gaussian" and corruption.get("clip", True):
+        sigma = float(corruption.get("sigma", 0.5))
+    elif corruption["name"] == "none":
+        sigma = None
+    else:
+        raise ValueError(
+            f"Config {config_name!r} corrupts with {corruption}; the peers implement only clipped 'gaussian' "
+            "and 'none'."
+        )
+    given = {"learning_rate": config.learning_rate, **config.optimizer_kwargs}
+    signature = inspect.signature(optimizers.OPTIMIZERS[config.optimizer])
+    defaults = {p.name: p.default for p in signature.parameters.values()}
+    model = models.make(preset, **{k: v for k, v in config.model.items() if k != "name"})
+    return Recipe(
+        preset=preset,
+        config=config_name,
+        layers=tuple(parse(s) for s in (*model.encoder, *model.decoder)),
+        image_shape=tuple(config.image_shape),
+        loss=config.loss,
+        optimizer=config.optimizer,
+        hyperparameters=defaults | {k: v for k, v in given.items() if v is not None},
+        sigma=sigma,
+    )

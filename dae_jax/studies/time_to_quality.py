@@ -1,0 +1,219 @@
+"""Time to quality: training wall-clock for dae-jax and for the Keras peer to reach the same test PSNR.
+
+  DAE_JAX_MNIST_DIR=../shared/data/mnist python -m dae_jax.studies.time_to_quality --epochs 10 \\
+      --workdir workdirs/ttq --out results/benchmarks/time_to_quality.json
+
+Both train the reference config (default conv32_16_adam: same model, noise, loss, optimizer,
+batch, training split) and are scored after every epoch on dae-jax's fixed noisy test set: the
+noisy images are made once with dae-jax's evaluation corruption and key, and Keras is given the
+arrays. Keras runs first, ``model.fit`` for ``--epochs`` epochs (jit_compile from
+``--keras-variant``); the target is the test PSNR Keras reaches after ``--target-epochs``
+(default: all) unless ``--target-psnr`` is given. dae-jax then trains ``--max-epochs`` with its
+normal loop (``dae_jax.train``, its default loop unless ``--loop``), keeping every
+epoch's checkpoint, and each is scored on the test set afterwards. Times are training time only
+(no evaluation), summed per epoch, the first epoch's compilation included for both; dae-jax's
+come from its own metrics.jsonl. Quality is checked once per epoch, so a time to target is an
+upper bound for both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import multiprocessing
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def load_config(args: argparse.Namespace):
+    """The reference config with this run's limits."""
+    from dae_jax import configs
+
+    config = configs.load(args.config)
+    config.max_steps_per_epoch, config.max_eval_examples = args.max_steps_per_epoch, args.max_eval_examples
+    config.data.source = args.data_source
+    config.data.data_dir = args.data_dir
+    configs.check(config)
+    return config
+
+
+def fixed_test_set(config) -> tuple:
+    """(data, noisy, clean): the loaded data and dae-jax's fixed noisy test images (first max_eval_examples)."""
+    from dae_jax import corruptions
+    from dae_jax.data import pipeline
+    from dae_jax.studies import classical
+
+    data = pipeline.load(config.data)
+    images = data.test["image"][: config.max_eval_examples]
+    noisy = classical.fixed_noisy(images, config.corruption.to_dict(), config.seed)  # as dae-jax scores them
+    return data, noisy, np.asarray(corruptions.to_float(images))
+
+
+def train_keras(args: argparse.Namespace) -> tuple[list[dict], str, float]:
+    """Keras ``fit`` with the Denoiser's noisy train step: (per epoch training seconds and test PSNR, the Keras
+    version, the noisy inputs' PSNR: equal to dae-jax's when both score the same noisy images).
+
+    Runs in its own process (see main): TensorFlow's thread pools must not share the CPU with a
+    dae-jax that is idle in the same process, or the other way round.
+    """
+    import keras
+    import tensorflow as tf
+
+    from dae_jax.data import pipeline
+    from dae_jax.nn import losses
+    from dae_jax.studies import classical
+    from dae_jax.studies.peers import keras_models, specs
+
+    config = load_config(args)
+    data, noisy, clean = fixed_test_set(config)
+    recipe = specs.recipe(config.model.name)
+    keras.utils.set_random_seed(config.seed)
+    model = keras_models.compiled(recipe, keras_models.VARIANTS[args.keras_variant]["jit_compile"], seed=config.seed)
+    images = data.train["image"]
+    steps = len(images) // config.batch_size
+    if config.max_steps_per_epoch:
+        steps = min(steps, config.max_steps_per_epoch)
+    dataset = (
+        tf.data.Dataset.from_tensor_slices(images)
+        .shuffle(len(images), seed=pipeline.epoch_seed(config.seed, 0), reshuffle_each_iteration=True)
+        .batch(config.batch_size, drop_remainder=True)
+        .repeat()
+        .prefetch(2)
+    )
+    records = []
+
+    class Scorer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            seconds = time.perf_counter() - self.start  # taken before the evaluation below
+            logits = self.model.predict(noisy, batch_size=config.eval_batch_size, verbose=0)
+            psnr = classical.mean_psnr(np.asarray(losses.OUTPUT_ACTIVATIONS[config.loss](logits)), clean)
+            records.append({"epoch": epoch + 1, "train_seconds": seconds, "test_psnr": psnr, "loss": logs["loss"]})
+            print(f"keras epoch {epoch + 1}: {seconds:.1f} s, loss {logs['loss']:.4f}, test psnr {psnr:.2f} dB")
+
+    model.fit(dataset, epochs=args.epochs, steps_per_epoch=steps, callbacks=[Scorer()], verbose=0)
+    return records, keras_models.version(), classical.mean_psnr(noisy, clean)
+
+
+def train_dae_jax(config, workdir: Path, max_epochs: int) -> tuple[list[dict], dict]:
+    """dae-jax's train loop for ``max_epochs`` in one run, then each epoch's checkpoint scored on the test set.
+
+    Returns (records as train_keras', the final test result). An epoch's seconds are its training
+    time as the loop measured it (metrics.jsonl: images over training seconds, validation excluded);
+    the first includes compiling the step, as Keras' first epoch includes tracing its function.
+    """
+    import dae_jax
+    from dae_jax.eval import evaluation
+
+    config.num_epochs, config.keep_checkpoints = max_epochs, max_epochs  # every epoch's state is kept
+    run = dae_jax.train(config, workdir)
+    test_images, _ = evaluation.load_dataset(dae_jax.load(workdir), max_examples=config.max_eval_examples)  # once
+    records, previous = [], 0
+    for record in run.history:
+        seconds = (record["step"] - previous) * config.batch_size / record["images_per_s"]
+        previous = record["step"]
+        test = dae_jax.evaluate(dae_jax.load(workdir, step=record["step"]), test_images)
+        records.append(
+            {
+                "epoch": record["epoch"],
+                "train_seconds": seconds,
+                "test_psnr": test["psnr"],
+                "loss": record["train_loss"],
+            }
+        )
+        print(f"dae-jax epoch {record['epoch']}: {seconds:.1f} s, test psnr {test['psnr']:.2f} dB", flush=True)
+    return records, run.metrics
+
+
+def time_to(records: list[dict], target: float) -> dict:
+    """Cumulative training seconds at the first epoch whose test PSNR >= target (None if never)."""
+    total = 0.0
+    for r in records:
+        total += r["train_seconds"]
+        if r["test_psnr"] >= target:
+            return {"epoch": r["epoch"], "seconds": total, "test_psnr": r["test_psnr"]}
+    return {"epoch": None, "seconds": None, "test_psnr": records[-1]["test_psnr"] if records else None}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="time_to_quality", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default="conv32_16_adam", help="a config in experiments/configs")
+    parser.add_argument("--workdir", required=True, help="dae-jax's run directory (must be new or this run's)")
+    parser.add_argument("--epochs", type=int, default=10, help="Keras epochs")
+    parser.add_argument("--target-epochs", type=int, default=None, help="target: Keras' PSNR after this epoch")
+    parser.add_argument("--target-psnr", type=float, default=None, help="target PSNR in dB (instead of Keras')")
+    parser.add_argument("--max-epochs", type=int, default=None, help="dae-jax's epoch limit (default --epochs)")
+    parser.add_argument("--keras-variant", default="fit", choices=["fit", "fit_xla"], help="fit without/with XLA")
+    parser.add_argument("--max-steps-per-epoch", type=int, default=None, help="shorter epochs (for a quick check)")
+    parser.add_argument("--max-eval-examples", type=int, default=None, help="fewer test images (quick check)")
+    parser.add_argument("--data-source", default="auto", help="auto | idx | tfds | embedded (see README, Data)")
+    parser.add_argument("--data-dir", default=None, help="TFDS data dir (default: $TFDS_DATA_DIR)")
+    parser.add_argument(
+        "--loop",
+        choices=("auto", "host", "resident"),
+        default="auto",
+        help="dae-jax's training loop: its default, the tf.data host loop, or the device-resident fast path",
+    )
+    parser.add_argument("--out", default=None, help="write the report here (.json)")
+    args = parser.parse_args(argv)
+    args.target_epochs = args.target_epochs or args.epochs
+    args.max_epochs = args.max_epochs or args.epochs
+    if not 1 <= args.target_epochs <= args.epochs:
+        parser.error(f"--target-epochs must be in [1, --epochs={args.epochs}], got {args.target_epochs}.")
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    import jax
+
+    from dae_jax import sharding
+    from dae_jax.studies.benchmark import machine
+
+    config = load_config(args)
+    config.device_resident = {"auto": None, "host": False, "resident": True}[args.loop]
+    sharding.use_cpu_cores(config.batch_size, config.eval_batch_size)  # as dae-jax train runs
+    workdir = Path(args.workdir)
+    if (workdir / "checkpoints").exists():
+        raise SystemExit(f"time_to_quality: {workdir} already holds a run; pass a new --workdir.")
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        keras_records, keras_version, keras_noisy_psnr = pool.submit(train_keras, args).result()
+    target = args.target_psnr or keras_records[args.target_epochs - 1]["test_psnr"]
+    print(f"target test PSNR: {target:.2f} dB", flush=True)
+    jax_records, result = train_dae_jax(config, workdir, args.max_epochs)
+    keras_time, jax_time = time_to(keras_records, target), time_to(jax_records, target)
+    ratio = jax_time["seconds"] / keras_time["seconds"] if jax_time["seconds"] and keras_time["seconds"] else None
+    report = {
+        "command": " ".join(["python -m dae_jax.studies.time_to_quality", *(sys.argv[1:] if argv is None else argv)]),
+        "config": args.config,
+        "data_source": result["data_source"],
+        "num_test_images": result["num_test_images"],
+        # Same noisy test images on both sides: the PSNR of the noisy inputs must agree.
+        "noisy_input_psnr": {"dae-jax": result["noisy_psnr"], "keras": keras_noisy_psnr},
+        "machine": machine(),
+        "versions": {"keras": keras_version, "jax": jax.__version__},
+        "keras_variant": args.keras_variant,
+        "dae_jax_loop": args.loop,
+        "target_psnr": target,
+        "time_to_target": {"dae-jax": jax_time, "keras": keras_time, "dae_jax_over_keras": ratio},
+        "epochs": {"dae-jax": jax_records, "keras": keras_records},
+    }
+    print(
+        f"time to {target:.2f} dB: dae-jax {jax_time['seconds']} s (epoch {jax_time['epoch']}), keras "
+        f"{keras_time['seconds']} s (epoch {keras_time['epoch']}); dae-jax / keras = {ratio}",
+        flush=True,
+    )
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+if __name__ == "__main__":
+    main()

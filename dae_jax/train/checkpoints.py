@@ -1,0 +1,208 @@
+"""Orbax checkpoints of a run (train state, config and progress, one per saved step) and resuming from them.
+
+Crash safety: orbax writes each step into a temporary directory and renames it when done,
+so an interrupted write never becomes the latest step. After that rename we add a manifest
+of SHA-256 sums of every file (written atomically). A step without a manifest was cut off
+between the two and is discarded on resume; a step whose files no longer match its
+manifest is damaged and refused, with the step and the file named.
+
+``Checkpoints.resume(state, config)`` is the whole resume rule: discard interrupted writes,
+verify the step, refuse a checkpoint made by a config whose model, loss or optimizer differ
+(``config_differences``), restore, and delete later steps when an earlier one was asked for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import flax.serialization
+import jax
+import ml_collections
+import orbax.checkpoint as ocp
+
+from dae_jax import configs, files
+
+MANIFEST = "dae_jax_sha256.json"
+# Fields that fix the shapes and structure of the saved state: a checkpoint made with other
+# values cannot be resumed.
+STATE_FIELDS = ("image_shape", "model", "loss", "optimizer", "optimizer_kwargs", "lr_schedule", "lr_schedule_kwargs")
+# What a checkpoint saved before a field existed was made with.
+_FIELDS_ADDED = {"lr_schedule": "constant", "lr_schedule_kwargs": {}}
+
+log = logging.getLogger(__name__)
+
+
+class Restored(NamedTuple):
+    state: Any
+    config: dict  # the config the checkpoint was made with
+    progress: dict  # what Checkpoints.save was given as progress ({} when nothing)
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used: corrupt, incomplete, or made by a different config."""
+
+
+def _file_sums(step_dir: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(step_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(step_dir.rglob("*"))
+        if p.is_file() and p.name != MANIFEST
+    }
+
+
+class Checkpoints:
+    """A ``CheckpointManager`` over ``directory`` keeping the last ``max_to_keep`` steps.
+
+    Saving is synchronous: the states are small and a finished ``save`` is then on disk.
+    """
+
+    def __init__(self, directory: str | Path, max_to_keep: int = 3):
+        self.directory = Path(directory).absolute()
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=max_to_keep, create=True, enable_async_checkpointing=False, cleanup_tmp_directories=True
+        )
+        self.manager = ocp.CheckpointManager(self.directory, options=options)
+        self._verified: set[int] = set()  # steps whose checksums matched (verified once per process)
+
+    def all_steps(self) -> list[int]:
+        return sorted(self.manager.all_steps())
+
+    def latest_step(self) -> int | None:
+        return self.manager.latest_step()
+
+    def save(self, state, config: ml_collections.ConfigDict, progress: dict | None = None) -> None:
+        """Saves ``state`` at its step with the run's config and ``progress`` (JSON: what the loop needs to
+        continue exactly, e.g. the losses of the epoch so far)."""
+        step = int(state.step)
+        self._verified.discard(step)
+        self.manager.save(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave({"train_state": flax.serialization.to_state_dict(state)}),
+                config=ocp.args.JsonSave(config.to_dict()),
+                progress=ocp.args.JsonSave(progress or {}),
+            ),
+        )
+        if jax.process_index() == 0:
+            step_dir = self.directory / str(step)
+            files.write_json(step_dir / MANIFEST, _file_sums(step_dir))
+
+    def is_complete(self, step: int) -> bool:
+        """False for a step whose write was cut off before its manifest was written."""
+        return (self.directory / str(step) / MANIFEST).is_file()
+
+    def verify(self, step: int) -> None:
+        """Raises CheckpointError naming the step and the file when ``step`` is incomplete or corrupt."""
+        if step in self._verified:
+            return
+        step_dir = self.directory / str(step)
+        manifest = step_dir / MANIFEST
+        if not manifest.is_file():
+            raise CheckpointError(f"checkpoint step {step} in {step_dir} is incomplete: {MANIFEST} is missing.")
+        try:
+            want = dict(json.loads(manifest.read_text()))
+        except (ValueError, TypeError, UnicodeDecodeError):
+            raise CheckpointError(f"checkpoint step {step} is damaged: file {manifest} is not valid JSON.") from None
+        have = _file_sums(step_dir)
+        for name in sorted(set(want) | set(have)):
+            if want.get(name) != have.get(name):
+                problem = "is missing" if name not in have else "was added" if name not in want else "is corrupt"
+                raise CheckpointError(f"checkpoint step {step} is damaged: file {step_dir / name} {problem}.")
+        self._verified.add(step)
+
+    def _checked_step(self, step: int | None) -> int:
+        """``step`` (default the latest), verified; CheckpointError naming what is wrong."""
+        step = self.latest_step() if step is None else step
+        if step not in self.all_steps():
+            raise CheckpointError(f"no checkpoint step {step} in {self.directory}; it has {self.all_steps()}.")
+        self.verify(step)
+        return step
+
+    def restore(self, state_template, step: int | None = None) -> Restored:
+        """(state, config dict, progress dict) at ``step`` (default latest), laid out like ``state_template``.
+
+        The step's checksums are verified before anything of it is read.
+        """
+        step = self._checked_step(step)
+        template = {"train_state": flax.serialization.to_state_dict(state_template)}
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
+        args = {"state": ocp.args.StandardRestore(abstract), "config": ocp.args.JsonRestore()}
+        if (self.directory / str(step) / "progress").is_dir():
+            args["progress"] = ocp.args.JsonRestore()
+        restored = self.manager.restore(step, args=ocp.args.Composite(**args))
+        state = flax.serialization.from_state_dict(state_template, restored["state"]["train_state"])
+        return Restored(state, restored["config"], restored.get("progress") or {})
+
+    def saved_config(self, step: int | None = None) -> dict:
+        """The config dict saved with ``step`` (default latest), read after its checksums are verified."""
+        step = self._checked_step(step)
+        return self.manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
+
+    def delete_after(self, step: int) -> list[int]:
+        """Deletes the steps after ``step`` (a run resumed from an earlier good step); returns them."""
+        later = [s for s in self.all_steps() if s > step]
+        for s in later:
+            self.manager.delete(s)
+            self._verified.discard(s)
+        return later
+
+    def discard_interrupted(self) -> None:
+        """Deletes the latest steps whose write was cut off before their manifest (never resumed from)."""
+        steps = self.all_steps()
+        while steps and not self.is_complete(steps[-1]):
+            log.info("discarding checkpoint step %d: its write was interrupted", steps[-1])
+            self.manager.delete(steps.pop())
+
+    def resume(self, state, config: ml_collections.ConfigDict) -> tuple[Any, dict]:
+        """(state, progress) at ``config.restore_step`` (default: the latest step); ``(state, {})`` when there
+        is none.
+
+        Refuses, with the reason and the way out, a damaged checkpoint or one made by a config
+        whose model, loss or optimizer differ. Resuming an earlier step deletes the later ones.
+        """
+        if config.restore_step is None:
+            self.discard_interrupted()
+        steps = self.all_steps()
+        if not steps:
+            return state, {}
+        step = steps[-1] if config.restore_step is None else config.restore_step
+        earlier = [s for s in steps if s < step]
+        try:
+            if step not in steps:
+                raise CheckpointError(f"no checkpoint step {step} in {self.directory}; it has {steps}.")
+            self.verify(step)
+        except CheckpointError as e:
+            way_out = (
+                f"resume from the previous good step with --config.restore_step={earlier[-1]}"
+                if earlier
+                else f"delete {self.directory} to start over"
+            )
+            raise CheckpointError(f"{e} Training will not start from it: {way_out}.") from None
+        differences = config_differences(self.saved_config(step), config)
+        if differences:
+            raise CheckpointError(
+                f"the checkpoint at step {step} in {self.directory} was made with a different config "
+                f"({'; '.join(differences)}). Use a new --workdir, or the config it was made with."
+            )
+        restored = self.restore(state, step)
+        dropped = self.delete_after(step)
+        log.info(
+            "resumed from %s at step %d%s", self.directory, step, f" (deleted later steps {dropped})" * bool(dropped)
+        )
+        return restored.state, restored.progress
+
+    def close(self) -> None:
+        self.manager.wait_until_finished()
+        self.manager.close()
+
+
+def config_differences(saved: dict, config: ml_collections.ConfigDict) -> list[str]:
+    """``field: checkpoint value -> config value`` for every ``STATE_FIELDS`` entry that differs."""
+    current = json.loads(json.dumps(config.to_dict()))  # as saved: tuples become lists
+    old = configs.flatten({k: saved.get(k, _FIELDS_ADDED.get(k)) for k in STATE_FIELDS})
+    new = configs.flatten({k: current.get(k) for k in STATE_FIELDS})
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]

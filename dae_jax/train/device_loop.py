@@ -1,0 +1,83 @@
+"""The accelerator fast path: the training set resident on the devices, shuffled there, and a
+``lax.scan`` over many train steps per call.
+
+The host loop (``dae_jax.data.pipeline.train_batches``) sends every batch from tf.data through
+Python; here the uint8 training images are put on every device once, each epoch's order is a
+seeded permutation computed on device, and one jitted call runs ``k`` steps: each device
+gathers its rows of the global batch and runs the very same ``train_step``
+(``dae_jax.train.steps.make_train_step``) inside the scan. Given the same batches, it computes the same
+parameters as the host loop (tests/train/test_device_loop.py); the order differs from tf.data's shuffle,
+so a run with ``config.device_resident`` sees its data in another (equally random) order.
+Single-process only: each process would need the whole training set on its devices.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
+
+from dae_jax import sharding
+from dae_jax.nn import models
+from dae_jax.sharding import DATA_AXIS
+
+# Largest training set the device-resident loop copies onto every device by default.
+RESIDENT_MAX_BYTES = 1 << 30
+
+
+def wanted(requested: bool | None, train_images: np.ndarray, model: models.Autoencoder) -> bool:
+    """Whether to train with this loop: ``requested``, or by default when it can and is faster.
+
+    Default: one process, a training set of at most ``RESIDENT_MAX_BYTES``, and on CPU a model whose
+    layers stay fast inside ``lax.scan`` (``models.scan_friendly``; strided and transposed
+    convolutions are 3x slower there, results/benchmarks/).
+    """
+    if requested is not None:
+        return requested
+    fits = jax.process_count() == 1 and train_images.nbytes <= RESIDENT_MAX_BYTES
+    return fits and (jax.default_backend() != "cpu" or models.scan_friendly(model))
+
+
+def put_images(images: np.ndarray, mesh: Mesh) -> jax.Array:
+    """The uint8 training images [N, H, W, C], one full copy on every device of ``mesh``."""
+    if jax.process_count() > 1:
+        raise ValueError(
+            "config.device_resident keeps the whole training set on every device and runs in one process only; "
+            "set it to False for multi-process training."
+        )
+    return jax.device_put(images, sharding.replicated(mesh))
+
+
+def epoch_order(key: jax.Array, epoch: int, num_images: int, steps: int, batch_size: int) -> jax.Array:
+    """Rows of the global batch of every step of ``epoch``: [steps, batch_size] int32, a seeded permutation."""
+    order = jax.random.permutation(jax.random.fold_in(key, epoch), num_images)
+    return order[: steps * batch_size].reshape(steps, batch_size).astype(jnp.int32)
+
+
+def make_multi_step(train_step: Callable, mesh: Mesh) -> Callable:
+    """``multi_step(state, images, order, key) -> (state, losses [k])`` running ``k = len(order)`` train steps.
+
+    ``order`` [k, B] holds the rows of each global batch; device d takes rows
+    ``order[:, d*B/D : (d+1)*B/D]``, as the host loop's batch sharding does. Jitted once per
+    ``k``, with the state donated.
+    """
+
+    devices = mesh.devices.size
+
+    def per_device(state, images, order, key):
+        b = order.shape[1] // devices
+
+        def one_step(state, rows):  # rows: [B] global batch
+            mine = lax.dynamic_slice_in_dim(rows, lax.axis_index(DATA_AXIS) * b, b)
+            state, metrics = train_step(state, {"image": images[mine]}, key)
+            return state, metrics["loss"]
+
+        return lax.scan(one_step, state, order)
+
+    mapped = jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(), P(), P()), out_specs=P(), check_vma=False)
+    return sharding.one_at_a_time(jax.jit(mapped, donate_argnums=(0,)), mesh)

@@ -1,0 +1,254 @@
+"""The training loop: ``train_and_evaluate(config, workdir) -> Run`` (exported as ``dae_jax.train``).
+
+Read top to bottom: ``train_and_evaluate`` checks the config, loads the data, builds the
+``Setup``, resumes from the workdir's latest checkpoint, runs the epochs (``_Loop.epoch``: the
+steps up to each event, then the epoch's validation record and checkpoint), then scores the
+test split with the fixed evaluation noise and writes ``eval.json`` and the figures.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from dae_jax import configs, files, sharding
+from dae_jax.data import pipeline
+from dae_jax.eval import analysis, evaluation, figures
+from dae_jax.nn import models
+from dae_jax.setup import Setup
+from dae_jax.train import device_loop, runners, steps
+from dae_jax.train import workdir as workdir_lib
+from dae_jax.train.checkpoints import Checkpoints
+from dae_jax.train.state import TrainState, create_train_state
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """A finished training run."""
+
+    state: TrainState  # the final state (params, optimizer state, BatchNorm statistics)
+    history: list[dict]  # one record per epoch, as in metrics.jsonl
+    metrics: dict[str, Any]  # the test evaluation, as in eval.json
+    workdir: Path
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike | None = None) -> Run:
+    """Trains ``config`` in ``workdir`` (resuming from its latest checkpoint) and evaluates it on the test set.
+
+    ``workdir`` None: a fresh temporary directory (``Run.workdir`` says which).
+    """
+    config = configs.prepared(config)
+    workdir = workdir_lib.writable(workdir if workdir is not None else tempfile.mkdtemp(prefix="dae_jax_"))
+    mesh = sharding.make_mesh()
+    sharding.check_batch_size(config.batch_size, mesh)
+    sharding.check_batch_size(config.eval_batch_size, mesh)
+    analysis.check(config.analyses)
+    splits = pipeline.prepare(config.data)
+    steps_per_epoch = _steps_per_epoch(config, splits)
+    setup = Setup.from_config(config, steps_per_epoch, mesh.devices.size)  # every name and parameter checked
+    data = pipeline.read(splits)
+    resident = device_loop.wanted(config.device_resident, data.train["image"], setup.model)
+    loop_name = "device-resident lax.scan (dae_jax.train.device_loop)" if resident else "tf.data, one step per batch"
+    log.info("training loop: %s", loop_name)
+    if jax.process_index() == 0:
+        metadata = workdir_lib.run_metadata(config, data.source, loop_name)
+        files.write_json(workdir / "metadata.json", metadata)
+    state = jax.device_put(create_train_state(setup), sharding.replicated(mesh))
+    log.info("model %s: %s parameters", config.model.name, f"{models.param_count(state.params):,}")
+
+    ckpts = Checkpoints(workdir / "checkpoints", config.keep_checkpoints)
+    state, progress = ckpts.resume(state, config)
+    runner = (runners.device_runner if resident else runners.host_runner)(setup, data.train, mesh, steps_per_epoch)
+    loop = _Loop(setup, mesh, workdir, ckpts, steps_per_epoch, runner, _take(data.validation, config.max_eval_examples))
+    writer = workdir_lib.MetricWriter(workdir, resumed_step=int(state.step))
+    done = np.asarray(progress.get("epoch_losses", []), np.float32)  # the resumed epoch's losses so far
+    for epoch in range(int(state.step) // steps_per_epoch, config.num_epochs):
+        state = loop.epoch(state, epoch, writer, done)
+        done = np.zeros(0, np.float32)
+    ckpts.close()
+    history = workdir_lib.read_history(workdir)
+    result = _test(setup, state, data, loop, history, workdir)
+    return Run(state=state, history=history, metrics=result, workdir=workdir)
+
+
+def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike | None = None) -> Run:
+    """``dae_jax.train``: trains and evaluates ``config`` in ``workdir`` (a temporary directory when None)."""
+    return train_and_evaluate(config, workdir)
+
+
+def _take(arrays: dict[str, np.ndarray], n: int | None) -> dict[str, np.ndarray]:
+    return arrays if n is None else {k: v[:n] for k, v in arrays.items()}
+
+
+def _steps_per_epoch(config: ml_collections.ConfigDict, splits: pipeline.Splits) -> int:
+    """Full global batches in this process's share of the training split (capped by max_steps_per_epoch)."""
+    if splits.image_shape != tuple(config.image_shape):
+        raise ValueError(
+            f"the data's images are {splits.image_shape} (H, W, C) but config.image_shape is "
+            f"{tuple(config.image_shape)}; set --config.image_shape to match the data."
+        )
+    steps = splits.sizes["train"] // (config.batch_size // jax.process_count())
+    if config.max_steps_per_epoch:
+        steps = min(steps, config.max_steps_per_epoch)
+    if steps == 0:
+        raise ValueError(f"batch_size={config.batch_size} exceeds the {splits.sizes['train']} training images.")
+    return steps
+
+
+def check_finite(losses: np.ndarray, first_step: int, config: ml_collections.ConfigDict, workdir: Path) -> None:
+    """Raises FloatingPointError naming the first step whose loss is NaN/inf (``losses[i]`` is step first_step+i+1).
+
+    Called before any checkpoint of those steps is written, so the last checkpoint stays good.
+    """
+    bad = np.flatnonzero(~np.isfinite(losses))
+    if bad.size:
+        raise FloatingPointError(
+            f"loss is {losses[bad[0]]} at step {first_step + bad[0] + 1}: training stopped. The last good checkpoint "
+            f"is kept in {workdir / 'checkpoints'}. Likely cause: learning rate too high "
+            f"(learning_rate={config.learning_rate}, optimizer={config.optimizer}); lower it with "
+            "--config.learning_rate."
+        )
+
+
+@dataclasses.dataclass
+class _Loop:
+    """What every epoch of a run uses; ``epoch`` runs one."""
+
+    setup: Setup
+    mesh: jax.sharding.Mesh
+    workdir: Path
+    ckpts: Checkpoints
+    steps_per_epoch: int
+    runner: runners.EpochRunner
+    validation: dict[str, np.ndarray]
+
+    def __post_init__(self):
+        self.eval_step = sharding.data_parallel(steps.make_eval_step(self.setup), self.mesh, donate_state=False)
+
+    def _step_checkpoint_due(self, step: int) -> bool:
+        every = self.setup.config.checkpoint_every_steps
+        return bool(every) and step % every == 0
+
+    def _next_event(self, step: int, epoch_start: int) -> int:
+        """The step of the next loss check (every log_every_steps of the epoch), checkpoint, or the epoch's end.
+
+        Counting from the epoch's start keeps the chunk lengths (the device loop compiles one scan per
+        length) to a few.
+        """
+        config = self.setup.config
+        events = [epoch_start + self.steps_per_epoch]
+        events.append(epoch_start + ((step - epoch_start) // config.log_every_steps + 1) * config.log_every_steps)
+        if config.checkpoint_every_steps:
+            events.append((step // config.checkpoint_every_steps + 1) * config.checkpoint_every_steps)
+        return min(events)
+
+    def _steps(self, state: TrainState, epoch: int, done: np.ndarray) -> tuple[TrainState, np.ndarray, float]:
+        """The epoch's remaining train steps: (state, the epoch's losses, seconds of the steps run here).
+
+        ``done``: the losses of the steps of this epoch a resumed run did before (saved in its checkpoint),
+        so the epoch's record is the same as an uninterrupted run's.
+        """
+        from tqdm import tqdm
+
+        config = self.setup.config
+        epoch_start, epoch_end = epoch * self.steps_per_epoch, (epoch + 1) * self.steps_per_epoch
+        step = int(state.step)
+        skip = step - epoch_start
+        advance = self.runner(epoch, skip)
+        bar = tqdm(
+            total=self.steps_per_epoch,
+            initial=skip,
+            desc=f"epoch {epoch + 1}/{config.num_epochs}",
+            unit="step",
+            disable=None,
+        )
+        losses, start = [done], time.perf_counter()
+        while step < epoch_end:
+            k = self._next_event(step, epoch_start) - step
+            state, chunk = advance(state, k)
+            chunk = np.asarray(chunk)  # [k]: the one host sync per interval
+            losses.append(chunk)
+            check_finite(chunk, step, config, self.workdir)
+            step += k
+            bar.update(k)
+            rate = (step - epoch_start - skip) * config.batch_size / (time.perf_counter() - start)
+            bar.set_postfix(loss=f"{chunk[-1]:.4f}", img_s=f"{rate:,.0f}")
+            if step < epoch_end and self._step_checkpoint_due(step):  # at the epoch's end: after its record
+                self.ckpts.save(state, config, {"epoch_losses": np.concatenate(losses).tolist()})
+        bar.close()
+        return state, np.concatenate(losses), time.perf_counter() - start
+
+    def epoch(self, state: TrainState, epoch: int, writer: workdir_lib.MetricWriter, done: np.ndarray) -> TrainState:
+        """Runs what is left of ``epoch`` (``done``: its losses so far), writes its record (train loss,
+        validation metrics), checkpoints."""
+        config = self.setup.config
+        state, losses, elapsed = self._steps(state, epoch, done)
+        step = int(state.step)
+        record = {
+            "epoch": epoch + 1,
+            "train_loss": float(losses.mean()),
+            "images_per_s": (len(losses) - len(done)) * config.batch_size / elapsed,  # of the steps run here
+        }
+        scores = evaluation.evaluate_arrays(
+            self.eval_step, state.variables(), self.validation, self.setup.keys.eval, config.eval_batch_size, self.mesh
+        )
+        record |= {f"val_{k}": v for k, v in scores.items()}
+        writer.write(step, record)
+        log.info(
+            "epoch %d: train loss %.4f, val %s %.4f, val psnr %.2f dB, %s img/s",
+            epoch + 1,
+            record["train_loss"],
+            config.loss,
+            record[f"val_{config.loss}"],
+            record["val_psnr"],
+            f"{record['images_per_s']:,.0f}",
+        )
+        # Saved after the epoch's record is written: a run killed in between redoes the epoch and its
+        # record, rather than resuming past an epoch that metrics.jsonl never got.
+        due = (epoch + 1) % config.checkpoint_every_epochs == 0 or epoch + 1 == config.num_epochs
+        if (due or self._step_checkpoint_due(step)) and step not in self.ckpts.all_steps():
+            self.ckpts.save(state, config)
+        return state
+
+
+def _test(
+    setup: Setup, state: TrainState, data: pipeline.Data, loop: _Loop, history: list[dict], workdir: Path
+) -> dict:
+    """The test split scored with the fixed evaluation noise; eval.json, figures and analyses (process 0)."""
+    config = setup.config
+    test = _take(data.test, config.max_eval_examples)
+    result = evaluation.evaluate_arrays(
+        loop.eval_step, state.variables(), test, setup.keys.eval, config.eval_batch_size, loop.mesh
+    )
+    result |= {
+        "num_test_images": len(test["image"]) * jax.process_count(),
+        "step": int(state.step),
+        "data_source": data.source.description,
+    }
+    if jax.process_index() == 0:
+        files.write_json(workdir / "eval.json", workdir_lib.strict_json(result))
+        figures.write_run_figures(setup, jax.device_get(state.variables()), test, history, workdir)
+        for name in config.analyses:  # e.g. pca_angles.json (on this process's share of the data)
+            analysis.run(name, state, data.train, test, workdir)
+    log.info(
+        "test (%d images): PSNR %.2f dB (noisy input %.2f), SSIM %.4f (noisy input %.4f), %s %.4f",
+        result["num_test_images"],
+        result["psnr"],
+        result["noisy_psnr"],
+        result["ssim"],
+        result["noisy_ssim"],
+        config.loss.upper(),
+        result[config.loss],
+    )
+    return result

@@ -1,0 +1,93 @@
+"""The jitted steps: ``make_train_step(setup)`` and ``make_eval_step(setup)``. No I/O here.
+
+The steps are written per device, with gradients and metrics averaged over the mesh axis
+``data`` by ``lax.pmean``/``psum``; ``sharding.data_parallel`` runs them under ``jit(shard_map)``
+on a ``Mesh``, and the same functions run unchanged under ``jax.pmap(..., axis_name="data")``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from dae_jax import corruptions
+from dae_jax.eval import metrics
+from dae_jax.setup import Setup
+from dae_jax.sharding import DATA_AXIS
+from dae_jax.train.state import TrainState
+
+Batch = dict[str, jax.Array]
+Metrics = dict[str, jax.Array]
+
+
+def make_train_step(setup: Setup) -> Callable[[TrainState, Batch, jax.Array], tuple[TrainState, Metrics]]:
+    """``train_step(state, batch, key) -> (state, {"loss": mean loss})``, the setup bound by closure.
+
+    ``setup.compute_dtype`` (e.g. bfloat16): the model runs in it on copies of the float32
+    parameters, whose gradients and updates stay float32; the loss is taken in float32.
+    ``setup.micro_batch`` (models without BatchNorm): this device's rows are processed in chunks
+    of that many by a ``lax.scan`` that sums their gradients. The update is the same (to float
+    rounding); on CPU each chunk's activations stay in cache, which is faster (results/benchmarks).
+    """
+    compute_dtype, micro_batch = setup.compute_dtype, setup.micro_batch
+
+    def train_step(state: TrainState, batch: Batch, key: jax.Array) -> tuple[TrainState, Metrics]:
+        clean = corruptions.to_float(batch["image"])  # this device's rows: [n, H, W, C]
+        n = clean.shape[0]
+        # Fresh noise every step; example i of the global batch gets fold_in(step_key, i).
+        step_key = jax.random.fold_in(key, state.step)
+        index = lax.axis_index(DATA_AXIS) * n + jnp.arange(n)
+        noisy = corruptions.per_example(setup.corrupt, step_key, clean, index)
+
+        def summed_loss(params, noisy, clean):
+            if compute_dtype is not None:
+                params, noisy = jax.tree.map(lambda x: x.astype(compute_dtype), (params, noisy))
+            variables = {"params": params, "batch_stats": state.batch_stats}
+            logits, updates = state.apply_fn(variables, noisy, train=True, mutable=["batch_stats"])
+            return setup.loss(logits.astype(jnp.float32), clean).sum(), updates.get("batch_stats", {})
+
+        grad_fn = jax.value_and_grad(summed_loss, has_aux=True)
+        if micro_batch is None or micro_batch >= n:
+            (total, batch_stats), grads = grad_fn(state.params, noisy, clean)
+        else:
+
+            def accumulate(sums, chunk):  # chunk: ([m, H, W, C] noisy, [m, H, W, C] clean)
+                (value, _), grads = grad_fn(state.params, *chunk)
+                return jax.tree.map(jnp.add, sums, (value, grads)), None
+
+            chunks = [x.reshape(n // micro_batch, micro_batch, *x.shape[1:]) for x in (noisy, clean)]
+            zeros = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, state.params))
+            (total, grads), _ = lax.scan(accumulate, zeros, chunks)
+            batch_stats = state.batch_stats
+        # Equal shards: the mean over devices of this device's mean is the global mean.
+        grads = lax.pmean(jax.tree.map(lambda g: g / n, grads), DATA_AXIS)
+        # BatchNorm already normalises with global-batch statistics (axis "data"), so these agree
+        # on every device; the pmean keeps the state replicated by construction.
+        batch_stats = lax.pmean(batch_stats, DATA_AXIS)
+        state = state.apply_gradients(grads=grads).replace(batch_stats=batch_stats)
+        return state, {"loss": lax.pmean(total / n, DATA_AXIS)}
+
+    return train_step
+
+
+def make_eval_step(setup: Setup) -> Callable[[dict, Batch, jax.Array], Metrics]:
+    """``eval_step(variables, batch, key) -> sums`` of per-image metrics of the output and of the noisy input.
+
+    Example ``batch["index"][i]`` gets the fixed evaluation noise (``Setup.eval_noisy`` with ``key``);
+    ``batch["mask"]`` marks the real rows of a padded last batch.
+    """
+
+    def eval_step(variables: dict, batch: Batch, key: jax.Array) -> Metrics:
+        clean = corruptions.to_float(batch["image"])
+        noisy = setup.eval_noisy(clean, batch["index"], key)
+        per_image = metrics.image_metrics(setup.output(variables, noisy), clean)
+        per_image |= {f"noisy_{k}": v for k, v in metrics.image_metrics(noisy, clean).items()}
+        mask = batch["mask"]
+        sums = {k: lax.psum(jnp.sum(jnp.where(mask, v, 0.0)), DATA_AXIS) for k, v in per_image.items()}
+        sums["count"] = lax.psum(jnp.sum(mask.astype(jnp.float32)), DATA_AXIS)
+        return sums
+
+    return eval_step

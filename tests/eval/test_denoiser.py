@@ -1,0 +1,98 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from PIL import Image
+
+from dae_jax import configs
+from dae_jax.data import image_files
+from dae_jax.eval import denoiser, layout
+from dae_jax.setup import Setup
+from dae_jax.train import checkpoints
+from dae_jax.train.state import create_train_state
+from tests.conftest import setup_of
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """A workdir with one checkpoint of a conv32 model, and that model's params."""
+    workdir = tmp_path_factory.mktemp("run")
+    state = create_train_state(setup_of("conv32"), jax.random.key(0))
+    ckpts = checkpoints.Checkpoints(workdir / "checkpoints")
+    ckpts.save(state, configs.base())
+    ckpts.close()
+    return workdir, state
+
+
+def test_load_denoise_matches_the_model_in_every_layout(saved):
+    workdir, state = saved
+    d = denoiser.load(workdir)
+    x = np.random.default_rng(0).random((5, 28, 28, 1), dtype=np.float32)
+    want = np.asarray(jax.nn.sigmoid(state.apply_fn(state.variables(), x)))
+    np.testing.assert_allclose(d.denoise(x), want, atol=1e-6)  # NHWC float, 5 padded to the 8-bucket
+    np.testing.assert_allclose(d.denoise(x[0]), want[0], atol=1e-6)  # HWC
+    np.testing.assert_allclose(d.denoise(x[0, :, :, 0]), want[0, :, :, 0], atol=1e-6)  # HW
+    u8 = d.denoise((x * 255).astype(np.uint8))
+    assert u8.dtype == np.uint8 and u8.shape == (5, 28, 28, 1)
+    out = d.denoise(jnp.asarray(x))
+    assert isinstance(out, jax.Array)
+    codes = d.encode(x)
+    assert codes.shape == (5, 7, 7, 32) and d.encode(x[0]).shape == (7, 7, 32)
+    np.testing.assert_allclose(d.decode(codes), want, atol=1e-5)
+    assert d.denoise(np.zeros((300, 28, 28, 1), np.float32)).shape == (300, 28, 28, 1)  # 256 + 64-bucket
+
+
+BAD = [
+    ([[0.5] * 28] * 28, "numpy or jax array"),
+    (np.zeros((28, 28), np.int64), "dtype int64"),
+    (np.zeros((28, 28), bool), "dtype bool"),
+    (np.zeros((2, 2, 28, 28, 1), np.float32), "5 dimensions"),
+    (np.zeros((28,), np.float32), "1 dimensions"),
+    (np.zeros((0, 28, 28, 1), np.float32), "empty batch"),
+    (np.zeros((32, 32), np.float32), "32x32 but the model takes 28x28"),
+    (np.zeros((28, 28, 3), np.float32), "3 channels but the model takes 1"),
+    (np.full((28, 28), 200.0, np.float32), "0-255 values"),
+    (np.full((28, 28), -0.5, np.float32), r"span \[-0.5, -0.5\]"),
+    (np.full((28, 28), np.nan, np.float32), "NaN"),
+]
+
+
+@pytest.mark.parametrize("bad,match", BAD)
+def test_bad_images_get_one_clear_error(bad, match):
+    with pytest.raises(ValueError, match=match):
+        layout.to_model_input(bad, (28, 28, 1))
+
+
+def test_bad_codes_and_empty_workdir(saved, tmp_path):
+    with pytest.raises(ValueError, match=r"model's codes are \[N, 7, 7, 32\]"):
+        denoiser.load(saved[0]).decode(np.zeros((2, 4, 4, 32)))
+    with pytest.raises(ValueError, match="no checkpoint"):
+        denoiser.load(tmp_path)
+
+
+def test_read_image_round_trip_and_unreadable_files(tmp_path):
+    arr = np.random.default_rng(1).integers(0, 256, (28, 28), dtype=np.uint8)
+    Image.fromarray(arr).save(tmp_path / "digit.png")
+    np.testing.assert_array_equal(image_files.read_image(tmp_path / "digit.png")[..., 0], arr)
+    (tmp_path / "notes.png").write_text("not an image")
+    with pytest.raises(ValueError, match="cannot read image file .*notes.png"):
+        image_files.read_image(tmp_path / "notes.png")
+    with pytest.raises(ValueError, match="does not exist"):
+        image_files.read_image(tmp_path / "missing.png")
+
+
+def test_skip_model_denoises_and_refuses_decoding_codes_alone(tmp_path):
+    config = configs.base()
+    config.model.name, config.image_shape, config.loss, config.optimizer = "superres", (48, 48, 3), "mse", "adam"
+    config.lr_schedule = "cosine"  # the optimizer state then holds a step count: restored all the same
+    state = create_train_state(Setup.from_config(config, steps_per_epoch=10), jax.random.key(0))
+    ckpts = checkpoints.Checkpoints(tmp_path / "checkpoints")
+    ckpts.save(state, config)
+    ckpts.close()
+    d = denoiser.load(tmp_path)
+    x = np.random.default_rng(0).random((3, 48, 48, 3), dtype=np.float32)
+    np.testing.assert_allclose(d.denoise(x), x, atol=1e-6)  # the untrained superres model is the identity
+    codes = d.encode(x)
+    assert codes.shape == (3, 12, 12, 64)
+    with pytest.raises(ValueError, match=r"'superres' has skip connections.*use denoise\(images\)"):
+        d.decode(codes)

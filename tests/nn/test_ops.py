@@ -1,0 +1,103 @@
+"""The fast formulations of dae_jax.nn.ops against the textbook JAX/Flax versions, values and gradients."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+from dae_jax.nn import models, ops
+
+TOL = 1e-5
+
+
+def _reference_conv(x, kernel, padding):
+    return lax.conv_general_dilated(x, kernel, (1, 1), padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def _assert_same_function(fast, reference, *args):
+    """Same values and same gradients (of a random projection of the output) w.r.t. every argument."""
+    out = jax.jit(reference)(*args)
+    np.testing.assert_allclose(jax.jit(fast)(*args), out, atol=TOL, rtol=TOL)
+    weights = jax.random.normal(jax.random.key(99), out.shape)
+    argnums = tuple(range(len(args)))
+    g_fast = jax.jit(jax.grad(lambda *a: jnp.sum(fast(*a) * weights), argnums))(*args)
+    g_ref = jax.jit(jax.grad(lambda *a: jnp.sum(reference(*a) * weights), argnums))(*args)
+    for a, b in zip(g_fast, g_ref, strict=True):
+        np.testing.assert_allclose(a, b, atol=TOL * max(1.0, float(jnp.abs(b).max())), rtol=TOL)
+
+
+@pytest.mark.parametrize(
+    "shape,kernel,padding",
+    [
+        ((3, 14, 14, 8), 3, ops.same_padding(3)),
+        ((2, 9, 7, 4), 2, ((0, 0), (0, 0))),
+        ((2, 12, 12, 3), 5, ops.same_padding(5)),
+        ((2, 8, 8, 1), 3, ((1, 1), (1, 1))),
+    ],
+)
+def test_conv2d_matches_lax_conv(shape, kernel, padding):
+    x = jax.random.normal(jax.random.key(0), shape)
+    w = jax.random.normal(jax.random.key(1), (kernel, kernel, shape[-1], 6)) * 0.2
+    _assert_same_function(lambda x, w: ops.conv2d(x, w, padding), lambda x, w: _reference_conv(x, w, padding), x, w)
+
+
+@pytest.mark.parametrize("shape", [(2, 7, 7, 8), (3, 14, 10, 4)])
+def test_upsample_conv2d_matches_conv_of_upsampled(shape):
+    x = jax.random.normal(jax.random.key(2), shape)
+    w = jax.random.normal(jax.random.key(3), (3, 3, shape[-1], 5)) * 0.2
+
+    def reference(x, w):
+        return _reference_conv(jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2), w, "SAME")
+
+    _assert_same_function(ops.upsample_conv2d, reference, x, w)
+
+
+@pytest.mark.parametrize("padding,shape", [("valid", (2, 8, 8, 3)), ("valid", (2, 7, 9, 3)), ("same", (2, 7, 7, 3))])
+def test_max_pool_matches_flax_including_ties(padding, shape):
+    # Integers in {0, 1, 2}: most windows hold tied maxima, where the gradient must go to the
+    # first maximum in the window, as flax's select-and-scatter gradient does.
+    x = jax.random.randint(jax.random.key(4), shape, 0, 3).astype(jnp.float32)
+
+    def reference(x):
+        return nn.max_pool(x, (2, 2), (2, 2), padding.upper())
+
+    _assert_same_function(lambda x: ops.max_pool_2x2(x, padding), reference, x)
+
+
+def test_conv2d_gradient_inside_scan_is_unchanged():
+    # The reason for conv2d's VJP is speed inside lax.scan; the values must not change there.
+    x = jax.random.normal(jax.random.key(5), (4, 2, 10, 10, 3))
+    w = jax.random.normal(jax.random.key(6), (3, 3, 3, 4))
+
+    def summed(conv, w):
+        return lax.scan(lambda acc, xb: (acc + jnp.sum(jnp.tanh(conv(xb, w, ops.same_padding(3)))), None), 0.0, x)[0]
+
+    grad = jax.jit(jax.grad(summed, 1), static_argnums=0)
+    np.testing.assert_allclose(grad(ops.conv2d, w), grad(_reference_conv, w), rtol=TOL)
+
+
+# Each fast layer path (upsample-conv, pool-first, strided and transposed convs, BN, skips) in the default
+# run; the remaining presets, made of the same layers, in the full one.
+FAST_IN_DEFAULT = ("conv32", "bn_dense576", "superres", "dense32")
+
+
+@pytest.mark.parametrize(
+    "name", [n if n in FAST_IN_DEFAULT else pytest.param(n, marks=pytest.mark.slow) for n in sorted(models.MODELS)]
+)
+def test_fast_model_matches_textbook_model(name):
+    """Every preset: the fast formulation (default) against fast=False, outputs and parameter gradients."""
+    x = jax.random.uniform(jax.random.key(7), (4, 48, 48, 3) if name == "superres" else (4, 28, 28, 1))
+    fast, reference = models.make(name), models.make(name, fast=False)
+    variables = fast.init(jax.random.key(8), x)
+    assert jax.tree.structure(variables) == jax.tree.structure(reference.init(jax.random.key(8), x))
+    np.testing.assert_allclose(jax.jit(fast.apply)(variables, x), jax.jit(reference.apply)(variables, x), atol=TOL)
+
+    def loss(model, params):
+        return jnp.mean(jnp.square(jax.nn.sigmoid(model.apply({**variables, "params": params}, x)) - x))
+
+    g_fast = jax.jit(jax.grad(lambda p: loss(fast, p)))(variables["params"])
+    g_ref = jax.jit(jax.grad(lambda p: loss(reference, p)))(variables["params"])
+    for a, b in zip(jax.tree.leaves(g_fast), jax.tree.leaves(g_ref), strict=True):
+        np.testing.assert_allclose(a, b, atol=TOL)

@@ -1,0 +1,43 @@
+"""The device-resident fast path runs the same train steps as the host loop."""
+
+import jax
+import numpy as np
+
+from dae_jax import sharding
+from dae_jax.train import device_loop, steps
+from dae_jax.train.state import create_train_state
+from tests.conftest import setup_of
+
+
+def test_same_batches_give_the_same_parameters_as_the_host_loop(mnist_sample):
+    mesh = sharding.make_mesh(jax.devices()[:4])
+    setup = setup_of("conv32_16", optimizer="adam", micro_batch_size=4)
+    train_step = steps.make_train_step(setup)
+    images = mnist_sample["image"][:512]
+    order = device_loop.epoch_order(jax.random.key(5), 0, len(images), steps=4, batch_size=32)
+
+    def fresh_state():
+        return jax.device_put(create_train_state(setup, jax.random.key(0)), sharding.replicated(mesh))
+
+    host_step = sharding.data_parallel(train_step, mesh, donate_state=True)
+    host, host_losses = fresh_state(), []
+    for rows in np.asarray(order):  # the host loop fed the very batches the device loop gathers
+        host, m = host_step(host, sharding.global_batch({"image": images[rows]}, mesh), jax.random.key(7))
+        host_losses.append(float(m["loss"]))
+
+    multi_step = device_loop.make_multi_step(train_step, mesh)
+    resident = device_loop.put_images(images, mesh)
+    device, first = multi_step(fresh_state(), resident, order[:1], jax.random.key(7))
+    device, rest = multi_step(device, resident, order[1:], jax.random.key(7))  # k varies between calls
+
+    np.testing.assert_allclose(np.concatenate([first, rest]), host_losses, rtol=1e-5)
+    assert int(device.step) == int(host.step) == 4
+    for a, b in zip(jax.tree.leaves(device.params), jax.tree.leaves(host.params), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_epoch_order_is_a_seeded_permutation():
+    a = np.asarray(device_loop.epoch_order(jax.random.key(1), 3, 100, steps=6, batch_size=16))
+    assert a.shape == (6, 16) and len(set(a.ravel())) == 96 and a.max() < 100
+    np.testing.assert_array_equal(a, device_loop.epoch_order(jax.random.key(1), 3, 100, 6, 16))
+    assert not np.array_equal(a, device_loop.epoch_order(jax.random.key(1), 4, 100, 6, 16))

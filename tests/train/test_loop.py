@@ -1,0 +1,31 @@
+"""The entry points, run as a user runs them."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+
+@pytest.mark.slow
+def test_entry_point_trains_evaluates_and_resumes(tmp_path, run_train):
+    workdir = tmp_path / "run"
+    out = run_train(workdir, "--config.num_epochs=2", "--config.max_eval_examples=200").stdout
+    assert "data source: embedded MNIST sample" in out
+    result = json.loads((workdir / "eval.json").read_text())
+    assert result["num_test_images"] == 200
+    assert result["psnr"] > result["noisy_psnr"] + 1.0
+    assert (workdir / "denoising.png").stat().st_size > 10_000
+    metadata = json.loads((workdir / "metadata.json").read_text())
+    assert metadata["data_source"].startswith("embedded") and metadata["versions"]["jax"]
+    assert metadata["config"]["optimizer"] == "adadelta" and len(metadata["devices"]) == 8
+    assert [json.loads(line)["epoch"] for line in (workdir / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+    assert list((workdir / "tensorboard").iterdir())
+
+    # Same workdir, one more epoch, through the console script: resumes at the saved step.
+    dae_jax = str(Path(sys.executable).parent / "dae-jax")
+    out = run_train(workdir, "--config.num_epochs=3", "--config.max_eval_examples=200", entry=(dae_jax, "train")).stdout
+    assert "resumed from" in out and "at step 56" in out
+    epochs = [json.loads(line)["epoch"] for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2, 3]
+    assert json.loads((workdir / "eval.json").read_text())["step"] == 84

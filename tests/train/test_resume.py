@@ -1,0 +1,182 @@
+"""Crash safety, exact resume, NaN stops, config/checkpoint mismatch, and errors for bad input."""
+
+import json
+import random
+import time
+
+import jax
+import ml_collections
+import numpy as np
+import pytest
+
+from dae_jax import configs
+from dae_jax.train import checkpoints, loop
+from dae_jax.train.state import create_train_state
+from tests.conftest import setup_of
+
+# A run of 3 epochs x 8 steps of 64 images, checkpointed every 2 steps.
+SMALL = (
+    "--config.batch_size=64",
+    "--config.eval_batch_size=64",
+    "--config.max_steps_per_epoch=8",
+    "--config.max_eval_examples=64",
+    "--config.num_epochs=3",
+    "--config.checkpoint_every_steps=2",
+    "--config.log_every_steps=1",
+)
+
+
+def _final_params(workdir):
+    template = create_train_state(setup_of("conv32"), jax.random.key(9))
+    state = checkpoints.Checkpoints(workdir / "checkpoints").restore(template).state
+    return int(state.step), jax.tree.leaves((state.params, state.opt_state))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("resident", [True, False], ids=["device_loop", "tfdata_loop"])
+def test_run_killed_at_random_moments_ends_bit_identical(tmp_path, run_train, resident):
+    small = (*SMALL, f"--config.device_resident={resident}")
+    run_train(tmp_path / "straight", *small)
+    rng = random.Random()  # a different set of moments on every run of the suite
+    killed = tmp_path / "killed"
+    delays = [rng.uniform(5.0, 16.0) for _ in range(2)]
+    for delay in delays:
+        proc = run_train(killed, *small, popen=True)
+        time.sleep(delay)
+        proc.kill()  # SIGKILL: no cleanup, possibly mid-step or mid-checkpoint
+        proc.wait()
+    run_train(killed, *small)
+    step_a, leaves_a = _final_params(tmp_path / "straight")
+    step_b, leaves_b = _final_params(killed)
+    assert step_a == step_b == 24, delays
+    for a, b in zip(leaves_a, leaves_b, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=f"kill delays {delays}")
+    eval_a = json.loads((tmp_path / "straight" / "eval.json").read_text())
+    eval_b = json.loads((killed / "eval.json").read_text())
+    assert eval_a["psnr"] == eval_b["psnr"]
+    epochs = [json.loads(line)["epoch"] for line in (killed / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2, 3], delays  # no epoch logged twice
+
+
+def _saved_steps(directory, steps):
+    """Checkpoints of a fresh conv32 state under ``directory`` at each of ``steps``."""
+    state = create_train_state(setup_of("conv32"), jax.random.key(0))
+    ckpts = checkpoints.Checkpoints(directory)
+    for step in steps:
+        ckpts.save(state.replace(step=step), configs.base())
+    return ckpts, state
+
+
+def test_damaged_checkpoint_is_refused_then_previous_step_resumes(tmp_path):
+    ckpts, state = _saved_steps(tmp_path / "ckpt", [2, 4, 6])
+    victim = max(
+        (p for p in (tmp_path / "ckpt" / "6").rglob("*") if p.is_file() and p.name != checkpoints.MANIFEST),
+        key=lambda p: p.stat().st_size,
+    )
+    victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])  # truncated on disk
+    config = configs.base()
+    with pytest.raises(checkpoints.CheckpointError) as error:
+        ckpts.resume(state, config)[0]
+    assert "step 6" in str(error.value) and victim.name in str(error.value)
+    assert "--config.restore_step=4" in str(error.value)
+    config.restore_step = 4
+    assert int(ckpts.resume(state, config)[0].step) == 4
+    assert ckpts.all_steps() == [2, 4]  # the damaged later step is gone
+
+
+def test_interrupted_checkpoint_write_is_discarded(tmp_path):
+    ckpts, state = _saved_steps(tmp_path / "ckpt", [2, 4])
+    (tmp_path / "ckpt" / "4" / checkpoints.MANIFEST).unlink()  # as if killed right after orbax's rename
+    assert int(ckpts.resume(state, configs.base())[0].step) == 2
+    assert ckpts.all_steps() == [2]
+
+
+@pytest.mark.slow
+def test_nan_loss_stops_at_once_and_keeps_last_good_checkpoint(tmp_path, run_train):
+    workdir = tmp_path / "run"
+    proc = run_train(
+        workdir,
+        *SMALL,
+        "--config.optimizer=sgd",
+        "--config.learning_rate=1e30",
+        "--config.checkpoint_every_steps=1",
+        check=False,
+    )
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    error = proc.stderr.strip().splitlines()[-1]
+    assert "loss is nan" in error.lower() and "learning rate" in error
+    bad_step = int(error.split(" at step ")[1].split(":")[0])
+    ckpts = checkpoints.Checkpoints(workdir / "checkpoints")
+    assert ckpts.latest_step() == bad_step - 1
+    template = create_train_state(setup_of("conv32", optimizer="sgd"), jax.random.key(0))
+    state = ckpts.restore(template).state
+    assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(state.params))
+
+
+def test_config_mismatch_is_refused_with_fields_listed(tmp_path):
+    config = configs.base()
+    state = create_train_state(setup_of("conv32"), jax.random.key(0))
+    ckpts = checkpoints.Checkpoints(tmp_path / "ckpt")
+    ckpts.save(state, config)
+    other = ml_collections.ConfigDict(config.to_dict())
+    other.optimizer, other.loss, other.image_shape = "adam", "mse", (32, 32, 3)
+    expected = r"image_shape: \[28, 28, 1\] -> \[32, 32, 3\]; loss: 'bce' -> 'mse'; optimizer: 'adadelta' -> 'adam'"
+    with pytest.raises(checkpoints.CheckpointError, match=expected):
+        ckpts.resume(state, other)[0]
+    assert int(ckpts.resume(state, config)[0].step) == 0  # the same config resumes
+
+
+def _override(**fields):
+    config = configs.base()
+    for path, value in fields.items():
+        configs.set_field(config, path.replace("__", "."), value)
+    return config
+
+
+@pytest.mark.parametrize(
+    "fields,match",
+    [
+        ({"batch_size": 12}, "does not split evenly over 8 devices"),
+        ({"batch_size": 0}, "batch_size must be a positive integer"),
+        ({"eval_batch_size": 100}, "eval_batch_size|batch_size=100 does not split"),
+        ({"num_epochs": 0}, "num_epochs must be a positive integer"),
+        ({"loss": "l1"}, r"config.loss: unknown loss 'l1'; choose one of \['bce', 'mse'\]"),
+        ({"optimizer": "rmsprop"}, r"Unknown optimizer 'rmsprop'; choose one of \['adadelta', 'adam', 'sgd'\]"),
+        ({"learning_rate": -1.0}, "learning_rate must be a number > 0"),
+        ({"optimizer_kwargs": {"momentum": 0.9}}, "Optimizer 'adadelta' has no parameter 'momentum'"),
+        ({"corruption__name": "speckle"}, "Unknown corruption 'speckle'"),
+        ({"corruption__sigma": -0.5}, "sigma must be a number >= 0"),
+        ({"model__name": "unet"}, "Unknown model 'unet'"),
+        ({"data__source": "kaggle"}, "has no data source 'kaggle'"),
+        ({"data__validation_fraction": 1.5}, r"validation_fraction must be in \[0.01, 0.99\]"),
+        ({"data__source": "idx"}, "needs a directory"),
+        ({"data__source": "idx", "data__idx_dir": "/nonexistent/mnist"}, "does not exist"),
+    ],
+)
+def test_bad_config_gets_one_clear_error(tmp_path, fields, match):
+    with pytest.raises((ValueError, FileNotFoundError), match=match):
+        loop.train_and_evaluate(_override(**fields), tmp_path / "w")
+
+
+def test_empty_data_dir_is_named(tmp_path):
+    (tmp_path / "empty").mkdir()
+    config = _override(data__source="idx", data__idx_dir=str(tmp_path / "empty"))
+    with pytest.raises(FileNotFoundError, match=r"has no train-images-idx3-ubyte.*found: \[\]"):
+        loop.train_and_evaluate(config, tmp_path / "w")
+
+
+def test_unwritable_workdir_is_named(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(ValueError, match="cannot be written"):
+        loop.train_and_evaluate(configs.base(), blocker / "run")
+
+
+def test_missing_restore_step_is_named(tmp_path):
+    state = create_train_state(setup_of("conv32"), jax.random.key(0))
+    ckpts = checkpoints.Checkpoints(tmp_path / "ckpt")
+    ckpts.save(state, configs.base())
+    config = configs.base()
+    config.restore_step = 5
+    with pytest.raises(checkpoints.CheckpointError, match=r"no checkpoint step 5 .* it has \[0\]"):
+        ckpts.resume(state, config)[0]

@@ -1,0 +1,150 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dae_jax import sharding
+from dae_jax.eval import evaluation
+from dae_jax.nn import models
+from dae_jax.setup import micro_batch_size
+from dae_jax.train import checkpoints, device_loop, steps
+from dae_jax.train.state import create_train_state
+from tests.conftest import setup_of
+
+
+def _state(seed=0, model="conv32"):
+    return create_train_state(setup_of(model), jax.random.key(seed))
+
+
+def _run(mesh, batches, model="conv32", micro_batch=0, **fields):
+    setup = setup_of(model, micro_batch_size=micro_batch, **fields)
+    step = sharding.data_parallel(steps.make_train_step(setup), mesh, True)
+    state = jax.device_put(create_train_state(setup, jax.random.key(0)), sharding.replicated(mesh))
+    losses = []
+    for b in batches:
+        state, m = step(state, sharding.global_batch(b, mesh), jax.random.key(7))
+        losses.append(float(m["loss"]))
+    return state, losses
+
+
+def _batches(sample, n_steps, batch):
+    return [{k: v[i * batch : (i + 1) * batch] for k, v in sample.items()} for i in range(n_steps)]
+
+
+def test_loss_decreases_on_real_digits(mnist_sample):
+    _, losses = _run(sharding.make_mesh(), _batches(mnist_sample, 30, 128))
+    assert all(np.isfinite(losses))
+    assert np.mean(losses[-5:]) < 0.75 * np.mean(losses[:5])
+
+
+@pytest.mark.parametrize("model", ["conv32", "bn_dense576"])
+def test_eight_devices_match_one_device(mnist_sample, model):
+    assert jax.device_count() == 8
+    batches = _batches(mnist_sample, 3, 32)
+    state8, losses8 = _run(sharding.make_mesh(), batches, model)
+    state1, losses1 = _run(sharding.make_mesh(jax.devices()[:1]), batches, model)
+    np.testing.assert_allclose(losses8, losses1, rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(state8.variables()), jax.tree.leaves(state1.variables()), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    if model == "bn_dense576":  # BatchNorm statistics moved and agree
+        assert not np.allclose(
+            jax.tree.leaves(state8.batch_stats)[0], jax.tree.leaves(_state(model=model).batch_stats)[0]
+        )
+
+
+def test_micro_batched_step_matches_full_batch(mnist_sample):
+    """Chunks of 4 rows per device, gradients summed in a scan: the same training to float rounding."""
+    batches = _batches(mnist_sample, 3, 64)
+    mesh = sharding.make_mesh(jax.devices()[:2])
+    full, losses_full = _run(mesh, batches)
+    micro, losses_micro = _run(mesh, batches, micro_batch=4)
+    np.testing.assert_allclose(losses_micro, losses_full, rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(micro.params), jax.tree.leaves(full.params), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "requested,per_device,model,expected",
+    [(None, 64, "conv32", 16), (None, 8, "conv32", None), (None, 64, "bn_dense576", None), (0, 64, "conv32", None)]
+    + [(8, 64, "conv32", 8)],
+)
+def test_micro_batch_size_choice(requested, per_device, model, expected):
+    assert micro_batch_size(requested, per_device, models.make(model)) == expected  # tests run on CPU
+
+
+def test_no_automatic_micro_batches_for_strided_models():
+    assert models.scan_friendly(models.make("conv32")) and models.scan_friendly(models.make("dense32"))
+    assert not models.scan_friendly(models.make("superres"))  # strided convs
+    assert micro_batch_size(None, 64, models.make("superres")) is None
+    assert micro_batch_size(8, 64, models.make("superres")) == 8  # asked for: done (correct, slower)
+
+
+def test_device_resident_loop_by_default_where_it_is_faster():
+    images = np.zeros((100, 28, 28, 1), np.uint8)
+    assert device_loop.wanted(None, images, models.make("conv32"))
+    assert not device_loop.wanted(None, images, models.make("bn_dense576"))  # strided convs: slow in scans
+    assert device_loop.wanted(True, images, models.make("bn_dense576"))  # asked for: done
+    assert not device_loop.wanted(False, images, models.make("conv32"))
+    big = np.broadcast_to(np.zeros((), np.uint8), (device_loop.RESIDENT_MAX_BYTES + 1,))
+    assert not device_loop.wanted(None, big, models.make("conv32"))
+
+
+def test_bad_micro_batch_sizes_are_named():
+    with pytest.raises(ValueError, match="does not divide the 64 images per device"):
+        micro_batch_size(24, 64, models.make("conv32"))
+    with pytest.raises(ValueError, match="BatchNorm"):
+        micro_batch_size(8, 64, models.make("bn_dense576"))
+
+
+def test_bfloat16_compute_keeps_float32_parameters(mnist_sample):
+    mesh = sharding.make_mesh(jax.devices()[:2])
+    batches = _batches(mnist_sample, 3, 32)
+    state, losses = _run(mesh, batches, compute_dtype="bfloat16")
+    assert {x.dtype for x in jax.tree.leaves(state.params)} == {jnp.dtype(jnp.float32)}
+    _, reference = _run(mesh, batches)
+    np.testing.assert_allclose(losses, reference, rtol=2e-2)  # bf16 rounding, same training
+
+
+def test_same_step_runs_under_pmap(mnist_sample):
+    batches = _batches(mnist_sample, 2, 32)
+    ref, _ = _run(sharding.make_mesh(), batches)
+    step = jax.pmap(steps.make_train_step(setup_of("conv32")), axis_name="data")
+    n = jax.device_count()
+    state = jax.tree.map(lambda x: jnp.stack([x] * n), _state())
+    keys = jax.random.wrap_key_data(jnp.stack([jax.random.key_data(jax.random.key(7))] * n))
+    for b in batches:
+        state, _ = step(state, {k: v.reshape(8, -1, *v.shape[1:]) for k, v in b.items()}, keys)
+    for a, b in zip(jax.tree.leaves(ref.params), jax.tree.leaves(state.params), strict=True):
+        np.testing.assert_allclose(a, b[0], atol=1e-5)
+
+
+def test_eval_step_counts_each_image_once(mnist_sample):
+    mesh = sharding.make_mesh()
+    eval_step = sharding.data_parallel(steps.make_eval_step(setup_of("conv32")), mesh, False)
+    variables = jax.device_put(_state().variables(), sharding.replicated(mesh))
+    arrays = {k: v[:100] for k, v in mnist_sample.items()}
+    key = jax.random.key(3)
+    a = evaluation.evaluate_arrays(eval_step, variables, arrays, key, 64, mesh)  # 2 batches, the second padded
+    b = evaluation.evaluate_arrays(eval_step, variables, arrays, key, 200, mesh)  # 1 batch
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-5)
+    assert a["psnr"] > 0 and 0 < a["noisy_ssim"] < 1
+
+
+def test_orbax_round_trip_is_bit_identical(tmp_path, mnist_sample):
+    import ml_collections
+
+    state, _ = _run(sharding.make_mesh(), _batches(mnist_sample, 2, 32))
+    ckpts = checkpoints.Checkpoints(tmp_path / "ckpt")
+    config = ml_collections.ConfigDict({"seed": 3, "model": {"name": "conv32"}})
+    ckpts.save(state, config, {"epoch_losses": [0.5]})
+    ckpts.close()
+    restored, saved_config, progress = checkpoints.Checkpoints(tmp_path / "ckpt").restore(_state(seed=1))
+    assert int(restored.step) == int(state.step) == 2
+    for a, b in zip(
+        jax.tree.leaves((state.params, state.opt_state)),
+        jax.tree.leaves((restored.params, restored.opt_state)),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert saved_config == config.to_dict() and progress == {"epoch_losses": [0.5]}
