@@ -112,15 +112,16 @@ def load(name_or_path: str) -> ConfigDict:
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
-        get_config = getattr(module, "get_config", None)
-        if not callable(get_config):
-            raise ValueError(f"config file {str(path)!r} defines no get_config(); add one returning a ConfigDict.")
-        config = get_config(argument) if argument else get_config()
-    except ValueError:
-        raise
     except Exception as e:  # the file's own error: named in one line, with the file
-        what = f"get_config({argument!r})" if argument else "loading it"
-        raise ValueError(f"config file {str(path)!r}: {what} raised {type(e).__name__}: {_one_line(e)}.") from None
+        raise ValueError(f"config file {str(path)!r}: loading it raised {type(e).__name__}: {_one_line(e)}.") from None
+    get_config = getattr(module, "get_config", None)
+    if not callable(get_config):
+        raise ValueError(f"config file {str(path)!r} defines no get_config(); add one returning a ConfigDict.")
+    try:
+        config = get_config(argument) if argument else get_config()
+    except Exception as e:
+        call = f"get_config({argument!r})" if argument else "get_config()"
+        raise ValueError(f"config file {str(path)!r}: {call} raised {type(e).__name__}: {_one_line(e)}.") from None
     if not isinstance(config, ConfigDict):
         raise ValueError(
             f"config file {str(path)!r}: get_config() returned a {type(config).__name__}; return an "
@@ -249,6 +250,9 @@ def check(config: ConfigDict) -> None:
         raise ValueError(
             f"config.data.validation_fraction must be in [0.01, 0.99], got {config.data.validation_fraction}."
         )
+    restore = config.restore_step
+    if restore is not None and not (_integer(restore) and restore >= 0):
+        raise ValueError(f"config.restore_step must be None (the latest) or a step number >= 0, got {restore!r}.")
     seed = config.data.validation_split_seed
     if seed is not None and not (_integer(seed) and 0 <= seed <= MAX_SEED):
         raise ValueError(

@@ -112,10 +112,17 @@ CORRUPTIONS: dict[str, Callable[..., jax.Array]] = {
 }
 
 
+RESIZE_METHODS = ("nearest", "linear", "cubic", "lanczos3", "lanczos5")  # jax.image.resize's
+
+
 def _check(name: str, param: str, value) -> None:
-    number = not isinstance(value, bool) and isinstance(value, (int, float))
+    number = not isinstance(value, bool) and isinstance(value, (int, float)) and np.isfinite(value)
     if param in ("sigma", "p") and not (number and value >= 0):
-        raise ValueError(f"Corruption {name!r}: {param} must be a number >= 0, got {value!r}.")
+        raise ValueError(f"Corruption {name!r}: {param} must be a finite number >= 0, got {value!r}.")
+    if param == "method" and value not in RESIZE_METHODS:
+        raise ValueError(f"Corruption {name!r}: method must be one of {list(RESIZE_METHODS)}, got {value!r}.")
+    if param == "clip" and not isinstance(value, bool):
+        raise ValueError(f"Corruption {name!r}: clip must be True or False, got {value!r}.")
     if param == "p" and value > 1:
         raise ValueError(f"Corruption {name!r}: p is a probability and must be <= 1, got {value!r}.")
     if param == "factor" and not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):

@@ -18,19 +18,31 @@ from typing import IO
 
 @contextlib.contextmanager
 def atomic(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
-    """A file object for ``path`` that becomes ``path`` only when the block ends without an error."""
+    """A file object for ``path`` that becomes ``path`` only when the block ends without an error.
+
+    A failed write (a full disk, say) leaves ``path`` as it was and raises an OSError naming it.
+    """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        _remove(tmp)
+        raise OSError(e.errno, f"cannot write {path}: {e.strerror}; it is left as it was") from None
     except BaseException:
+        _remove(tmp)
+        raise
+
+
+def _remove(tmp: str | None) -> None:
+    if tmp is not None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        raise
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
@@ -46,3 +58,49 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
 def write_json(path: str | os.PathLike, obj) -> None:
     """``obj`` as strict JSON (NaN/inf refused: write them as None first)."""
     write_text(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")
+
+
+def check_outputs(
+    targets: list[Path], root: str | os.PathLike, inputs: list[Path] = (), overwrite: bool = False
+) -> None:
+    """Refuses, naming them, outputs that would replace a user's file without being asked.
+
+    ``targets`` are to be written under the folder ``root``. ValueError when one resolves (symlinks
+    followed) outside ``root`` or onto one of ``inputs`` (always), or already exists (unless
+    ``overwrite``). Nothing is written here.
+    """
+    root = Path(root).resolve()
+    sources = {Path(p).resolve() for p in inputs}
+    escaping, onto_inputs, existing = [], [], []
+    for target in map(Path, targets):
+        resolved = target.resolve()
+        if not resolved.is_relative_to(root):
+            escaping.append(f"{target} -> {resolved}")
+        elif resolved in sources:
+            onto_inputs.append(str(target))
+        elif target.exists() or target.is_symlink():
+            existing.append(str(target))
+    if escaping:
+        raise ValueError(f"outputs would be written outside {root} (through symlinks): {_listed(escaping)}; refused.")
+    if onto_inputs:
+        raise ValueError(
+            f"outputs would replace their own inputs: {_listed(onto_inputs)}; choose another --out folder."
+        )
+    if existing and not overwrite:
+        raise ValueError(f"outputs exist already: {_listed(existing)}; pass --overwrite to replace them.")
+
+
+def check_output(path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """A single output file: refused when it exists (unless ``overwrite``) or is a symlink; its folder made."""
+    path = Path(path)
+    if path.is_symlink():
+        raise ValueError(f"output {str(path)!r} is a symlink; refused (it would write through to another file).")
+    if path.exists() and not overwrite:
+        raise ValueError(f"output {str(path)!r} exists already; pass --overwrite to replace it.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _listed(items: list[str], shown: int = 5) -> str:
+    more = f" and {len(items) - shown} more" if len(items) > shown else ""
+    return ", ".join(items[:shown]) + more

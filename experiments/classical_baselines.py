@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dae_jax import configs, corruptions
+from dae_jax import configs, corruptions, files
 from dae_jax.data import pipeline
 from dae_jax.eval import figures
 from dae_jax.studies import classical
@@ -46,7 +46,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max_test_images", type=int, default=None, help="score only the first N test images")
     p.add_argument("--num_figure_images", type=int, default=10)
     study_files.add_data_args(p)
-    p.add_argument("--out", type=Path, default=ROOT / "results" / "classical_baselines")
+    study_files.add_output_args(p, ROOT / "results" / "classical_baselines")
     p.add_argument(
         "--tables_only",
         action="store_true",
@@ -209,9 +209,9 @@ def refresh_tables(out: Path) -> None:
     records = [json.loads(p.read_text()) for p in paths]
     for path, record in zip(paths, records, strict=True):
         record["models"] = models_of(record)
-        path.write_text(json.dumps(record, indent=2))
+        files.write_text(path, json.dumps(record, indent=2))
     command = (out / "command.txt").read_text().strip()
-    (out / "README.md").write_text(markdown(records, command))
+    files.write_text(out / "README.md", markdown(records, command))
     print(f"refreshed {out}", flush=True)
 
 
@@ -221,12 +221,18 @@ def main(argv: list[str] | None = None) -> None:
         refresh_tables(args.out)
         return
     data = study_files.load_data(args)
+    names = [
+        f"{stem}_{sigma}.{ext}"
+        for sigma in args.sigmas
+        for stem, ext in (("sigma", "json"), ("denoising_sigma", "png"))
+    ]
+    study_files.claim(args.out, [*names, "README.md"], args.overwrite)
     args.out.mkdir(parents=True, exist_ok=True)
     command = study_files.command_line("classical_baselines.py", argv)
     records = []
     for sigma in args.sigmas:
         record = run_sigma(sigma, data, args)
-        (args.out / f"sigma_{sigma}.json").write_text(json.dumps(record, indent=2))
+        files.write_text(args.out / f"sigma_{sigma}.json", json.dumps(record, indent=2))
         records.append(record)
     study_files.write(args.out, {"README.md": markdown(records, command)}, command)
 

@@ -153,15 +153,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workdir", required=True, type=Path, help="where the rows' runs live (reused)")
     parser.add_argument("--data-dir", default=None, help="TFDS data dir (default: $TFDS_DATA_DIR)")
     parser.add_argument("--out", default=None, type=Path, help="default: results/<study>")
+    parser.add_argument("--overwrite", action="store_true", help="replace the files a previous run wrote there")
     parser.add_argument("--smoke", action="store_true", help="seconds-long rows and 256 test images: a check only")
     args = parser.parse_args(argv)
     from dae_jax import sharding
     from dae_jax.eval import figures
 
     sharding.use_cpu_cores(128, 1000)  # the configs' batch sizes, as dae-jax train runs them
+    out = args.out or RESULTS / args.study
+    study_files.claim(out, ["matrix.json", "table.md", "psnr.png"], args.overwrite)
     report = run_study(args.study, args.workdir, args.data_dir, args.smoke)
     report["command"] = study_files.command_line("cross_evaluation.py", argv)
-    out = args.out or RESULTS / args.study
     study_files.write(
         out, {"matrix.json": json.dumps(report, indent=2) + "\n", "table.md": table(report)}, report["command"]
     )

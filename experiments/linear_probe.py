@@ -35,7 +35,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max_iter", type=int, default=1000, help="L-BFGS iterations at most")
     p.add_argument("--max_train_images", type=int, default=None, help="probe on the first N training images only")
     study_files.add_data_args(p)
-    p.add_argument("--out", type=Path, default=ROOT / "results" / "linear_probe")
+    study_files.add_output_args(p, ROOT / "results" / "linear_probe")
     args = p.parse_args(argv)
     for w in args.workdirs:
         if not (w / "checkpoints").is_dir():
@@ -102,6 +102,7 @@ def markdown(record: dict, command: str) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    study_files.claim(args.out, ["probe.json", "README.md"], args.overwrite)
     data = study_files.load_data(args)
     train = {k: v[: args.max_train_images] for k, v in data.train.items()}
     splits = {"train": train, "validation": data.validation, "test": data.test}

@@ -13,6 +13,8 @@ import json
 import re
 from pathlib import Path
 
+from dae_jax import files
+
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 COLUMNS = ("psnr", "noisy_psnr", "ssim", "noisy_ssim", "bce", "noisy_bce", "mse", "noisy_mse")
 # Pages in reading order: the denoising studies, the representation studies, then speed.
@@ -86,7 +88,7 @@ def main() -> None:
     ]
     for folder in folders:
         lines += section(folder)
-    (RESULTS / "README.md").write_text("\n".join(lines).rstrip() + "\n")
+    files.write_text(RESULTS / "README.md", "\n".join(lines).rstrip() + "\n")  # generated: always regenerated
     print(f"wrote {RESULTS / 'README.md'} ({len(list(RESULTS.glob('*/eval.json')))} runs, {len(folders)} pages)")
 
 

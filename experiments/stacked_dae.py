@@ -52,7 +52,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max_train_images", type=int, default=None, help="train on the first N of the 50,000 only")
     study_files.add_data_args(p)
     p.add_argument("--num_validation", type=int, default=NUM_VALIDATION, help="last N of TFDS train: validation")
-    p.add_argument("--out", type=Path, default=ROOT / "results" / "stacked_dae")
+    study_files.add_output_args(p, ROOT / "results" / "stacked_dae")
     args = p.parse_args(argv)
     if not 0 <= args.nu < 1:
         p.error(f"--nu is a fraction in [0, 1), got {args.nu}.")
@@ -134,6 +134,7 @@ def markdown(record: dict, command: str) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    study_files.claim(args.out, ["result.json", "README.md"], args.overwrite)
     loaded = study_files.load_data(args)
     data = splits(loaded, args)
     start = time.perf_counter()

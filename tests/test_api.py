@@ -84,7 +84,7 @@ def test_evaluate_with_another_corruption_and_seed(trained_run):
         (np.zeros((4, 32, 32, 1), np.uint8), {}, "32x32 but the model takes 28x28"),
         ({"pixels": np.zeros((4, 28, 28, 1))}, {}, "needs an 'image' entry"),
         (None, {"corruption": "speckle"}, "Unknown corruption 'speckle'"),
-        (None, {"corruption": "gaussian:sigma=-1"}, "sigma must be a number >= 0"),
+        (None, {"corruption": "gaussian:sigma=-1"}, "sigma must be a finite number >= 0"),
     ],
 )
 def test_evaluate_refuses_bad_input_clearly(trained_run, dataset, kwargs, match):

@@ -48,8 +48,8 @@ def test_per_example_noise_does_not_depend_on_batch():
     "name,kwargs,match",
     [
         ("speckle", {}, "gaussian"),
-        ("gaussian", {"sigma": -0.1}, "sigma must be a number >= 0"),
-        ("gaussian", {"sigma": "big"}, "sigma must be a number >= 0"),
+        ("gaussian", {"sigma": -0.1}, "sigma must be a finite number >= 0"),
+        ("gaussian", {"sigma": "big"}, "sigma must be a finite number >= 0"),
         ("gaussian", {"p": 0.1}, "accepts"),
     ],
 )
@@ -107,7 +107,7 @@ def test_compose_applies_steps_in_order_with_folded_keys():
     "name,kwargs,match",
     [
         ("masking", {"p": 1.5}, "p is a probability"),
-        ("salt_and_pepper", {"p": -0.1}, "p must be a number >= 0"),
+        ("salt_and_pepper", {"p": -0.1}, "p must be a finite number >= 0"),
         ("low_resolution", {"factor": 1.5}, "factor must be an integer >= 1"),
         ("compose", {"steps": [{"sigma": 1.0}]}, "has no 'name'"),
     ],

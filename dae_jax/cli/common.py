@@ -50,6 +50,10 @@ def common_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--verbose", action="store_true", help="also show the INFO logs of orbax, TFDS and TensorFlow")
 
 
+def overwrite_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--overwrite", action="store_true", help="replace output files that exist (refused otherwise)")
+
+
 def count(text: str) -> int:
     """argparse type: an integer >= 0."""
     if not text.isdigit():
@@ -101,10 +105,13 @@ def quiet_logs(verbose: bool) -> None:
     library.handlers[:] = [handler]
     library.setLevel(logging.INFO)
     library.propagate = False
-    for name in ("absl", "tensorflow", "jax", "orbax"):
+    for name in ("absl", "tensorflow", "jax", "orbax", "asyncio"):
         logging.getLogger(name).setLevel(logging.INFO if verbose else logging.CRITICAL)
     if not verbose:
         warnings.filterwarnings("ignore")
+        # orbax's writer threads, cut off by a failed write (a full disk), leave futures whose errors the
+        # garbage collector would print after the error line: that error is already reported, once.
+        sys.unraisablehook = lambda unraisable: None
         from absl import logging as absl_logging
 
         absl_logging.set_verbosity(absl_logging.FATAL)
@@ -122,9 +129,17 @@ def one_line(e: BaseException) -> str:
 
 
 def guarded(command: str, debug: bool, fn: Callable[[], None]) -> None:
-    """Runs ``fn()`` and turns an error into one line and the exit code."""
+    """Runs ``fn()`` and turns an error into one line and the exit code; a run stopped on request
+    (``Preempted``: SIGTERM, Ctrl-C) exits 0 saying how to resume, a second Ctrl-C 130."""
+    from dae_jax.train.preemption import Preempted
+
     try:
         fn()
+    except Preempted as e:
+        print(f"dae-jax {command}: {e}", flush=True)
+        sys.exit(0)
+    except KeyboardInterrupt:
+        fail(command, "interrupted", 130)
     except UsageError as e:
         if debug:
             raise

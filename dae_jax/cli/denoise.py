@@ -29,6 +29,7 @@ def build() -> common.Parser:
         "--fit", choices=("tile", "resize"), default="tile", help="how sizes other than the model's are handled"
     )
     p.add_argument("--overlap", type=common.count, help="pixels shared by neighbouring tiles (default: a quarter tile)")
+    common.overwrite_option(p)
     return p
 
 
@@ -57,10 +58,13 @@ def image_pairs(inputs: list[str], out: Path) -> list[tuple[Path, Path]]:
 
 
 def run(args: argparse.Namespace) -> None:
+    from dae_jax import files
     from dae_jax.data import image_files
     from dae_jax.eval import denoiser
 
     pairs = image_pairs(args.inputs, Path(args.out))
+    # Before anything is read or written: no input replaced, nothing written through a link out of --out.
+    files.check_outputs([t for _, t in pairs], args.out, [s for s, _ in pairs], args.overwrite)
     model = denoiser.load(args.workdir)
     channels = model.image_shape[2]
     for source, target in pairs:

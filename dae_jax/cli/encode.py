@@ -20,26 +20,28 @@ def build() -> common.Parser:
     dataset_options(p, "split: train, validation or test of the run's data (default test); any TFDS split of --dataset")
     p.add_argument("--out", required=True, help="the .npy file for the codes")
     p.add_argument("--labels", help="also write the images' labels to this .npy file")
+    common.overwrite_option(p)
     return p
 
 
 def _save(path: str, array) -> None:
     import io
-    from pathlib import Path
 
     import numpy as np
 
     from dae_jax import files
 
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     np.save(buffer, array)
     files.write_bytes(path, buffer.getvalue())
 
 
 def run(args: argparse.Namespace) -> None:
+    from dae_jax import files
     from dae_jax.eval import denoiser, evaluation
 
+    for out in filter(None, (args.out, args.labels)):
+        files.check_output(out, args.overwrite)
     model = denoiser.load(args.workdir)
     arrays, description = evaluation.load_dataset(model, args.dataset, args.split, args.max_examples)
     if args.labels and "label" not in arrays:

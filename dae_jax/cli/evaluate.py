@@ -41,16 +41,17 @@ def build() -> common.Parser:
     )
     p.add_argument("--seed", type=int, help="seed of the evaluation noise (default: the run's, as in eval.json)")
     p.add_argument("--out", help="also write the metrics to this JSON file")
+    common.overwrite_option(p)
     return p
 
 
 def run(args: argparse.Namespace) -> None:
-    from pathlib import Path
-
     from dae_jax import files
     from dae_jax.eval import evaluation
     from dae_jax.train import workdir
 
+    if args.out:
+        files.check_output(args.out, args.overwrite)
     result = evaluation.evaluate(
         args.workdir, args.dataset, args.corruption, split=args.split, max_examples=args.max_examples, seed=args.seed
     )
@@ -60,6 +61,5 @@ def run(args: argparse.Namespace) -> None:
     for name in ("bce", "mse", "psnr", "ssim"):
         print(f"{name:8} {result[name]:10.4f} {result['noisy_' + name]:12.4f}")
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         files.write_json(args.out, workdir.strict_json(result))
         print(f"wrote {args.out}")

@@ -117,6 +117,12 @@ def load_idx_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.
         raise ValueError(
             f"{labels_path}: expected {len(images)} labels for {images_path.name}, got shape {labels.shape}."
         )
+    bad = np.flatnonzero(labels > 9)
+    if bad.size:
+        raise ValueError(
+            f"{labels_path}: label {labels[bad[0]]} at row {bad[0]} ({bad.size} such rows) is outside 0-9; "
+            "the file is not an MNIST-format label file, or it is damaged."
+        )
     return images, labels
 
 

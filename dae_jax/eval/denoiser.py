@@ -124,12 +124,15 @@ def load(workdir_or_checkpoint: str | Path, step: int | None = None) -> Denoiser
     if path.name.isdigit() and (path / checkpoints.MANIFEST).is_file():  # one step's directory
         path, step = path.parent, int(path.name) if step is None else step
     ckpt_dir = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+    if path.is_file():
+        raise ValueError(f"{str(path)!r} is a file; give a workdir that `dae-jax train` wrote.")
     if not ckpt_dir.is_dir():
         raise ValueError(f"{str(path)!r} does not exist; give a workdir that `dae-jax train` wrote.")
-    ckpts = checkpoints.Checkpoints(ckpt_dir)
-    step = ckpts.latest_step() if step is None else step
-    if step is None:
-        raise ValueError(f"no checkpoint in {str(path)!r}; give a workdir that `dae-jax train` wrote.")
-    setup = Setup.from_config(ml_collections.ConfigDict(ckpts.saved_config(step)), training=False)
-    state = ckpts.restore(create_train_state(setup, jax.random.key(0)), step).state
+    with checkpoints.Checkpoints(ckpt_dir) as ckpts:
+        complete = [s for s in ckpts.all_steps() if ckpts.is_complete(s)]
+        step = (complete[-1] if complete else None) if step is None else step
+        if step is None:
+            raise ValueError(f"no checkpoint in {str(path)!r}; give a workdir that `dae-jax train` wrote.")
+        setup = Setup.from_config(ml_collections.ConfigDict(ckpts.saved_config(step)), training=False)
+        state = ckpts.restore(create_train_state(setup, jax.random.key(0)), step).state
     return Denoiser(setup=setup, variables=state.variables(), workdir=ckpt_dir.parent)

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dae_jax import corruptions, sharding
+from dae_jax import configs, corruptions, sharding
 from dae_jax.data import builders, pipeline, sources
 from dae_jax.eval import layout
 from dae_jax.eval.denoiser import Denoiser, load
@@ -58,11 +58,16 @@ def evaluate_arrays(
 def recorded_source(denoiser: Denoiser) -> sources.Source | None:
     """The data source the run's metadata.json recorded; None without one (its config then resolves it)."""
     metadata = denoiser.workdir / "metadata.json" if denoiser.workdir else None
-    if metadata is not None and metadata.is_file():
+    if metadata is None or not metadata.is_file():
+        return None
+    try:
         recorded = json.loads(metadata.read_text()).get("data")
-        if recorded:
-            return sources.Source(**recorded)
-    return None
+        return sources.Source(**recorded) if recorded else None
+    except (ValueError, TypeError, AttributeError) as e:
+        raise ValueError(
+            f"{metadata} is damaged ({' '.join(str(e).split())[:120]}); delete it (the run's config then names "
+            "its data) or rerun the training command to rewrite it."
+        ) from None
 
 
 def load_dataset(
@@ -138,6 +143,8 @@ def evaluate(
     ``eval_batch_size``, rounded up to a multiple of the device count (padding is masked out).
     Also returns ``num_images``, ``dataset`` (a description) and ``corruption`` (the spec used).
     """
+    if seed is not None and not (isinstance(seed, int) and 0 <= seed <= configs.MAX_SEED):
+        raise ValueError(f"seed must be an integer in [0, 2**32 - 1], got {seed!r}.")
     if not isinstance(denoiser, Denoiser):
         denoiser = load(denoiser)
     spec = corruption_spec(corruption, denoiser)

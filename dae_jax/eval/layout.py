@@ -41,6 +41,8 @@ def to_model_input(images, image_shape: tuple[int, int, int]) -> tuple[np.ndarra
         )
     if x.shape[0] == 0:
         raise ValueError("got an empty batch of images.")
+    if x.shape[1] == 0 or x.shape[2] == 0:
+        raise ValueError(f"images have no pixels: shape {tuple(images.shape)}.")
     if x.shape[1:3] != (h, w):
         raise ValueError(f"images are {x.shape[1]}x{x.shape[2]} but the model takes {h}x{w}; resize them first.")
     if x.shape[3] != c:

@@ -45,6 +45,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dae_jax import files
+
 # The framework of each peer and the module that implements it (imported only in its worker process).
 PEERS = {"torch": "dae_jax.studies.peers.torch_models", "keras": "dae_jax.studies.peers.keras_models"}
 PEER_PACKAGES = {"torch": ("torch",), "keras": ("keras", "tensorflow")}
@@ -476,6 +478,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="also time dae-jax's device-resident fast path (lax.scan over the steps)",
     )
     parser.add_argument("--out", default=None, help="write the report to this .json (and the table to .md)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out report")
     args = parser.parse_args(argv)
     try:
         args.batch_sizes = _ints(args.batch_sizes)
@@ -491,6 +494,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         if args.peak_gflops is not None and args.peak_gflops <= 0:
             raise ValueError(f"--peak-gflops must be > 0, got {args.peak_gflops}.")
         args.peers = parse_peers(args.peers)
+        if args.out:
+            for path in (Path(args.out), Path(args.out).with_suffix(".md")):
+                files.check_output(path, args.overwrite)
     except ValueError as e:
         parser.error(str(e))
     return args
@@ -514,9 +520,8 @@ def main(argv: list[str] | None = None) -> dict:
     print("\n" + markdown(report))
     if args.out:
         out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=2) + "\n")
-        out.with_suffix(".md").write_text(markdown(report))
+        files.write_text(out, json.dumps(report, indent=2) + "\n")
+        files.write_text(out.with_suffix(".md"), markdown(report))
         print(f"wrote {out} and {out.with_suffix('.md')}")
     return report
 

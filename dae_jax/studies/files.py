@@ -33,6 +33,18 @@ def command_line(script: str, argv: list[str] | None = None) -> str:
     return prefix + shlex.join(["python", f"experiments/{script}", *args])
 
 
+def add_output_args(parser: argparse.ArgumentParser, default: Path) -> None:
+    """--out (the study's results folder) and --overwrite (replace the files a previous run left there)."""
+    parser.add_argument("--out", type=Path, default=default, help=f"results folder (default: {default})")
+    parser.add_argument("--overwrite", action="store_true", help="replace the files a previous run wrote there")
+
+
+def claim(out: Path, names: list[str], overwrite: bool) -> None:
+    """Before a study's work starts: refuses (ValueError listing them) outputs under ``out`` that exist, unless
+    ``overwrite``; outputs that lead out of ``out`` through links always."""
+    files.check_outputs([Path(out) / n for n in [*names, "command.txt"]], out, overwrite=overwrite)
+
+
 def write(out: Path, pages: dict[str, str], command: str) -> None:
     """Writes each {name: text} under ``out`` and the command to ``out/command.txt``."""
     out.mkdir(parents=True, exist_ok=True)

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dae_jax import files
+
 
 def load_config(args: argparse.Namespace):
     """The reference config with this run's limits."""
@@ -161,7 +163,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="dae-jax's training loop: its default, the tf.data host loop, or the device-resident fast path",
     )
     parser.add_argument("--out", default=None, help="write the report here (.json)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out report")
     args = parser.parse_args(argv)
+    if args.out:
+        try:
+            files.check_output(args.out, args.overwrite)
+        except ValueError as e:
+            parser.error(str(e))
     args.target_epochs = args.target_epochs or args.epochs
     args.max_epochs = args.max_epochs or args.epochs
     if not 1 <= args.target_epochs <= args.epochs:
@@ -210,8 +218,7 @@ def main(argv: list[str] | None = None) -> dict:
         flush=True,
     )
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+        files.write_text(args.out, json.dumps(report, indent=2) + "\n")
     return report
 
 

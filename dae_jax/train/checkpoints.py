@@ -13,9 +13,13 @@ verify the step, refuse a checkpoint made by a config whose model, loss or optim
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
+import os
+import re
+import shutil
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -55,18 +59,29 @@ def _file_sums(step_dir: Path) -> dict[str, str]:
 
 
 class Checkpoints:
-    """A ``CheckpointManager`` over ``directory`` keeping the last ``max_to_keep`` steps.
+    """A ``CheckpointManager`` over ``directory`` keeping the last ``max_to_keep`` steps; a context manager
+    (``close`` on exit).
 
-    Saving is synchronous: the states are small and a finished ``save`` is then on disk.
+    Opening one changes nothing on disk: the directory is made by the first ``save``, and the leftovers
+    of interrupted writes are deleted only once a resume has passed its checks (``resume``). Saving is
+    synchronous: the states are small and a finished ``save`` is then on disk.
     """
 
     def __init__(self, directory: str | Path, max_to_keep: int = 3):
         self.directory = Path(directory).absolute()
+        if self.directory.exists() and not self.directory.is_dir():
+            raise ValueError(f"{self.directory} is a file, not a checkpoint directory.")
         options = ocp.CheckpointManagerOptions(
-            max_to_keep=max_to_keep, create=True, enable_async_checkpointing=False, cleanup_tmp_directories=True
+            max_to_keep=max_to_keep, create=False, enable_async_checkpointing=False, cleanup_tmp_directories=False
         )
         self.manager = ocp.CheckpointManager(self.directory, options=options)
         self._verified: set[int] = set()  # steps whose checksums matched (verified once per process)
+
+    def __enter__(self) -> Checkpoints:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def all_steps(self) -> list[int]:
         return sorted(self.manager.all_steps())
@@ -79,17 +94,25 @@ class Checkpoints:
         continue exactly, e.g. the losses of the epoch so far)."""
         step = int(state.step)
         self._verified.discard(step)
-        self.manager.save(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave({"train_state": flax.serialization.to_state_dict(state)}),
-                config=ocp.args.JsonSave(config.to_dict()),
-                progress=ocp.args.JsonSave(progress or {}),
-            ),
-        )
-        if jax.process_index() == 0:
-            step_dir = self.directory / str(step)
-            files.write_json(step_dir / MANIFEST, _file_sums(step_dir))
+        try:
+            self.manager.save(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardSave({"train_state": flax.serialization.to_state_dict(state)}),
+                    config=ocp.args.JsonSave(config.to_dict()),
+                    progress=ocp.args.JsonSave(progress or {}),
+                ),
+            )
+            if jax.process_index() == 0:
+                step_dir = self.directory / str(step)
+                files.write_json(step_dir / MANIFEST, _file_sums(step_dir))
+        except Exception as e:  # orbax/tensorstore wrap the OS error (a full disk, say) in their own types
+            kept = [s for s in self.all_steps() if s != step and self.is_complete(s)]
+            previous = f"step {kept[-1]} is kept" if kept else "no earlier checkpoint exists"
+            raise CheckpointError(
+                f"writing checkpoint step {step} to {self.directory} failed ({_reason(e)}); {previous}. "
+                "Free disk space and rerun the same command to resume."
+            ) from None
 
     def is_complete(self, step: int) -> bool:
         """False for a step whose write was cut off before its manifest was written."""
@@ -151,26 +174,31 @@ class Checkpoints:
         return later
 
     def discard_interrupted(self) -> None:
-        """Deletes the latest steps whose write was cut off before their manifest (never resumed from)."""
+        """Deletes what interrupted writes left: orbax's temporary step dirs, and steps without a manifest
+        (cut off between orbax's rename and the manifest) after the last complete one."""
+        for leftover in self.directory.glob("*.orbax-checkpoint-tmp*") if self.directory.is_dir() else ():
+            log.info("discarding %s: an interrupted checkpoint write", leftover.name)
+            shutil.rmtree(leftover, ignore_errors=True)
         steps = self.all_steps()
         while steps and not self.is_complete(steps[-1]):
             log.info("discarding checkpoint step %d: its write was interrupted", steps[-1])
             self.manager.delete(steps.pop())
 
     def resume(self, state, config: ml_collections.ConfigDict) -> tuple[Any, dict]:
-        """(state, progress) at ``config.restore_step`` (default: the latest step); ``(state, {})`` when there
-        is none.
+        """(state, progress) at ``config.restore_step`` (default: the latest complete step); ``(state, {})``
+        when there is none.
 
-        Refuses, with the reason and the way out, a damaged checkpoint or one made by a config
-        whose model, loss or optimizer differ. Resuming an earlier step deletes the later ones.
+        Refuses, with the reason and the way out, a damaged checkpoint or one made by a config whose
+        model, loss or optimizer differ; a refusal changes nothing on disk. Once the checks pass,
+        interrupted writes are discarded and, when an earlier step was asked for, the later ones deleted.
         """
-        if config.restore_step is None:
-            self.discard_interrupted()
         steps = self.all_steps()
-        if not steps:
+        complete = [s for s in steps if self.is_complete(s)]
+        if config.restore_step is None and not complete:
+            self.discard_interrupted()
             return state, {}
-        step = steps[-1] if config.restore_step is None else config.restore_step
-        earlier = [s for s in steps if s < step]
+        step = complete[-1] if config.restore_step is None else config.restore_step
+        earlier = [s for s in complete if s < step]
         try:
             if step not in steps:
                 raise CheckpointError(f"no checkpoint step {step} in {self.directory}; it has {steps}.")
@@ -189,6 +217,7 @@ class Checkpoints:
                 f"({'; '.join(differences)}). Use a new --workdir, or the config it was made with."
             )
         restored = self.restore(state, step)
+        self.discard_interrupted()
         dropped = self.delete_after(step)
         log.info(
             "resumed from %s at step %d%s", self.directory, step, f" (deleted later steps {dropped})" * bool(dropped)
@@ -198,6 +227,24 @@ class Checkpoints:
     def close(self) -> None:
         self.manager.wait_until_finished()
         self.manager.close()
+
+
+_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+
+
+def _reason(e: BaseException) -> str:
+    """The root cause of a write error, in one short line (a full disk, a size limit, ...).
+
+    tensorstore (under orbax) reports the OS error inside its message: ``[os_error_code='28']``.
+    """
+    while e.__cause__ is not None or e.__context__ is not None:
+        e = e.__cause__ or e.__context__
+    code = e.errno if isinstance(e, OSError) else None
+    found = re.search(r"os_error_code='?(\d+)", str(e))
+    code = int(found.group(1)) if found else code
+    if code in _FULL:
+        return f"{os.strerror(code)}: the disk is full or a file size limit was reached"
+    return " ".join(str(e).split())[:200] or type(e).__name__
 
 
 def config_differences(saved: dict, config: ml_collections.ConfigDict) -> list[str]:

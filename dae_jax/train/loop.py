@@ -13,6 +13,7 @@ import logging
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +26,10 @@ from dae_jax.data import pipeline
 from dae_jax.eval import analysis, evaluation, figures
 from dae_jax.nn import models
 from dae_jax.setup import Setup
-from dae_jax.train import device_loop, runners, steps
+from dae_jax.train import device_loop, preemption, runners, steps
 from dae_jax.train import workdir as workdir_lib
-from dae_jax.train.checkpoints import Checkpoints
-from dae_jax.train.state import TrainState, create_train_state
+from dae_jax.train.checkpoints import MANIFEST, Checkpoints
+from dae_jax.train.state import TrainState, all_finite, create_train_state
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +47,12 @@ class Run:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike | None = None) -> Run:
     """Trains ``config`` in ``workdir`` (resuming from its latest checkpoint) and evaluates it on the test set.
 
-    ``workdir`` None: a fresh temporary directory (``Run.workdir`` says which).
+    ``workdir`` None: a fresh temporary directory (``Run.workdir`` says which). Every check (config,
+    data, model, the checkpoint to resume) comes before the first write: a refused start changes
+    nothing in the workdir. SIGTERM or Ctrl-C save and raise ``preemption.Preempted``.
     """
     config = configs.prepared(config)
-    workdir = workdir_lib.writable(workdir if workdir is not None else tempfile.mkdtemp(prefix="dae_jax_"))
+    workdir = workdir_lib.check_writable(workdir if workdir is not None else tempfile.mkdtemp(prefix="dae_jax_"))
     mesh = sharding.make_mesh()
     sharding.check_batch_size(config.batch_size, mesh)
     sharding.check_batch_size(config.eval_batch_size, mesh)
@@ -57,34 +60,38 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     splits = pipeline.prepare(config.data)
     steps_per_epoch = _steps_per_epoch(config, splits)
     setup = Setup.from_config(config, steps_per_epoch, mesh.devices.size)  # every name and parameter checked
-    data = pipeline.read(splits)
-    resident = device_loop.wanted(config.device_resident, data.train["image"], setup.model)
-    loop_name = "device-resident lax.scan (dae_jax.train.device_loop)" if resident else "tf.data, one step per batch"
-    log.info("training loop: %s", loop_name)
-    if jax.process_index() == 0:
-        metadata = workdir_lib.run_metadata(config, data.source, loop_name)
-        files.write_json(workdir / "metadata.json", metadata)
-    state = jax.device_put(create_train_state(setup), sharding.replicated(mesh))
-    log.info("model %s: %s parameters", config.model.name, f"{models.param_count(state.params):,}")
-
-    ckpts = Checkpoints(workdir / "checkpoints", config.keep_checkpoints)
-    state, progress = ckpts.resume(state, config)
-    runner = (runners.device_runner if resident else runners.host_runner)(setup, data.train, mesh, steps_per_epoch)
-    loop = _Loop(setup, mesh, workdir, ckpts, steps_per_epoch, runner, _take(data.validation, config.max_eval_examples))
-    writer = workdir_lib.MetricWriter(workdir, resumed_step=int(state.step))
-    done = np.asarray(progress.get("epoch_losses", []), np.float32)  # the resumed epoch's losses so far
-    for epoch in range(int(state.step) // steps_per_epoch, config.num_epochs):
-        state = loop.epoch(state, epoch, writer, done)
-        done = np.zeros(0, np.float32)
-    ckpts.close()
-    history = workdir_lib.read_history(workdir)
-    result = _test(setup, state, data, loop, history, workdir)
+    with workdir_lib.run_lock(workdir), Checkpoints(workdir / "checkpoints", config.keep_checkpoints) as ckpts:
+        state = jax.device_put(create_train_state(setup), sharding.replicated(mesh))
+        state, progress = ckpts.resume(state, config)  # a refusal here has written nothing
+        data = pipeline.read(splits)
+        resident = device_loop.wanted(config.device_resident, data.train["image"], setup.model)
+        loop_name = (
+            "device-resident lax.scan (dae_jax.train.device_loop)" if resident else "tf.data, one step per batch"
+        )
+        log.info("training loop: %s; model %s: %s parameters", loop_name, config.model.name, _params(state))
+        if jax.process_index() == 0:
+            files.write_json(workdir / "metadata.json", workdir_lib.run_metadata(config, data.source, loop_name))
+        runner = (runners.device_runner if resident else runners.host_runner)(setup, data.train, mesh, steps_per_epoch)
+        validation = _take(data.validation, config.max_eval_examples)
+        loop = _Loop(setup, mesh, workdir, ckpts, steps_per_epoch, runner, validation)
+        writer = workdir_lib.MetricWriter(workdir, resumed_step=int(state.step))
+        done = np.asarray(progress.get("epoch_losses", []), np.float32)  # the resumed epoch's losses so far
+        with preemption.stop_requests() as loop.stop_requested:
+            for epoch in range(int(state.step) // steps_per_epoch, config.num_epochs):
+                state = loop.epoch(state, epoch, writer, done)
+                done = np.zeros(0, np.float32)
+        history = workdir_lib.read_history(workdir)
+        result = _test(setup, state, data, loop, history, workdir)
     return Run(state=state, history=history, metrics=result, workdir=workdir)
 
 
 def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike | None = None) -> Run:
     """``dae_jax.train``: trains and evaluates ``config`` in ``workdir`` (a temporary directory when None)."""
     return train_and_evaluate(config, workdir)
+
+
+def _params(state: TrainState) -> str:
+    return f"{models.param_count(state.params):,}"
 
 
 def _take(arrays: dict[str, np.ndarray], n: int | None) -> dict[str, np.ndarray]:
@@ -114,11 +121,19 @@ def check_finite(losses: np.ndarray, first_step: int, config: ml_collections.Con
     bad = np.flatnonzero(~np.isfinite(losses))
     if bad.size:
         raise FloatingPointError(
-            f"loss is {losses[bad[0]]} at step {first_step + bad[0] + 1}: training stopped. The last good checkpoint "
-            f"is kept in {workdir / 'checkpoints'}. Likely cause: learning rate too high "
-            f"(learning_rate={config.learning_rate}, optimizer={config.optimizer}); lower it with "
-            "--config.learning_rate."
+            f"loss is {losses[bad[0]]} at step {first_step + bad[0] + 1}: training stopped. "
+            + _diverged_hint(config, workdir)
         )
+
+
+def _diverged_hint(config: ml_collections.ConfigDict, workdir: Path) -> str:
+    saved = any((workdir / "checkpoints").glob(f"*/{MANIFEST}"))
+    kept = f"The last good checkpoint is kept in {workdir / 'checkpoints'}" if saved else "No checkpoint was saved"
+    return (
+        f"{kept}; no eval.json is written. Likely cause: "
+        f"learning rate too high (learning_rate={config.learning_rate}, optimizer={config.optimizer}); lower it "
+        "with --config.learning_rate."
+    )
 
 
 @dataclasses.dataclass
@@ -135,6 +150,23 @@ class _Loop:
 
     def __post_init__(self):
         self.eval_step = sharding.data_parallel(steps.make_eval_step(self.setup), self.mesh, donate_state=False)
+        self.finite = jax.jit(all_finite)
+        self.stop_requested: Callable[[], bool] = lambda: False  # set by train_and_evaluate
+
+    def _check(self, state: TrainState, losses: np.ndarray, first_step: int) -> None:
+        """The chunk's losses and the parameters after its last update, all finite, or FloatingPointError."""
+        check_finite(losses, first_step, self.setup.config, self.workdir)
+        if not bool(self.finite(state.params)):
+            raise FloatingPointError(
+                f"the parameters are not finite at step {int(state.step)} (after its update): training stopped. "
+                + _diverged_hint(self.setup.config, self.workdir)
+            )
+
+    def _save(self, state: TrainState, epoch_losses: list[np.ndarray]) -> None:
+        """A checkpoint of ``state`` with the losses of its epoch so far (none at an epoch's end)."""
+        if int(state.step) not in self.ckpts.all_steps():
+            losses = np.concatenate(epoch_losses).tolist() if epoch_losses else []
+            self.ckpts.save(state, self.setup.config, {"epoch_losses": losses})
 
     def _step_checkpoint_due(self, step: int) -> bool:
         every = self.setup.config.checkpoint_every_steps
@@ -179,13 +211,17 @@ class _Loop:
             state, chunk = advance(state, k)
             chunk = np.asarray(chunk)  # [k]: the one host sync per interval
             losses.append(chunk)
-            check_finite(chunk, step, config, self.workdir)
+            self._check(state, chunk, step)
             step += k
             bar.update(k)
             rate = (step - epoch_start - skip) * config.batch_size / (time.perf_counter() - start)
             bar.set_postfix(loss=f"{chunk[-1]:.4f}", img_s=f"{rate:,.0f}")
             if step < epoch_end and self._step_checkpoint_due(step):  # at the epoch's end: after its record
-                self.ckpts.save(state, config, {"epoch_losses": np.concatenate(losses).tolist()})
+                self._save(state, losses)
+            if step < epoch_end and self.stop_requested():
+                self._save(state, losses)
+                bar.close()
+                raise preemption.Preempted(step)
         bar.close()
         return state, np.concatenate(losses), time.perf_counter() - start
 
@@ -204,6 +240,12 @@ class _Loop:
             self.eval_step, state.variables(), self.validation, self.setup.keys.eval, config.eval_batch_size, self.mesh
         )
         record |= {f"val_{k}": v for k, v in scores.items()}
+        broken = [k for k, v in scores.items() if not k.startswith("noisy_") and np.isnan(v)]
+        if broken:
+            raise FloatingPointError(
+                f"validation {', '.join(broken)} are NaN after step {step}: training stopped. "
+                + _diverged_hint(config, self.workdir)
+            )
         writer.write(step, record)
         log.info(
             "epoch %d: train loss %.4f, val %s %.4f, val psnr %.2f dB, %s img/s",
@@ -217,8 +259,11 @@ class _Loop:
         # Saved after the epoch's record is written: a run killed in between redoes the epoch and its
         # record, rather than resuming past an epoch that metrics.jsonl never got.
         due = (epoch + 1) % config.checkpoint_every_epochs == 0 or epoch + 1 == config.num_epochs
-        if (due or self._step_checkpoint_due(step)) and step not in self.ckpts.all_steps():
-            self.ckpts.save(state, config)
+        if due or self._step_checkpoint_due(step):
+            self._save(state, [])
+        if self.stop_requested() and epoch + 1 < config.num_epochs:
+            self._save(state, [])
+            raise preemption.Preempted(step)
         return state
 
 

@@ -1,14 +1,18 @@
-"""A run's workdir and the files it writes beside its checkpoints.
+"""A run's workdir: its lock and the files it writes beside its checkpoints.
 
-``metadata.json`` (``run_metadata``: config, data source, versions, devices, git commit),
-``metrics.jsonl`` and TensorBoard events (``MetricWriter``: one record per epoch, process 0
-only), ``eval.json`` (``strict_json``). ``read_history`` reads the records back.
+``Lock``: one run per workdir at a time (``dae_jax.lock``, with host and pid). ``metadata.json``
+(``run_metadata``: config, data source, versions, devices, git commit), ``metrics.jsonl`` and
+TensorBoard events (``MetricWriter``: one record per epoch, process 0 only), ``eval.json``
+(``strict_json``). ``read_history`` reads the records back. ``check_writable`` looks without
+creating anything: a refused start leaves no trace.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import logging
 import math
 import os
 import platform
@@ -22,20 +26,104 @@ import ml_collections
 from dae_jax import files
 from dae_jax.data.sources import Source
 
+log = logging.getLogger(__name__)
 
-def writable(workdir: str | os.PathLike) -> Path:
-    """``workdir``, created if needed; ValueError when it cannot be written."""
+
+LOCK = "dae_jax.lock"
+
+
+def check_writable(workdir: str | os.PathLike) -> Path:
+    """``workdir`` as a Path; ValueError when it is a file or could not be created and written (nothing made)."""
     workdir = Path(workdir)
-    try:
-        workdir.mkdir(parents=True, exist_ok=True)
-        probe = workdir / f".write_test.{jax.process_index()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise ValueError(
-            f"workdir {str(workdir)!r} cannot be written ({e.strerror}); pass a writable --workdir."
-        ) from None
+    existing = next(p for p in (workdir, *workdir.parents) if p.exists())
+    if not existing.is_dir():
+        raise ValueError(f"workdir {str(workdir)!r} cannot be made: {existing} is a file; pass another --workdir.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"workdir {str(workdir)!r} cannot be written ({existing} is read-only); pass another one.")
     return workdir
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+class Lock:
+    """``with Lock(workdir):`` the workdir belongs to this run; a second run is refused in one line.
+
+    The lock file holds the host, pid and start time. A lock whose process is gone (same host, pid not
+    running) is taken over, saying so; one of another host is never guessed at. Released on exit; a
+    workdir this lock created and left empty is removed again, so a refused start changes nothing.
+    """
+
+    def __init__(self, workdir: Path):
+        self.workdir, self.path = Path(workdir), Path(workdir) / LOCK
+        self.created = False
+
+    def _holder(self) -> dict:
+        try:
+            return dict(json.loads(self.path.read_text()))
+        except (OSError, ValueError, TypeError):
+            return {}  # damaged or vanished: nobody can be shown to hold it
+
+    def __enter__(self) -> Lock:
+        self.created = not self.workdir.exists()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        me = {"host": platform.node(), "pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        try:
+            with os.fdopen(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644), "w") as f:
+                f.write(json.dumps(me))
+            return self
+        except FileExistsError:
+            holder = self._holder()
+        if holder.get("host") == me["host"] and isinstance(holder.get("pid"), int) and not _alive(holder["pid"]):
+            log.warning("taking over the lock of process %d, which is no longer running", holder["pid"])
+            files.write_text(self.path, json.dumps(me))
+            return self
+        self._remove_created()
+        raise ValueError(
+            f"workdir {self.workdir} is in use by process {holder.get('pid', '?')} on {holder.get('host', '?')} "
+            f"since {holder.get('started', '?')}; wait for that run to end (or delete {self.path} if it is gone)."
+        )
+
+    def __exit__(self, *exc) -> None:
+        if self._holder().get("pid") == os.getpid():
+            self.path.unlink(missing_ok=True)
+        self._remove_created()
+
+    def _remove_created(self) -> None:
+        if self.created and self.workdir.is_dir() and not any(self.workdir.iterdir()):
+            self.workdir.rmdir()
+
+
+@contextlib.contextmanager
+def run_lock(workdir: Path):
+    """``Lock(workdir)`` for a run of any number of processes: process 0 holds it for all of them."""
+    if jax.process_count() == 1:
+        with Lock(workdir):
+            yield
+        return
+    import numpy as np
+    from jax.experimental import multihost_utils
+
+    lock, error = Lock(workdir), None
+    if jax.process_index() == 0:
+        try:
+            lock.__enter__()
+        except ValueError as e:
+            error = e
+    if not multihost_utils.broadcast_one_to_all(np.int32(error is None)):
+        raise error or ValueError(f"workdir {workdir} is in use by another run (process 0 says why).")
+    try:
+        yield
+    finally:
+        if jax.process_index() == 0:
+            lock.__exit__()
 
 
 def _git_commit() -> str | None:

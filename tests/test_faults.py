@@ -1,0 +1,386 @@
+"""Faults, done for real: a user's files under threat, bad images, divergence, two runs on one workdir, refused
+starts, full disks, SIGKILL/SIGTERM/SIGINT, and every error as one line. README "When things go wrong"
+lists these cases with their outcome."""
+
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+import zlib
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+import dae_jax
+from dae_jax import configs, files
+from dae_jax.data import idx, image_files
+from dae_jax.train import checkpoints, workdir
+from tests.conftest import CONFIG, ROOT, dae_jax_cli, one_line_error
+
+# A run of 2 epochs x 6 steps of 64 images on the embedded digits, checkpointed every 2 steps.
+TINY = (
+    "--config.batch_size=64",
+    "--config.eval_batch_size=64",
+    "--config.max_steps_per_epoch=6",
+    "--config.max_eval_examples=64",
+    "--config.num_epochs=2",
+    "--config.checkpoint_every_steps=2",
+    "--config.log_every_steps=1",
+)
+
+
+def _tree(path) -> dict:
+    """{relative path: bytes (or link target)} of everything under ``path``."""
+    out = {}
+    for p in sorted(path.rglob("*")):
+        key = str(p.relative_to(path))
+        out[key] = ("link", os.readlink(p)) if p.is_symlink() else p.read_bytes() if p.is_file() else "dir"
+    return out
+
+
+# ---- a user's files ---------------------------------------------------------------------------------------
+
+
+def _noisy_pngs(folder, mnist_sample, n=2):
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        Image.fromarray(mnist_sample["image"][i, :, :, 0]).save(folder / f"digit{i}.png")
+
+
+def test_denoise_never_replaces_inputs_existing_files_or_files_behind_links(trained_run, mnist_sample, tmp_path, cli):
+    scans = tmp_path / "scans"
+    _noisy_pngs(scans, mnist_sample)
+    before = _tree(scans)
+    w = trained_run.workdir
+    one_line_error(cli("denoise", f"--workdir={w}", scans, f"--out={scans}"), 1, "replace their own inputs")
+    one_line_error(dae_jax_cli("denoise", f"--workdir={w}", scans, f"--out={scans}", "--overwrite"), 1, "own inputs")
+    assert _tree(scans) == before  # the originals are untouched
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "digit0.png").write_bytes(b"my own file")
+    one_line_error(cli("denoise", f"--workdir={w}", scans, f"--out={out}"), 1, "exist already", "digit0.png")
+    assert (out / "digit0.png").read_bytes() == b"my own file" and not (out / "digit1.png").exists()
+
+    elsewhere = tmp_path / "elsewhere.png"
+    elsewhere.write_bytes(b"outside --out")
+    (out / "digit0.png").unlink()
+    (out / "digit0.png").symlink_to(elsewhere)
+    for extra in ((), ("--overwrite",)):  # a link out of --out is refused even when overwriting is allowed
+        one_line_error(cli("denoise", f"--workdir={w}", scans, f"--out={out}", *extra), 1, "outside")
+    assert elsewhere.read_bytes() == b"outside --out"
+
+    (out / "digit0.png").unlink()
+    (out / "digit0.png").write_bytes(b"replace me")
+    proc = dae_jax_cli("denoise", f"--workdir={w}", scans, f"--out={out}", "--overwrite")
+    assert proc.returncode == 0, proc.stderr
+    assert image_files.read_image(out / "digit0.png").shape == (28, 28, 1)
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
+
+
+def test_evaluate_and_encode_refuse_existing_outputs(trained_run, tmp_path, cli):
+    mine = tmp_path / "codes.npy"
+    mine.write_bytes(b"precious")
+    w = trained_run.workdir
+    one_line_error(cli("encode", f"--workdir={w}", f"--out={mine}"), 1, "exists already", "--overwrite")
+    (tmp_path / "scores.json").symlink_to(tmp_path / "target.json")
+    one_line_error(cli("evaluate", f"--workdir={w}", f"--out={tmp_path / 'scores.json'}"), 1, "symlink")
+    assert mine.read_bytes() == b"precious" and not (tmp_path / "target.json").exists()
+
+
+def test_atomic_write_keeps_the_old_file_when_the_write_fails(tmp_path):
+    path = tmp_path / "eval.json"
+    files.write_json(path, {"psnr": 1.0})
+    with pytest.raises(RuntimeError):
+        with files.atomic(path) as f:
+            f.write('{"psnr": ')
+            raise RuntimeError("killed mid-write")
+    assert json.loads(path.read_text()) == {"psnr": 1.0} and [p.name for p in tmp_path.iterdir()] == ["eval.json"]
+
+
+def _limited(limit_bytes: int, command: list[str]) -> list[str]:
+    """``command`` under a file-size limit (RLIMIT_FSIZE, as a full disk: a write past it fails with EFBIG, its
+    SIGXFSZ ignored). Set by a small exec wrapper: a limit set in a forked child of this threaded process
+    could deadlock it."""
+    setup = (
+        "import os, resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+        f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit_bytes}, {limit_bytes})); "
+        "os.execv(sys.argv[1], sys.argv[1:])"
+    )
+    return [sys.executable, "-c", setup, *command]
+
+
+def test_full_disk_during_a_figure_write_leaves_the_old_figure(tmp_path):
+    figure = tmp_path / "denoising.png"
+    figure.write_bytes(b"the previous figure")
+    code = f"from dae_jax import files; files.write_bytes({str(figure)!r}, bytes(1 << 20))"
+    proc = subprocess.run(_limited(1 << 16, [sys.executable, "-c", code]), capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode != 0 and "cannot write" in proc.stderr and "File too large" in proc.stderr
+    assert figure.read_bytes() == b"the previous figure"
+    assert [p.name for p in tmp_path.iterdir()] == ["denoising.png"]
+
+
+# ---- images read exactly or refused -----------------------------------------------------------------------
+
+
+def _png_rgb16(path, rgb: np.ndarray) -> None:
+    """A 16-bit-per-channel RGB PNG, written by hand (Pillow cannot write one)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    h, w, _ = rgb.shape
+    rows = b"".join(b"\0" + rgb[y].astype(">u2").tobytes() for y in range(h))
+    header = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+    )
+
+
+def test_images_are_read_exactly_or_refused_by_name(tmp_path):
+    gray16 = (np.arange(32 * 32).reshape(32, 32) * 64).astype(np.uint16)
+    Image.fromarray(gray16).save(tmp_path / "gray16.png")
+    got = image_files.read_image(tmp_path / "gray16.png")[..., 0]
+    np.testing.assert_array_equal(got, np.round(gray16 / 257).astype(np.uint8))  # scaled, not clipped to 255
+
+    rgb16 = np.stack([gray16, gray16 // 2, 65535 - gray16], -1)
+    _png_rgb16(tmp_path / "rgb16.png", rgb16)
+    assert np.abs(image_files.read_image(tmp_path / "rgb16.png").astype(float) - rgb16 / 257).max() <= 1.0
+
+    rgb = np.random.default_rng(0).integers(0, 256, (16, 16, 3), np.uint8)
+    Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE, colors=16).save(tmp_path / "palette.png")
+    palette = image_files.read_image(tmp_path / "palette.png")
+    assert palette.shape == (16, 16, 3) and palette.dtype == np.uint8
+
+    opaque = np.concatenate([rgb, np.full((16, 16, 1), 255, np.uint8)], -1)
+    Image.fromarray(opaque).save(tmp_path / "opaque.png")
+    np.testing.assert_array_equal(image_files.read_image(tmp_path / "opaque.png"), rgb)  # alpha all 255: dropped
+    Image.fromarray(np.stack([rgb[..., 0], np.full((16, 16), 255, np.uint8)], -1), "LA").save(tmp_path / "la.png")
+    np.testing.assert_array_equal(image_files.read_image(tmp_path / "la.png")[..., 0], rgb[..., 0])
+
+    seethrough = opaque.copy()
+    seethrough[:4, :, 3] = 0
+    Image.fromarray(seethrough).save(tmp_path / "seethrough.png")
+    with pytest.raises(ValueError, match=r"seethrough.png.*25% of its pixels are transparent"):
+        image_files.read_image(tmp_path / "seethrough.png")
+    Image.fromarray(rgb).convert("CMYK").save(tmp_path / "cmyk.jpg")
+    with pytest.raises(ValueError, match=r"cmyk.jpg.*CMYK"):
+        image_files.read_image(tmp_path / "cmyk.jpg")
+
+    tall = np.zeros((20, 10, 3), np.uint8)
+    tall[:5] = 255  # white band at the top
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    Image.fromarray(tall).save(tmp_path / "rotated.jpg", exif=exif, quality=100)
+    shown = image_files.read_image(tmp_path / "rotated.jpg")
+    assert shown.shape == (10, 20, 3) and shown[:, -5:].mean() > 200 and shown[:, :5].mean() < 50  # band at right
+
+
+# ---- divergence, refusals, locks --------------------------------------------------------------------------
+
+
+def test_non_finite_hyperparameters_are_refused_before_anything_runs(tmp_path):
+    for field, value, match in [
+        ("learning_rate", float("nan"), "config.learning_rate must be a finite number"),
+        ("data.validation_fraction", float("nan"), "validation_fraction must be a finite number"),
+        ("optimizer_kwargs", {"rho": float("inf")}, r"config.optimizer_kwargs.rho must be a finite number"),
+        ("seed", 2**40, r"config.seed must be an integer in \[0, 2\*\*32 - 1\]"),
+        ("restore_step", -3, "config.restore_step must be None"),
+    ]:
+        config = configs.base()
+        configs.set_field(config, field, value)
+        with pytest.raises(ValueError, match=match):
+            dae_jax.train(config, tmp_path / "never")
+    assert not (tmp_path / "never").exists()
+
+
+def test_a_refused_start_changes_nothing_in_the_workdir(trained_run, tmp_path):
+    before = _tree(trained_run.workdir)
+    config = configs.ConfigDict(dae_jax.load(trained_run.workdir).config.to_dict())
+    config.model.name = "conv32_16"  # another model: the checkpoint cannot be resumed
+    with pytest.raises(checkpoints.CheckpointError, match="different config"):
+        dae_jax.train(config, trained_run.workdir)
+    assert _tree(trained_run.workdir) == before  # metadata.json, metrics, checkpoints: as they were
+    config.data.source, config.data.idx_dir = "idx", str(tmp_path / "no_such_dir")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        dae_jax.train(config, tmp_path / "new")
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_workdir_belongs_to_one_run(tmp_path):
+    w = tmp_path / "w"
+    with workdir.Lock(w):
+        with pytest.raises(ValueError, match=rf"in use by process {os.getpid()} on .* since"):
+            with workdir.Lock(w):
+                pass
+    assert not w.exists()  # the lock made the workdir and, leaving it empty, removed it again
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    w.mkdir(exist_ok=True)
+    (w / workdir.LOCK).write_text(json.dumps({"host": os.uname().nodename, "pid": int(dead.stdout), "started": "x"}))
+    with workdir.Lock(w):  # a dead process's lock is taken over
+        assert json.loads((w / workdir.LOCK).read_text())["pid"] == os.getpid()
+    (w / workdir.LOCK).write_text(json.dumps({"host": "another-host", "pid": 1, "started": "yesterday"}))
+    with pytest.raises(ValueError, match="in use by process 1 on another-host since yesterday"):
+        with workdir.Lock(w):
+            pass
+
+
+# ---- one line for every error -----------------------------------------------------------------------------
+
+
+def test_bad_files_get_one_line_naming_the_file(trained_run, tmp_path):
+    for body, match in [
+        ("x = 1\n", "defines no get_config"),
+        ("def get_config():\n    return {'a': 1}\n", "returned a dict"),
+        ("def get_config(arg):\n    return int(arg)\n", r"get_config\('x'\) raised ValueError: invalid literal"),
+    ]:
+        (tmp_path / "c.py").write_text(body)
+        with pytest.raises(ValueError, match=match):
+            configs.load(str(tmp_path / "c.py") + (":x" if "arg" in body else ""))
+
+    labels = tmp_path / "train-labels-idx1-ubyte"
+    labels.write_bytes(bytes([0, 0, 8, 1]) + (3).to_bytes(4, "big") + bytes([1, 200, 3]))
+    images = tmp_path / "train-images-idx3-ubyte"
+    images.write_bytes(bytes([0, 0, 8, 3]) + b"".join(n.to_bytes(4, "big") for n in (3, 28, 28)) + bytes(3 * 784))
+    with pytest.raises(ValueError, match=r"label 200 at row 1 .* outside 0-9") as error:
+        idx.load_idx_pair(images, labels)
+    assert len(str(error.value)) < 300
+
+    with pytest.raises(ValueError, match="is a file"):
+        dae_jax.load(images)
+    with pytest.raises(ValueError, match="have no pixels"):
+        dae_jax.load(trained_run.workdir).denoise_any_size(np.zeros((0, 5), np.uint8))
+
+
+def test_damaged_checkpoint_and_metadata_files_are_named(trained_run, tmp_path):
+    import shutil
+
+    w = tmp_path / "copy"
+    shutil.copytree(trained_run.workdir, w)
+    (w / "metadata.json").write_text('{"data": {"kind": "idx", "name"\x07: 1')
+    with pytest.raises(ValueError, match=r"metadata.json is damaged"):
+        dae_jax.evaluate(w)
+    (step,) = checkpoints.Checkpoints(w / "checkpoints").all_steps()
+    manifest = w / "checkpoints" / str(step) / checkpoints.MANIFEST
+    manifest.write_text("{not json")
+    with pytest.raises(checkpoints.CheckpointError, match=rf"step {step} is damaged: .*{checkpoints.MANIFEST}"):
+        dae_jax.load(w)
+    shutil.copy(trained_run.workdir / "checkpoints" / str(step) / checkpoints.MANIFEST, manifest)
+    shutil.rmtree(w / "checkpoints" / str(step) / "config")
+    with pytest.raises(checkpoints.CheckpointError, match=r"config.* is missing"):
+        dae_jax.load(w)
+
+
+def test_errors_of_the_command_line_are_one_line_with_nothing_after(tmp_path, cli):
+    (tmp_path / "empty").mkdir()
+    for _ in range(2):  # a second call once printed orbax's shutdown traceback after the error line
+        one_line_error(dae_jax_cli("denoise", f"--workdir={tmp_path / 'empty'}", CONFIG, f"--out={tmp_path}"), 1)
+    proc = cli("train", f"--config={CONFIG}", f"--workdir={tmp_path / 'w'}", "--config.seed=99999999999")
+    one_line_error(proc, 1, "config.seed must be an integer")
+    (tmp_path / "c.py").write_text("def get_config(arg):\n    raise KeyError(arg)\n")
+    proc = cli("train", f"--config={tmp_path / 'c.py'}:oops", f"--workdir={tmp_path / 'w'}")
+    one_line_error(proc, 2, "c.py", "raised KeyError")
+    assert "Traceback" not in proc.stderr and not (tmp_path / "w").exists()
+
+
+# ---- kills, preemption, full disks (slow: real training subprocesses) -------------------------------------
+
+
+def _records(w) -> list[dict]:
+    """metrics.jsonl without its wall-clock field."""
+    return [{k: v for k, v in r.items() if k != "images_per_s"} for r in workdir.read_history(w)]
+
+
+def _leaves(w) -> list[np.ndarray]:
+    from dae_jax.train.state import create_train_state
+    from tests.conftest import setup_of
+
+    template = create_train_state(setup_of("conv32"), jax.random.key(9))
+    with checkpoints.Checkpoints(w / "checkpoints") as ckpts:
+        state = ckpts.restore(template).state
+    return [np.asarray(x) for x in jax.tree.leaves((state.step, state.params, state.opt_state))]
+
+
+# Long enough (3 epochs x 20 steps) that a signal sent after the first checkpoint lands mid-run.
+LONGER = (*TINY, "--config.max_steps_per_epoch=20", "--config.num_epochs=3")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_preemption_saves_exits_0_and_the_rerun_is_exact(tmp_path, run_train, sig):
+    run_train(tmp_path / "straight", *LONGER)
+    w = tmp_path / "preempted"
+    proc = run_train(w, *LONGER, popen=True, capture=True)
+    _wait_for_step(w, proc)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "preempted at step" in out and "rerun to resume" in out, out[-500:]
+    run_train(w, *LONGER)
+    assert _records(w) == _records(tmp_path / "straight")
+    for a, b in zip(_leaves(w), _leaves(tmp_path / "straight"), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_the_first_ctrl_c_asks_to_stop_and_the_second_stops_at_once():
+    from dae_jax.train import preemption
+
+    with preemption.stop_requests() as requested:
+        assert not requested()
+        os.kill(os.getpid(), signal.SIGINT)  # a real signal, handled between two bytecodes
+        time.sleep(0.01)
+        assert requested()
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.01)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored on leaving
+
+
+def _wait_for_step(w, proc, timeout=180):
+    """Until the run has written its first step checkpoint (it is training, past start-up)."""
+    start = time.time()
+    while not any((w / "checkpoints").glob(f"*/{checkpoints.MANIFEST}")):
+        assert proc.poll() is None and time.time() - start < timeout, proc.communicate()[1][-2000:]
+        time.sleep(0.2)
+
+
+@pytest.mark.slow
+def test_two_runs_on_one_workdir_the_second_is_refused(tmp_path, run_train):
+    w = tmp_path / "w"
+    first = run_train(w, *TINY, "--config.num_epochs=50", popen=True, capture=True)
+    _wait_for_step(w, first)
+    second = run_train(w, *TINY, check=False)
+    one_line_error(second, 1, "in use by process", str(first.pid))
+    first.kill()
+    first.wait()
+    third = run_train(w, *TINY)  # the killed run's lock is stale: taken over
+    assert "taking over the lock" in third.stdout + third.stderr
+
+
+@pytest.mark.slow
+def test_full_disk_during_a_checkpoint_keeps_the_previous_one(tmp_path, run_train):
+    w = tmp_path / "w"
+    run_train(w, *TINY, "--config.num_epochs=1")
+    kept = checkpoints.Checkpoints(w / "checkpoints").all_steps()
+    proc = run_train(w, *TINY, check=False, entry=_limited(48 << 10, [sys.executable, "experiments/main.py"]))
+    line = one_line_error(proc, 1, "writing checkpoint step", "disk is full or a file size limit")
+    assert f"step {kept[-1]} is kept" in line and "Traceback" not in proc.stderr
+    assert int(dae_jax.load(w).setup.config.num_epochs) == 1  # the last good step, loadable
+    run_train(w, *TINY)  # with space again: resumes and finishes
+    assert [r["epoch"] for r in workdir.read_history(w)] == [1, 2]
+
+
+@pytest.mark.slow
+def test_parameters_made_non_finite_by_an_update_are_caught_at_that_step(tmp_path, run_train):
+    """A run of one step whose update overflows the parameters (adam's first step moves each by the learning
+    rate, 1e39 is inf in float32) while its loss, taken before the update, is finite: once saved and scored."""
+    w = tmp_path / "w"
+    one_step = ("--config.optimizer=adam", "--config.learning_rate=1e39", "--config.max_steps_per_epoch=1")
+    proc = run_train(w, *TINY, *one_step, "--config.num_epochs=1", check=False)
+    one_line_error(proc, 1, "parameters are not finite at step 1", "No checkpoint was saved", "no eval.json")
+    assert not (w / "eval.json").exists() and not list((w / "checkpoints").glob("*"))
