@@ -13,7 +13,7 @@ The research API (README "Python API"):
   usable on their own.
 
 The packages are the architecture (docs/architecture.md): ``nn`` (layers, models, losses),
-``data`` (sources, TFDS builders, batches), ``train`` (state and steps, the loop, checkpoints,
+``data`` (sources, TFDS builders, batches), ``training`` (state and steps, the loop, checkpoints,
 the workdir), ``eval`` (metrics, evaluation, the Denoiser, figures), ``cli`` (one file per
 command) and ``studies`` (baselines, probes, benchmark: they import the library, never the reverse).
 """
@@ -22,13 +22,25 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+import os  # noqa: E402
+
 from dae_jax import configs, corruptions, optimizers, sharding  # noqa: E402
 from dae_jax.eval import metrics  # noqa: E402
 from dae_jax.eval.denoiser import Denoiser, load  # noqa: E402
 from dae_jax.eval.evaluation import evaluate  # noqa: E402
 from dae_jax.nn import losses, models, ops  # noqa: E402
 from dae_jax.setup import Setup  # noqa: E402
-from dae_jax.train.loop import Run, train  # noqa: E402
+from dae_jax.training.state import Run  # noqa: E402
+
+
+def train(config: configs.ConfigDict, workdir: str | os.PathLike | None = None) -> Run:
+    """Trains and evaluates ``config`` in ``workdir`` (resuming from its latest checkpoint; None: a fresh
+    temporary directory): ``dae_jax.training.loop.train_and_evaluate``, imported on first use so that
+    ``import dae_jax`` loads neither the loop nor TensorFlow nor matplotlib."""
+    from dae_jax.training.loop import train_and_evaluate
+
+    return train_and_evaluate(config, workdir)
+
 
 __all__ = [
     "Denoiser",

@@ -22,6 +22,7 @@ from ml_collections.config_dict import placeholder
 ConfigDict = ml_collections.ConfigDict
 CONFIGS_DIR_ENV = "DAE_JAX_CONFIGS"  # a directory of config files, searched first by name
 MAX_SEED = 2**32 - 1  # jax.random.key and numpy's SeedSequence both take seeds up to here
+MAX_INT = 2**31 - 1  # counts (epochs, batch sizes, steps) become int32 inside the steps and schedules
 
 
 def base() -> ConfigDict:
@@ -34,10 +35,10 @@ def base() -> ConfigDict:
     # Corruption from dae_jax.corruptions.CORRUPTIONS; other keys are its parameters.
     c.corruption = ConfigDict({"name": "gaussian", "sigma": 0.5, "clip": True})
     c.loss = "bce"  # dae_jax.nn.losses.LOSSES: "bce" (sigmoid output) or "mse" (linear output)
-    c.optimizer = "adadelta"  # dae_jax.train.optimizers.OPTIMIZERS
+    c.optimizer = "adadelta"  # dae_jax.optimizers.OPTIMIZERS
     c.learning_rate = placeholder(float)  # None: the optimizer's Keras default
     c.optimizer_kwargs = ConfigDict()  # e.g. {"rho": 0.95}
-    # dae_jax.train.optimizers.SCHEDULES: constant | cosine | warmup_cosine | exponential | piecewise; the
+    # dae_jax.optimizers.SCHEDULES: constant | cosine | warmup_cosine | exponential | piecewise; the
     # learning rate above is its peak, the run's steps its horizon; kwargs e.g. {"warmup": 0.05} (fractions).
     c.lr_schedule = "constant"
     c.lr_schedule_kwargs = ConfigDict()
@@ -52,7 +53,7 @@ def base() -> ConfigDict:
     c.max_eval_examples = placeholder(int)  # None: the whole validation/test split
     c.log_every_steps = 50  # also how often the loss is checked for NaN/inf
     # True: the training images live on the devices, shuffled there, log_every_steps steps per
-    # jitted call (dae_jax.train.device_loop: the accelerator fast path; single process). False:
+    # jitted call (dae_jax.training.device_loop: the accelerator fast path; single process). False:
     # tf.data, one step per batch. None: True where it can be and is faster (device_loop.wanted).
     c.device_resident = placeholder(bool)
     c.checkpoint_every_epochs = 1
@@ -64,10 +65,20 @@ def base() -> ConfigDict:
     c.smoke = False  # True: shrink to 1 epoch of 2 steps and 256 eval images (configs.smoke)
     c.data = ConfigDict(
         {
-            "dataset": "mnist",  # mnist | fashion_mnist | rgb_patches (dae_jax.data.sources.DATASETS)
+            # mnist | fashion_mnist | image_folder | photos | faces (dae_jax.data.sources.DATASETS)
+            "dataset": "mnist",
             "source": "auto",  # auto | idx | folder | tfds | embedded; which ones a dataset has: its docstring
             "idx_dir": placeholder(str),  # IDX dir; default $DAE_JAX_MNIST_DIR / $DAE_JAX_FASHION_MNIST_DIR
-            "image_dir": placeholder(str),  # rgb_patches: a folder of pictures; default $DAE_JAX_IMAGE_DIR
+            "image_dir": placeholder(str),  # image_folder, photos, faces: a folder of image files (any depth)
+            # Image folders (any sizes) are streamed from disk (stream None; False: read whole, one size), each image
+            # prepared (centre crop, then shrink: faces) and viewed for training at image_shape ("crop": random crop;
+            # "resize"), flipped when flip; drawn from (seed, epoch, image): dae_jax.data.views. Tests: whole images.
+            "stream": placeholder(bool),
+            "center_crop": placeholder(int),
+            "shrink_to": placeholder(int),
+            "view": "crop",
+            "flip": False,
+            "views_per_image": 1,  # training views of each image per epoch (a few large photos: many crops each)
             "data_dir": placeholder(str),  # TFDS data dir; default $TFDS_DATA_DIR or ~/tensorflow_datasets
             "validation_fraction": 0.1,  # held out of TFDS "train": the last 10%, or a random 10% with:
             "validation_split_seed": placeholder(int),  # None: the last fraction; int: a seeded random one
@@ -110,18 +121,12 @@ def load(name_or_path: str) -> ConfigDict:
     path = find(name)
     spec = importlib.util.spec_from_file_location(f"dae_jax_config_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)
-    except Exception as e:  # the file's own error: named in one line, with the file
-        raise ValueError(f"config file {str(path)!r}: loading it raised {type(e).__name__}: {_one_line(e)}.") from None
+    _run(path, "loading it", spec.loader.exec_module, module)
     get_config = getattr(module, "get_config", None)
     if not callable(get_config):
         raise ValueError(f"config file {str(path)!r} defines no get_config(); add one returning a ConfigDict.")
-    try:
-        config = get_config(argument) if argument else get_config()
-    except Exception as e:
-        call = f"get_config({argument!r})" if argument else "get_config()"
-        raise ValueError(f"config file {str(path)!r}: {call} raised {type(e).__name__}: {_one_line(e)}.") from None
+    call = f"get_config({argument!r})" if argument else "get_config()"
+    config = _run(path, call, get_config, *([argument] if argument else []))
     if not isinstance(config, ConfigDict):
         raise ValueError(
             f"config file {str(path)!r}: get_config() returned a {type(config).__name__}; return an "
@@ -130,8 +135,13 @@ def load(name_or_path: str) -> ConfigDict:
     return config
 
 
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split())[:300]
+def _run(path: Path, what: str, function, *args):
+    """``function(*args)``; the config file's own error named in one line, with the file."""
+    try:
+        return function(*args)
+    except Exception as e:
+        text = " ".join(str(e).split())[:300]
+        raise ValueError(f"config file {str(path)!r}: {what} raised {type(e).__name__}: {text}.") from None
 
 
 # ---- overrides -----------------------------------------------------------------------------------
@@ -222,19 +232,17 @@ def check(config: ConfigDict) -> None:
     """Raises ValueError naming the field and a valid value for a config that cannot run.
 
     The fields' own values only: names in registries are checked where they are built
-    (``dae_jax.setup.Setup.from_config``, ``dae_jax.data.sources.resolve``).
+    (``dae_jax.setup.Setup.from_config``, ``dae_jax.data.sources.resolve_source``).
     """
     _finite_numbers(config.to_dict(), "config")
     for name in _POSITIVE + _POSITIVE_OR_NONE:
         value = config[name]
-        if (value is not None or name in _POSITIVE) and not (_integer(value) and value >= 1):
-            raise ValueError(f"config.{name} must be a positive integer, got {value!r}.")
+        if (value is not None or name in _POSITIVE) and not (_integer(value) and 1 <= value <= MAX_INT):
+            raise ValueError(f"config.{name} must be a positive integer (at most 2**31 - 1), got {value!r}.")
     if not (_integer(config.seed) and 0 <= config.seed <= MAX_SEED):
         raise ValueError(f"config.seed must be an integer in [0, 2**32 - 1], got {config.seed!r}.")
-    if config.compute_dtype not in ("float32", "bfloat16", "float16"):
-        raise ValueError(
-            f"config.compute_dtype must be 'float32', 'bfloat16' or 'float16', got {config.compute_dtype!r}."
-        )
+    if (dtype := config.compute_dtype) not in ("float32", "bfloat16", "float16"):
+        raise ValueError(f"config.compute_dtype must be 'float32', 'bfloat16' or 'float16', got {dtype!r}.")
     if config.micro_batch_size is not None and not (_integer(config.micro_batch_size) and config.micro_batch_size >= 0):
         raise ValueError(
             f"config.micro_batch_size must be 0 (off), a positive integer or None, got {config.micro_batch_size!r}."
@@ -246,18 +254,22 @@ def check(config: ConfigDict) -> None:
         raise ValueError(
             f"config.learning_rate must be a number > 0 (None: the optimizer's default), got {config.learning_rate}."
         )
-    if not 0 < round(100 * config.data.validation_fraction) < 100:
-        raise ValueError(
-            f"config.data.validation_fraction must be in [0.01, 0.99], got {config.data.validation_fraction}."
-        )
     restore = config.restore_step
     if restore is not None and not (_integer(restore) and restore >= 0):
         raise ValueError(f"config.restore_step must be None (the latest) or a step number >= 0, got {restore!r}.")
-    seed = config.data.validation_split_seed
-    if seed is not None and not (_integer(seed) and 0 <= seed <= MAX_SEED):
-        raise ValueError(
-            f"config.data.validation_split_seed must be None or an integer in [0, 2**32 - 1], got {seed!r}."
-        )
+    _check_data(config.data)
+
+
+def _check_data(data: ConfigDict) -> None:
+    if not 0 < round(100 * data.validation_fraction) < 100:
+        raise ValueError(f"config.data.validation_fraction must be in [0.01, 0.99], got {data.validation_fraction}.")
+    if data.view not in ("crop", "resize"):
+        raise ValueError(f"config.data.view must be 'crop' or 'resize', got {data.view!r}.")
+    for name, lowest in (("views_per_image", 1), ("center_crop", 1), ("shrink_to", 1), ("validation_split_seed", 0)):
+        value, bound = data[name], MAX_SEED if name == "validation_split_seed" else MAX_INT
+        if (value is not None or name == "views_per_image") and not (_integer(value) and lowest <= value <= bound):
+            none = "" if name == "views_per_image" else "None or "
+            raise ValueError(f"config.data.{name} must be {none}an integer in [{lowest}, {bound}], got {value!r}.")
 
 
 def smoke(config: ConfigDict) -> ConfigDict:

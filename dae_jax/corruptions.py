@@ -81,14 +81,15 @@ def gaussian_blur(key: jax.Array, images: jax.Array, *, sigma: float = 1.0) -> j
 def low_resolution(key: jax.Array, images: jax.Array, *, factor: int = 2, method: str = "linear") -> jax.Array:
     """Downscale by ``factor`` (mean of each factor x factor block) and upscale back with ``method``.
 
-    Deterministic: ``key`` is unused. factor 1 is the identity; H and W must be multiples of it.
+    Deterministic: ``key`` is unused. factor 1 is the identity. An image whose sides are not multiples
+    of ``factor`` is edge-padded up to them first and cropped back after (whole-image evaluation).
     """
     del key
     n, h, w, c = images.shape
-    if h % factor or w % factor:
-        raise ValueError(f"low_resolution: image size {h}x{w} is not a multiple of factor {factor}.")
-    small = images.reshape(n, h // factor, factor, w // factor, factor, c).mean(axis=(2, 4))
-    return jax.image.resize(small, images.shape, method)
+    ph, pw = -h % factor, -w % factor
+    x = jnp.pad(images, ((0, 0), (0, ph), (0, pw), (0, 0)), mode="edge") if ph or pw else images
+    small = x.reshape(n, (h + ph) // factor, factor, (w + pw) // factor, factor, c).mean(axis=(2, 4))
+    return jax.image.resize(small, x.shape, method)[:, :h, :w]
 
 
 def compose(key: jax.Array, images: jax.Array, *, steps: Sequence[Mapping]) -> jax.Array:

@@ -26,6 +26,7 @@ def atomic(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.fchmod(fd, 0o666 & ~_UMASK)  # as open() would make it (mkstemp makes 0600)
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
@@ -33,10 +34,19 @@ def atomic(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
         os.replace(tmp, path)
     except OSError as e:
         _remove(tmp)
-        raise OSError(e.errno, f"cannot write {path}: {e.strerror}; it is left as it was") from None
+        raise OSError(e.errno, f"cannot write {path}: {e.strerror or e}; it is left as it was") from None
     except BaseException:
         _remove(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()
 
 
 def _remove(tmp: str | None) -> None:
@@ -91,12 +101,12 @@ def check_outputs(
 
 
 def check_output(path: str | os.PathLike, overwrite: bool = False) -> Path:
-    """A single output file: refused when it exists (unless ``overwrite``) or is a symlink; its folder made."""
+    """A single output file: ``check_outputs`` with its own folder as the root (a symlink there is refused);
+    the folder is made."""
     path = Path(path)
     if path.is_symlink():
         raise ValueError(f"output {str(path)!r} is a symlink; refused (it would write through to another file).")
-    if path.exists() and not overwrite:
-        raise ValueError(f"output {str(path)!r} exists already; pass --overwrite to replace it.")
+    check_outputs([path], path.parent, overwrite=overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
 

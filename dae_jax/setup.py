@@ -9,7 +9,8 @@ instead of turning the config into objects themselves. It is the one home of two
   BCE, identity for MSE);
 - ``eval_noisy``: the fixed evaluation noise. Example ``i`` of a split is corrupted with
   ``fold_in(keys.eval, i)``, so every run of a seed and every model and baseline scored with
-  that seed sees the very same noisy images.
+  that seed sees the very same noisy images. Host corruptions (JPEG, ...) are applied before it,
+  in the input pipeline, keyed by (seed, ``stream.EVAL_EPOCH``, i).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from dae_jax import corruptions, optimizers
+from dae_jax import corruptions, host_corruptions, optimizers
+from dae_jax.data import stream
 from dae_jax.nn import losses, models
 from dae_jax.sharding import DATA_AXIS
 
@@ -65,14 +67,29 @@ def micro_batch_size(requested: int | None, per_device: int, model: models.Autoe
     return requested
 
 
-@dataclasses.dataclass(frozen=True)
+def _check_output_shape(model: models.Autoencoder, image_shape: tuple[int, int, int], name: str) -> None:
+    """ValueError when the model's output is not an image of ``image_shape`` (traced, nothing computed)."""
+    x = jax.ShapeDtypeStruct((1, *image_shape), jnp.float32)
+    try:
+        out = jax.eval_shape(lambda x: model.init_with_output(jax.random.key(0), x)[0], x)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"config.model {name!r} cannot take images of config.image_shape {image_shape}: {e}") from None
+    if out.shape[1:] != image_shape:
+        raise ValueError(
+            f"config.model {name!r} turns images of {image_shape} into {out.shape[1:]}; use a model whose "
+            f"decoder ends in {image_shape[2]} channel(s) (e.g. --config.model.decoder=...) or another image_shape."
+        )
+
+
+@dataclasses.dataclass(frozen=True, eq=False)  # eq=False: hashed by identity (compiled functions are cached)
 class Setup:
     """What a config means, as objects (see the module docstring). Build it with ``from_config``."""
 
     config: ml_collections.ConfigDict
     model: models.Autoencoder
     tx: optax.GradientTransformation
-    corrupt: corruptions.Corruption
+    corrupt: corruptions.Corruption  # on device, inside the jitted steps
+    host_corrupt: host_corruptions.HostCorruption | None  # in the input pipeline, before ``corrupt`` (JPEG, ...)
     loss: Callable[[jax.Array, jax.Array], jax.Array]  # (outputs/logits, targets) -> [N]
     activation: Callable[[jax.Array], jax.Array]  # raw model output -> images
     compute_dtype: Any  # None: float32; else the dtype the model computes in on float32 parameters
@@ -94,12 +111,15 @@ class Setup:
         if config.loss not in losses.LOSSES:
             raise ValueError(f"config.loss: unknown loss {config.loss!r}; choose one of {sorted(losses.LOSSES)}.")
         tx = optimizers.from_config(config, total_steps=max(1, steps_per_epoch * config.num_epochs))
+        _check_output_shape(model, tuple(config.image_shape), config.model.name)
         per_device = config.batch_size // (num_devices or jax.device_count())
+        host, device = host_corruptions.split(config.corruption.to_dict())
         return cls(
             config=config,
             model=model,
             tx=tx,
-            corrupt=corruptions.from_spec(config.corruption.to_dict()),
+            corrupt=corruptions.from_spec(device),
+            host_corrupt=host_corruptions.make(host),
             loss=losses.LOSSES[config.loss],
             activation=losses.OUTPUT_ACTIVATIONS[config.loss],
             compute_dtype=None if config.compute_dtype == "float32" else jnp.dtype(config.compute_dtype),
@@ -111,9 +131,28 @@ class Setup:
     def image_shape(self) -> tuple[int, int, int]:
         return tuple(self.config.image_shape)
 
+    @property
+    def image_spec(self) -> stream.ImageSpec:
+        """How an image folder's images become what the model sees (the config's ``data`` fields)."""
+        data = self.config.data
+        return stream.ImageSpec(
+            seed=self.config.seed,
+            size=self.image_shape[:2],
+            channels=self.image_shape[2],
+            view=data.get("view", "crop"),
+            flip=data.get("flip", False),
+            center_crop=data.get("center_crop"),
+            shrink_to=data.get("shrink_to"),
+            views_per_image=data.get("views_per_image", 1),
+            host=self.host_corrupt,
+        )
+
     def with_corruption(self, spec: dict) -> Setup:
         """This Setup scoring and training with another corruption (``{"name": ..., **params}``)."""
-        return dataclasses.replace(self, corrupt=corruptions.from_spec(spec))
+        host, device = host_corruptions.split(spec)
+        return dataclasses.replace(
+            self, corrupt=corruptions.from_spec(device), host_corrupt=host_corruptions.make(host)
+        )
 
     def with_seed(self, seed: int) -> Setup:
         """This Setup with the keys of another seed (another fixed evaluation noise)."""

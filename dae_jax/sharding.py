@@ -1,6 +1,6 @@
 """Data-parallel layout: one mesh axis ``data`` over every device of every process, and the steps run on it.
 
-``data_parallel(step, mesh)`` runs a per-device step (``dae_jax.train.steps``) as
+``data_parallel(step, mesh)`` runs a per-device step (``dae_jax.training.steps``) as
 ``jit(shard_map(step))``: state and key replicated, the batch split over ``data``.
 ``use_cpu_cores`` and ``initialize_distributed`` set up the devices before JAX runs anything.
 """
@@ -110,13 +110,14 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
 
 
-def check_batch_size(global_batch: int, mesh: Mesh) -> None:
+def check_batch_size(global_batch: int, mesh: Mesh, field: str = "batch_size") -> None:
+    """ValueError naming ``config.<field>`` when it does not split evenly over the devices and processes."""
     n = mesh.devices.size
     if global_batch <= 0 or global_batch % n or global_batch % jax.process_count():
         raise ValueError(
-            f"batch_size={global_batch} does not split evenly over {n} devices "
+            f"{field}={global_batch} does not split evenly over {n} devices "
             f"({jax.process_count()} processes); use a positive multiple of {n}, "
-            f"e.g. --config.batch_size={max(n, (global_batch // n) * n or n)}."
+            f"e.g. --config.{field}={max(n, (global_batch // n) * n or n)}."
         )
 
 

@@ -66,14 +66,6 @@ def mnist_sample(tfds_dir):
     return pipeline.load_split(b, "train")
 
 
-@pytest.fixture(scope="session")
-def rgb_patches(tfds_dir):
-    """The embedded RGB patches (seeded 48x48 crops of scikit-image photos), built once into ``tfds_dir``."""
-    from dae_jax.data import builders, sources
-
-    return builders.builder(sources.resolve_source("embedded", dataset="rgb_patches"), tfds_dir)
-
-
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "experiments" / "configs" / "conv32_adadelta.py"
 DAE_JAX = str(Path(sys.executable).parent / "dae-jax")
@@ -171,8 +163,8 @@ def trained_run(tfds_dir, tmp_path_factory, worker_id):
     import json
 
     import dae_jax
-    from dae_jax.train import checkpoints, workdir
-    from dae_jax.train.state import create_train_state
+    from dae_jax.training import checkpoints, workdir
+    from dae_jax.training.state import create_train_state
 
     config = dae_jax.configs.load(str(CONFIG))
     config.data.source, config.data.data_dir = "embedded", tfds_dir

@@ -24,9 +24,9 @@ def _psnr(a, b) -> float:
 
 
 def test_train_returns_the_run(trained_run):
-    from dae_jax.train import loop
+    from dae_jax.training import state
 
-    assert callable(dae_jax.train) and dae_jax.Run is loop.Run and dae_jax.train is loop.train
+    assert callable(dae_jax.train) and dae_jax.Run is state.Run and dae_jax.training.steps
     assert isinstance(trained_run, dae_jax.Run) and int(trained_run.state.step) == 40
     assert trained_run.metrics == json.loads((trained_run.workdir / "eval.json").read_text())
     assert [r["epoch"] for r in trained_run.history] == [1] and trained_run.history[0]["step"] == 40
@@ -52,8 +52,8 @@ def test_evaluate_reproduces_eval_json_on_every_data_path(trained_run):
 
 @pytest.mark.slow
 def test_evaluate_without_metadata_uses_the_runs_own_dataset(tfds_dir, tmp_path):
-    """A run whose metadata.json is gone is scored on its config's dataset (RGB patches here), not on MNIST."""
-    config = dae_jax.configs.load("superres_rgb")
+    """A run whose metadata.json is gone is scored on its config's dataset (embedded photographs), not on MNIST."""
+    config = dae_jax.configs.load("superres_photos")
     config.smoke = True
     config.data.source, config.data.data_dir = "embedded", tfds_dir
     run = dae_jax.train(config, tmp_path)
@@ -148,7 +148,7 @@ def test_corruption_specs_from_text():
         corruptions.parse_spec("{name: gaussian}")
 
 
-def test_image_folder_dataset_builds_and_refuses_mixed_sizes(tmp_path):
+def test_image_folder_dataset_builds_and_mixed_sizes_are_refused_in_memory(tmp_path):
     rng = np.random.default_rng(2)
     for split, cls in [("train", "a"), ("train", "b"), ("test", "a"), ("test", "b")]:
         (tmp_path / "imgs" / split / cls).mkdir(parents=True)
@@ -157,12 +157,15 @@ def test_image_folder_dataset_builds_and_refuses_mixed_sizes(tmp_path):
                 tmp_path / "imgs" / split / cls / f"{i}.png"
             )
     b = builders.prepare_image_folder(str(tmp_path / "imgs"), "tiny", data_dir=str(tmp_path / "tfds"))
-    test = pipeline.load_split(builders.named_builder("local_images/tiny", str(tmp_path / "tfds")), "test")
-    assert test["image"].shape == (4, 12, 10, 1) and sorted(test["label"]) == [0, 0, 1, 1]
+    assert b.builder_config.name.startswith("tiny_")  # the name, then a digest of the folder's listing
+    again = builders.named_builder(f"image_folder/{b.builder_config.name}", str(tmp_path / "tfds"))
+    test = pipeline.load_split(again, "test", channels=3)
+    assert test["image"].shape == (4, 12, 10, 3) and sorted(test["label"]) == [0, 0, 1, 1]
     assert b.info.features["label"].names == ["a", "b"]
     Image.fromarray(np.zeros((14, 10), np.uint8)).save(tmp_path / "imgs" / "test" / "b" / "odd.png")
-    with pytest.raises(ValueError, match=r"odd.png is 14x10 but the folder's first image is 12x10"):
-        builders.prepare_image_folder(str(tmp_path / "imgs"), "tiny", data_dir=str(tmp_path / "tfds"))
+    b = builders.prepare_image_folder(str(tmp_path / "imgs"), "tiny", data_dir=str(tmp_path / "tfds"))
+    with pytest.raises(ValueError, match=r"images of 2 sizes .* do not stack into arrays; train on it as dataset"):
+        pipeline.load_split(b, "test")
 
 
 def test_readme_python_examples_run(trained_run, tfds_dir, monkeypatch):

@@ -19,7 +19,7 @@ from PIL import Image
 import dae_jax
 from dae_jax import configs, files
 from dae_jax.data import idx, image_files
-from dae_jax.train import checkpoints, workdir
+from dae_jax.training import checkpoints, workdir
 from tests.conftest import CONFIG, ROOT, dae_jax_cli, one_line_error
 
 # A run of 2 epochs x 6 steps of 64 images on the embedded digits, checkpointed every 2 steps.
@@ -87,7 +87,7 @@ def test_evaluate_and_encode_refuse_existing_outputs(trained_run, tmp_path, cli)
     mine = tmp_path / "codes.npy"
     mine.write_bytes(b"precious")
     w = trained_run.workdir
-    one_line_error(cli("encode", f"--workdir={w}", f"--out={mine}"), 1, "exists already", "--overwrite")
+    one_line_error(cli("encode", f"--workdir={w}", f"--out={mine}"), 1, "exist already", "--overwrite")
     (tmp_path / "scores.json").symlink_to(tmp_path / "target.json")
     one_line_error(cli("evaluate", f"--workdir={w}", f"--out={tmp_path / 'scores.json'}"), 1, "symlink")
     assert mine.read_bytes() == b"precious" and not (tmp_path / "target.json").exists()
@@ -212,22 +212,31 @@ def test_a_refused_start_changes_nothing_in_the_workdir(trained_run, tmp_path):
     assert not (tmp_path / "new").exists()
 
 
-def test_a_workdir_belongs_to_one_run(tmp_path):
+def test_a_workdir_belongs_to_one_run(tmp_path, caplog):
     w = tmp_path / "w"
     with workdir.Lock(w):
         with pytest.raises(ValueError, match=rf"in use by process {os.getpid()} on .* since"):
             with workdir.Lock(w):
                 pass
     assert not w.exists()  # the lock made the workdir and, leaving it empty, removed it again
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    w.mkdir(exist_ok=True)
-    (w / workdir.LOCK).write_text(json.dumps({"host": os.uname().nodename, "pid": int(dead.stdout), "started": "x"}))
-    with workdir.Lock(w):  # a dead process's lock is taken over
-        assert json.loads((w / workdir.LOCK).read_text())["pid"] == os.getpid()
-    (w / workdir.LOCK).write_text(json.dumps({"host": "another-host", "pid": 1, "started": "yesterday"}))
-    with pytest.raises(ValueError, match="in use by process 1 on another-host since yesterday"):
-        with workdir.Lock(w):
-            pass
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from dae_jax.training import workdir\n"
+         f"with workdir.Lock({str(w)!r}):\n    print('held', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(ValueError, match=rf"in use by process {holder.pid} on "):
+            with workdir.Lock(w):
+                pass
+        holder.send_signal(signal.SIGKILL)  # dies holding it: the kernel releases the flock, the file stays
+        holder.wait()
+        assert json.loads((w / workdir.LOCK).read_text())["pid"] == holder.pid
+        with caplog.at_level("WARNING", logger="dae_jax"), workdir.Lock(w):
+            assert json.loads((w / workdir.LOCK).read_text())["pid"] == os.getpid()
+        assert f"taking over the lock of process {holder.pid}" in caplog.text
+    finally:
+        holder.kill()
 
 
 # ---- one line for every error -----------------------------------------------------------------------------
@@ -297,7 +306,7 @@ def _records(w) -> list[dict]:
 
 
 def _leaves(w) -> list[np.ndarray]:
-    from dae_jax.train.state import create_train_state
+    from dae_jax.training.state import create_train_state
     from tests.conftest import setup_of
 
     template = create_train_state(setup_of("conv32"), jax.random.key(9))
@@ -328,7 +337,7 @@ def test_preemption_saves_exits_0_and_the_rerun_is_exact(tmp_path, run_train, si
 
 
 def test_the_first_ctrl_c_asks_to_stop_and_the_second_stops_at_once():
-    from dae_jax.train import preemption
+    from dae_jax.training import preemption
 
     with preemption.stop_requests() as requested:
         assert not requested()

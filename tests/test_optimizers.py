@@ -92,7 +92,7 @@ def test_setup_names_a_bad_schedule():
 def test_checkpoints_saved_before_schedules_count_as_constant():
     import json
 
-    from dae_jax.train import checkpoints
+    from dae_jax.training import checkpoints
 
     config = configs.base()
     saved = json.loads(json.dumps(config.to_dict()))

@@ -123,15 +123,19 @@ def fail(command: str, message: str, code: int) -> NoReturn:
     sys.exit(code)
 
 
+MAX_LINE = 600  # characters of an error line: a library's message (XLA's, say) can run to thousands
+
+
 def one_line(e: BaseException) -> str:
     text = " ".join(str(e).split())
+    text = text if len(text) <= MAX_LINE else text[: MAX_LINE - 25] + " ... (--debug shows it all)"
     return text if isinstance(e, EXPECTED_ERRORS) else f"{type(e).__name__}: {text} (a bug? --debug shows where)"
 
 
 def guarded(command: str, debug: bool, fn: Callable[[], None]) -> None:
     """Runs ``fn()`` and turns an error into one line and the exit code; a run stopped on request
     (``Preempted``: SIGTERM, Ctrl-C) exits 0 saying how to resume, a second Ctrl-C 130."""
-    from dae_jax.train.preemption import Preempted
+    from dae_jax.training.preemption import Preempted
 
     try:
         fn()

@@ -67,6 +67,8 @@ def run(args: argparse.Namespace) -> None:
     files.check_outputs([t for _, t in pairs], args.out, [s for s, _ in pairs], args.overwrite)
     model = denoiser.load(args.workdir)
     channels = model.image_shape[2]
+    for source, _ in pairs:  # every input read once before any output is written: no half-done folder
+        image_files.read_image(source, channels)
     for source, target in pairs:
         image = image_files.read_image(source, channels)  # uint8 [H, W, C], C = the model's channel count
         image_files.write_png(target, model.denoise_any_size(image, args.fit, args.overlap))

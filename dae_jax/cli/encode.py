@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from dae_jax.cli import common
 from dae_jax.cli.evaluate import dataset_options, workdir_option
@@ -25,21 +26,20 @@ def build() -> common.Parser:
 
 
 def _save(path: str, array) -> None:
-    import io
-
     import numpy as np
 
     from dae_jax import files
 
-    buffer = io.BytesIO()
-    np.save(buffer, array)
-    files.write_bytes(path, buffer.getvalue())
+    with files.atomic(path, "wb") as f:
+        np.save(f, array)
 
 
 def run(args: argparse.Namespace) -> None:
     from dae_jax import files
     from dae_jax.eval import denoiser, evaluation
 
+    if args.labels and Path(args.labels).resolve() == Path(args.out).resolve():
+        raise common.UsageError("--labels and --out name the same file")
     for out in filter(None, (args.out, args.labels)):
         files.check_output(out, args.overwrite)
     model = denoiser.load(args.workdir)

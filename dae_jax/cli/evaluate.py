@@ -48,7 +48,7 @@ def build() -> common.Parser:
 def run(args: argparse.Namespace) -> None:
     from dae_jax import files
     from dae_jax.eval import evaluation
-    from dae_jax.train import workdir
+    from dae_jax.training import workdir
 
     if args.out:
         files.check_output(args.out, args.overwrite)

@@ -30,7 +30,7 @@ def parse(argv: list[str]):
     args, args.config = common.parse_with_config(p, argv)
     if not args.grid:
         p.error("give at least one --grid FIELD=V1,V2,...")
-    from dae_jax.train import sweep
+    from dae_jax.training import sweep
 
     try:
         args.grid = sweep.parse_grid(args.grid, args.config)
@@ -42,7 +42,7 @@ def parse(argv: list[str]):
 
 def run(args) -> None:
     from dae_jax import sharding
-    from dae_jax.train import sweep
+    from dae_jax.training import sweep
 
     sharding.use_cpu_cores(args.config.batch_size, args.config.eval_batch_size)
     rows = sweep.run(args.config, args.workdir, args.grid, command=args.command_line, stop_on_error=args.debug)

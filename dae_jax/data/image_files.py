@@ -94,11 +94,8 @@ def read_image(path: str | Path, channels: int | None = None) -> np.ndarray:
 
 def write_png(path: str | Path, image: np.ndarray) -> None:
     """Saves uint8 [H, W, 1] (grayscale) or [H, W, 3] (RGB) as a PNG: to a temporary name, then renamed."""
-    import io
-
     from PIL import Image
 
-    buffer = io.BytesIO()
-    Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(buffer, format="PNG")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    files.write_bytes(path, buffer.getvalue())
+    with files.atomic(path, "wb") as f:
+        Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(f, format="PNG")

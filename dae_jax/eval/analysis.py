@@ -116,7 +116,7 @@ def check(names) -> None:
 
 
 def run(name: str, state, train: dict[str, np.ndarray], test: dict[str, np.ndarray], workdir: Path) -> dict:
-    """Runs a registered analysis, writes ``<workdir>/<name>.json`` and prints a summary line."""
+    """Runs a registered analysis, writes ``<workdir>/<name>.json`` and logs a summary line."""
     check([name])
     result = ANALYSES[name](jax.device_get(state), train, test)
     files.write_json(Path(workdir) / f"{name}.json", result)

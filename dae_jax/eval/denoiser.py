@@ -15,8 +15,8 @@ import numpy as np
 from dae_jax.eval import layout, tiling
 from dae_jax.nn import models
 from dae_jax.setup import Setup
-from dae_jax.train import checkpoints
-from dae_jax.train.state import create_train_state
+from dae_jax.training import checkpoints
+from dae_jax.training.state import create_train_state
 
 # Batches are padded up to one of these sizes so a call of any size reuses a compiled function.
 BUCKETS = (1, 8, 64, 256)
@@ -133,6 +133,17 @@ def load(workdir_or_checkpoint: str | Path, step: int | None = None) -> Denoiser
         step = (complete[-1] if complete else None) if step is None else step
         if step is None:
             raise ValueError(f"no checkpoint in {str(path)!r}; give a workdir that `dae-jax train` wrote.")
-        setup = Setup.from_config(ml_collections.ConfigDict(ckpts.saved_config(step)), training=False)
-        state = ckpts.restore(create_train_state(setup, jax.random.key(0)), step).state
+        try:
+            setup = Setup.from_config(ml_collections.ConfigDict(ckpts.saved_config(step)), training=False)
+        except checkpoints.CheckpointError as e:
+            earlier = [s for s in complete if s < step]
+            if not earlier:
+                raise
+            m = earlier[-1]
+            raise checkpoints.CheckpointError(
+                f"{e} An earlier step may load: dae_jax.load({str(path)!r}, step={m}), "
+                f"or --workdir {ckpt_dir / str(m)}."
+            ) from None
+        template = jax.eval_shape(lambda: create_train_state(setup, jax.random.key(0)))
+        state = ckpts.restore(template, step).state
     return Denoiser(setup=setup, variables=state.variables(), workdir=ckpt_dir.parent)

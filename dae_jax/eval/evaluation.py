@@ -3,7 +3,7 @@
 
 Scored exactly as training scores its test set: example i gets the fixed evaluation noise
 (``Setup.eval_noisy``: ``fold_in(key, i)`` with the run's evaluation key) and
-``dae_jax.train.steps.make_eval_step`` computes the metrics of the output and of the noisy
+``dae_jax.training.steps.make_eval_step`` computes the metrics of the output and of the noisy
 input. On the run's own test set (and the same number of images) the numbers are those of its
 ``eval.json``.
 """
@@ -25,7 +25,7 @@ from dae_jax.data import builders, pipeline, sources
 from dae_jax.eval import layout
 from dae_jax.eval.denoiser import Denoiser, load
 from dae_jax.setup import run_keys
-from dae_jax.train import steps
+from dae_jax.training import steps
 
 RUN_SPLITS = ("train", "validation", "test")
 # None (the run's own data), a TFDS name, an array of images, or a mapping with an "image" array.
@@ -40,14 +40,17 @@ def evaluate_arrays(
     key: jax.Array,
     batch_size: int,
     mesh: jax.sharding.Mesh,
+    host=None,
+    seed: int = 0,
 ) -> dict[str, float]:
     """Mean of every per-image metric over all of ``arrays`` (this process's share in multi-host).
 
-    ``eval_step``: ``sharding.data_parallel(steps.make_eval_step(setup), mesh, donate_state=False)``.
+    ``eval_step``: ``sharding.data_parallel(steps.make_eval_step(setup), mesh, donate_state=False)``;
+    ``host``, ``seed``: the run's host corruptions (``Setup.host_corrupt``), keyed by (seed, row).
     """
     local = batch_size // jax.process_count()
     totals = None
-    for batch in pipeline.eval_batches(arrays, local):
+    for batch in pipeline.eval_batches(arrays, local, host, seed):
         sums = eval_step(variables, sharding.global_batch(batch, mesh), key)
         totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
     totals = jax.device_get(totals)
@@ -61,8 +64,9 @@ def recorded_source(denoiser: Denoiser) -> sources.Source | None:
     if metadata is None or not metadata.is_file():
         return None
     try:
-        recorded = json.loads(metadata.read_text()).get("data")
-        return sources.Source(**recorded) if recorded else None
+        recorded = json.loads(metadata.read_text())
+        latest = (recorded.get("resumes") or [recorded])[-1].get("data")  # the source of the last (re)start
+        return sources.Source(**latest) if latest else None
     except (ValueError, TypeError, AttributeError) as e:
         raise ValueError(
             f"{metadata} is damaged ({' '.join(str(e).split())[:120]}); delete it (the run's config then names "
@@ -90,7 +94,7 @@ def load_dataset(
         b = builders.named_builder(dataset, denoiser.config.data.data_dir)
         if split.split("[")[0] not in b.info.splits:
             raise ValueError(f"TFDS dataset {dataset!r} has splits {sorted(b.info.splits)}, not {split!r}.")
-        arrays = pipeline.load_split(b, split)
+        arrays = pipeline.load_split(b, split, denoiser.image_shape[2])
         description = f"TFDS {b.info.full_name}, {split} split"
     else:
         arrays = dict(dataset) if isinstance(dataset, Mapping) else {"image": dataset}

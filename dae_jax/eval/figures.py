@@ -7,7 +7,6 @@ temporary name and renamed (``dae_jax.files``).
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import jax
@@ -23,9 +22,8 @@ def _subplots(rows: int, columns: int, figsize, **kwargs) -> tuple[Figure, np.nd
 
 
 def _save(fig: Figure, path: str | Path) -> None:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    files.write_bytes(path, buffer.getvalue())
+    with files.atomic(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=100)
 
 
 def image_rows(rows: dict[str, np.ndarray], path: str | Path, title: str | None = None) -> None:
@@ -52,7 +50,8 @@ def loss_curves(records: list[dict], loss: str, path: str | Path, title: str | N
     fig, axes = _subplots(1, 1, (5, 3.2))
     ax = axes[0, 0]
     ax.plot(epochs, [r["train_loss"] for r in records], "o-", label="train loss")
-    ax.plot(epochs, [r[f"val_{loss}"] for r in records], "s-", label=f"validation {loss}")
+    if all(f"val_{loss}" in r for r in records):  # a folder too small for a validation split has none
+        ax.plot(epochs, [r[f"val_{loss}"] for r in records], "s-", label=f"validation {loss}")
     ax.set_xlabel("epoch")
     ax.set_ylabel(loss)
     ax.legend()
@@ -120,22 +119,30 @@ def heatmap(values: np.ndarray, rows: list[str], columns: list[str], path: str |
     _save(fig, path)
 
 
-def write_run_figures(setup, variables: dict, test: dict[str, np.ndarray], history: list[dict], workdir: Path) -> None:
+def write_run_figures(setup, variables: dict, examples: list[dict], history: list[dict], workdir: Path) -> None:
     """denoising.png (noisy / denoised / clean), loss.png, and codes.png when the code is spatial.
 
-    The figure images are the first ``num_figure_images`` test images with the fixed test noise.
-    ``setup``: the run's ``dae_jax.setup.Setup``; ``variables``: its trained params and statistics;
-    ``history``: its per-epoch records (metrics.jsonl).
+    ``examples``: the first test examples (``{"image", "row"[, "input"]}``, uint8) with the fixed test
+    noise; whole images of any size are shown whole (and get no codes.png). ``setup``: the run's
+    ``dae_jax.setup.Setup``; ``variables``: its trained params and statistics; ``history``: its
+    per-epoch records (metrics.jsonl).
     """
+    from dae_jax.eval import whole_image
+
     config, model = setup.config, setup.model
-    n = config.num_figure_images
-    clean = corruptions.to_float(jax.numpy.asarray(test["image"][:n]))
-    noisy = setup.eval_noisy(clean, jax.numpy.arange(len(clean)))
+    title = f"{config.model.name}, {config.corruption.name} {config.corruption.get('sigma', '')}"
+    loss_curves(history, config.loss, workdir / "loss.png", title=title)
+    if any(e["image"].shape != setup.image_shape for e in examples):  # whole images of their own sizes
+        triples = [whole_image.denoise_example(setup, variables, e, setup.keys.eval) for e in examples]
+        rows = {name: [np.asarray(t[i][0]) for t in triples] for i, name in enumerate(("clean", "noisy", "denoised"))}
+        image_rows({k: rows[k] for k in ("noisy", "denoised", "clean")}, workdir / "denoising.png", title=title)
+        return
+    clean = corruptions.to_float(jax.numpy.asarray(np.stack([e["image"] for e in examples])))
+    given = corruptions.to_float(jax.numpy.asarray(np.stack([e.get("input", e["image"]) for e in examples])))
+    noisy = setup.eval_noisy(given, jax.numpy.asarray([e["row"] for e in examples]))
     codes, skips = model.apply(variables, noisy, method=model.encode_with_skips)
     denoised = setup.output(variables, codes, skips=skips, method=model.decode)
-    title = f"{config.model.name}, {config.corruption.name} {config.corruption.get('sigma', '')}"
     rows = {"noisy": np.asarray(noisy), "denoised": np.asarray(denoised), "clean": np.asarray(clean)}
     image_rows(rows, workdir / "denoising.png", title=title)
-    loss_curves(history, config.loss, workdir / "loss.png", title=title)
     if codes.ndim == 4:
         code_maps(np.asarray(codes), rows["noisy"], rows["clean"], workdir / "codes.png")

@@ -7,7 +7,7 @@ both to 1e-5. They exist because, measured on XLA CPU (results/benchmarks/):
 - ``conv2d`` writes its backward passes as *forward* convolutions. XLA CPU sends forward
   convolutions to its fast library path everywhere, but leaves autodiff's backward
   convolutions on a slow generic loop inside ``lax.scan`` bodies; with this VJP the
-  micro-batched train step (``dae_jax.train.steps.make_train_step``) runs at full speed.
+  micro-batched train step (``dae_jax.training.steps.make_train_step``) runs at full speed.
 - ``upsample_conv2d`` replaces conv(upsample(x)) by four 2x2 convolutions of the small image,
   one per output phase: 16/36 of the multiply-adds, and the 4x larger upsampled tensor is
   never built.

@@ -73,7 +73,7 @@ class JaxRunner:
 
     The state and step are built from the config's ``Setup`` as ``dae_jax.train`` builds them
     (micro-batched on CPU, one device per core). Variant ``resident``: the accelerator fast path, the images on the
-    devices and ``steps`` steps in one jitted ``lax.scan`` (``dae_jax.train.device_loop``).
+    devices and ``steps`` steps in one jitted ``lax.scan`` (``dae_jax.training.device_loop``).
     """
 
     VARIANTS = (None, "resident")
@@ -83,7 +83,7 @@ class JaxRunner:
 
         from dae_jax import configs, sharding
         from dae_jax.nn import models
-        from dae_jax.train import device_loop
+        from dae_jax.training import device_loop
 
         if variant not in self.VARIANTS:
             raise ValueError(f"dae-jax variant {variant!r}; choose one of {self.VARIANTS}.")
@@ -143,7 +143,7 @@ def _state_and_step(config, mesh):
 
     from dae_jax import sharding
     from dae_jax.setup import Setup
-    from dae_jax.train import state, steps
+    from dae_jax.training import state, steps
 
     setup = Setup.from_config(config, steps_per_epoch=10**6, num_devices=mesh.devices.size)
     initial = jax.device_put(state.create_train_state(setup), sharding.replicated(mesh))

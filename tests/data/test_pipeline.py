@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dae_jax.data import builders, idx, image_files, patches, pipeline, sources
+from dae_jax.data import builders, idx, pipeline, sources
 
 
 def write_idx(path, array, compress):
@@ -120,14 +120,16 @@ def test_corrupt_gzip_wrong_size_and_count_mismatch_are_named(tmp_path):
 
 
 def test_unknown_dataset_and_sources_a_dataset_lacks_are_named(tmp_path):
-    with pytest.raises(ValueError, match=r"Unknown dataset 'cifar'; choose one of \['fashion_mnist', 'mnist'"):
+    with pytest.raises(ValueError, match=r"Unknown dataset 'cifar'; choose one of \['faces', 'fashion_mnist', 'image_"):
         sources.resolve_source("auto", dataset="cifar")
     with pytest.raises(ValueError, match=r"'fashion_mnist' has no data source 'embedded'"):
         sources.resolve_source("embedded", dataset="fashion_mnist")
     with pytest.raises(ValueError, match=r"'mnist' has no data source 'folder'"):
         sources.resolve_source("folder", dataset="mnist")
-    with pytest.raises(FileNotFoundError, match="holds no image files"):
-        sources.resolve_source("folder", dataset="rgb_patches", image_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="has no PNG/JPEG files"):
+        sources.resolve_source("folder", dataset="image_folder", image_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="needs a directory"):
+        sources.resolve_source("auto", dataset="image_folder")
 
 
 def test_missing_fashion_mnist_says_how_to_install_it(tmp_path, monkeypatch):
@@ -162,68 +164,3 @@ def test_fashion_mnist_builds_from_the_debian_files(tmp_path, monkeypatch):
     assert test["image"].shape == (10_000, 28, 28, 1) and test["image"].dtype == np.uint8
     assert np.bincount(test["label"]).tolist() == [1000] * 10  # Fashion-MNIST's test set is balanced
     assert b.builder_config.name == idx.idx_config_name(FASHION_DIR)  # its own TFDS config, not MNIST's
-
-
-def test_rgb_patches_embedded_build(rgb_patches):
-    train = pipeline.load_split(rgb_patches, "train")
-    test = pipeline.load_split(rgb_patches, "test")
-    assert train["image"].shape == (patches.TRAIN_PATCHES, 48, 48, 3) and train["image"].dtype == np.uint8
-    assert test["image"].shape == (patches.TEST_PATCHES, 48, 48, 3)
-    n = len(patches.SKIMAGE_PICTURES)
-    assert np.bincount(train["label"]).tolist() == [patches.TRAIN_PATCHES // n] * n
-    assert min(img.std() for img in test["image"]) >= patches.MIN_PATCH_STD  # no flat crops
-    # Seeded: the build holds exactly the crops random_crops draws with seed 0.
-    pictures = [image_files.read_image(patches.skimage_data_dir() / f) for f in patches.SKIMAGE_PICTURES]
-    want = patches.random_crops(pictures, "test", patches.TEST_PATCHES, 48, seed=0)
-    assert sorted(img.tobytes() for img in test["image"]) == sorted(crop.tobytes() for _, crop in want)
-
-
-def test_random_crops_are_seeded_and_keep_train_and_test_columns_apart():
-    columns = np.broadcast_to(np.arange(250, dtype=np.uint8)[None, :, None], (100, 250, 3))  # pixel = its column
-    pictures = [np.ascontiguousarray(columns)]
-    crops = {split: patches.random_crops(pictures, split, 50, 48, seed=0) for split in ("train", "test")}
-    start = patches.split_columns(250, 48)["test"][0]
-    assert start == 250 - 50  # 20% of the width, on the right
-    assert max(int(c.max()) for _, c in crops["train"]) < start <= min(int(c.min()) for _, c in crops["test"])
-    again = patches.random_crops(pictures, "train", 50, 48, seed=0)
-    other = patches.random_crops(pictures, "train", 50, 48, seed=1)
-    assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(crops["train"], again, strict=True))
-    assert not all(np.array_equal(a, b) for (_, a), (_, b) in zip(crops["train"], other, strict=True))
-
-
-def test_folder_of_pictures_builds_and_bad_pictures_are_named(tmp_path):
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    folder = tmp_path / "pictures"
-    folder.mkdir()
-    Image.fromarray(rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)).save(folder / "a.png")
-    Image.fromarray(rng.integers(0, 256, (100, 130), dtype=np.uint8)).save(folder / "b.jpg")  # gray: repeated
-    (folder / "notes.txt").write_text("not a picture")
-    src = sources.resolve_source("auto", None, str(tmp_path), "rgb_patches", str(folder))
-    assert src.kind == "folder" and src.image_dir == str(folder.resolve())
-    config = patches.patches_config(folder, train_patches=20, test_patches=6)
-    b = patches.RgbPatches(config=config, data_dir=str(tmp_path / "tfds"))
-    b.download_and_prepare()
-    train = pipeline.load_split(b, "train")
-    assert train["image"].shape == (20, 48, 48, 3) and sorted(np.bincount(train["label"])) == [10, 10]
-    Image.fromarray(np.zeros((40, 200, 3), np.uint8)).save(folder / "c.png")  # too low for 48x48 crops
-    with pytest.raises(ValueError, match=r"too small for 48x48 patches: \['c.png \(200x40\)'\]"):
-        patches.RgbPatches(
-            config=patches.patches_config(folder), data_dir=str(tmp_path / "tfds")
-        ).download_and_prepare()
-    (folder / "c.png").unlink()
-    Image.fromarray(np.full((100, 200, 3), 128, np.uint8)).save(folder / "flat.png")
-    with pytest.raises(ValueError, match=r"flat.png: no crop of its train part .* remove it"):
-        patches.RgbPatches(
-            config=patches.patches_config(folder), data_dir=str(tmp_path / "tfds")
-        ).download_and_prepare()
-
-
-def test_face_patch_is_the_centre_averaged_down():
-    image = np.arange(250 * 250 * 3, dtype=np.float64).reshape(250, 250, 3) % 251
-    patch = patches.face_patch(image.astype(np.uint8), 48)
-    want = image[77:173, 77:173].reshape(48, 2, 48, 2, 3).mean(axis=(1, 3))
-    np.testing.assert_array_equal(patch, np.round(want).astype(np.uint8))
-    with pytest.raises(ValueError, match="smaller than the 96x96 centre crop"):
-        patches.face_patch(np.zeros((90, 90, 3), np.uint8), 48)

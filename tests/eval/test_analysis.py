@@ -6,7 +6,7 @@ import pytest
 from dae_jax import corruptions, optimizers
 from dae_jax.eval import analysis
 from dae_jax.nn import losses, models
-from dae_jax.train.state import TrainState, create_train_state
+from dae_jax.training.state import TrainState, create_train_state
 from tests.conftest import setup_of
 
 

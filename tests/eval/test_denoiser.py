@@ -8,8 +8,8 @@ from dae_jax import configs
 from dae_jax.data import image_files
 from dae_jax.eval import denoiser, layout
 from dae_jax.setup import Setup
-from dae_jax.train import checkpoints
-from dae_jax.train.state import create_train_state
+from dae_jax.training import checkpoints
+from dae_jax.training.state import create_train_state
 from tests.conftest import setup_of
 
 

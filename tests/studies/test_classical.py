@@ -11,8 +11,8 @@ from dae_jax import corruptions, sharding  # noqa: E402
 from dae_jax.data import sources  # noqa: E402
 from dae_jax.eval import evaluation  # noqa: E402
 from dae_jax.studies import classical  # noqa: E402
-from dae_jax.train import steps  # noqa: E402
-from dae_jax.train.state import create_train_state  # noqa: E402
+from dae_jax.training import steps  # noqa: E402
+from dae_jax.training.state import create_train_state  # noqa: E402
 from tests.conftest import setup_of  # noqa: E402
 
 SPEC = {"name": "gaussian", "sigma": 0.5, "clip": True}

@@ -8,8 +8,8 @@ import pytest
 from dae_jax import configs
 from dae_jax.data import builders, pipeline, sources
 from dae_jax.studies import probe
-from dae_jax.train import checkpoints
-from dae_jax.train.state import create_train_state
+from dae_jax.training import checkpoints
+from dae_jax.training.state import create_train_state
 from tests.conftest import experiment, setup_of
 
 

@@ -1,6 +1,6 @@
-"""One process of tests/train/test_multihost.py: a few data-parallel train steps on fixed global batches.
+"""One process of tests/training/test_multihost.py: a few data-parallel train steps on fixed global batches.
 
-  python tests/train/multihost_worker.py OUT.json NUM_PROCESSES PROCESS_ID PORT DEVICES_PER_PROCESS
+  python tests/training/multihost_worker.py OUT.json NUM_PROCESSES PROCESS_ID PORT DEVICES_PER_PROCESS
 
 Writes {"losses": [...], "param_sums": [...]}; each process feeds only its rows of every global batch.
 """
@@ -15,8 +15,8 @@ jax.config.update("jax_num_cpu_devices", devices)
 
 from dae_jax import configs, sharding  # noqa: E402
 from dae_jax.setup import Setup  # noqa: E402
-from dae_jax.train import state as state_lib  # noqa: E402
-from dae_jax.train import steps  # noqa: E402
+from dae_jax.training import state as state_lib  # noqa: E402
+from dae_jax.training import steps  # noqa: E402
 
 if num_processes > 1:
     sharding.initialize_distributed(f"localhost:{port}", num_processes, process_id)

@@ -35,7 +35,7 @@ def stop_requests() -> Iterator[Callable[[], bool]]:
     received: list[int] = []
 
     def on_signal(signum, frame):
-        if signum == signal.SIGINT and received:
+        if signum == signal.SIGINT and signal.SIGINT in received:
             raise KeyboardInterrupt  # the second Ctrl-C: stop now
         received.append(signum)
         log.warning(

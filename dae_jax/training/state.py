@@ -1,7 +1,9 @@
-"""The train state: parameters, optimizer state, BatchNorm statistics and the step counter."""
+"""The train state (parameters, optimizer state, BatchNorm statistics, step counter) and ``Run``, what a run leaves."""
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
 from typing import Any
 
 import flax.struct
@@ -37,3 +39,13 @@ def all_finite(tree) -> jax.Array:
     """True when every float leaf of ``tree`` is finite (params, optimizer state): one jitted reduction."""
     leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(jnp.result_type(x), jnp.floating)]
     return jnp.all(jnp.stack([jnp.isfinite(x).all() for x in leaves])) if leaves else jnp.bool_(True)
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """A finished training run."""
+
+    state: TrainState  # the final state (params, optimizer state, BatchNorm statistics)
+    history: list[dict]  # one record per epoch, as in metrics.jsonl
+    metrics: dict[str, Any]  # the test evaluation, as in eval.json
+    workdir: Path

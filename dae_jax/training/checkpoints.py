@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 import flax.serialization
 import jax
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
 
 from dae_jax import configs, files
@@ -109,9 +110,10 @@ class Checkpoints:
         except Exception as e:  # orbax/tensorstore wrap the OS error (a full disk, say) in their own types
             kept = [s for s in self.all_steps() if s != step and self.is_complete(s)]
             previous = f"step {kept[-1]} is kept" if kept else "no earlier checkpoint exists"
+            reason, full = _reason(e)
+            hint = " Free disk space and rerun the same command to resume." if full else ""
             raise CheckpointError(
-                f"writing checkpoint step {step} to {self.directory} failed ({_reason(e)}); {previous}. "
-                "Free disk space and rerun the same command to resume."
+                f"writing checkpoint step {step} to {self.directory} failed ({reason}); {previous}.{hint}"
             ) from None
 
     def is_complete(self, step: int) -> bool:
@@ -152,18 +154,28 @@ class Checkpoints:
         """
         step = self._checked_step(step)
         template = {"train_state": flax.serialization.to_state_dict(state_template)}
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
-        args = {"state": ocp.args.StandardRestore(abstract), "config": ocp.args.JsonRestore()}
-        if (self.directory / str(step) / "progress").is_dir():
-            args["progress"] = ocp.args.JsonRestore()
-        restored = self.manager.restore(step, args=ocp.args.Composite(**args))
+        try:
+            restored = self._restore_state(step, template)
+        except ValueError as e:  # a checkpoint of dae-jax 0.1 also holds the run's PRNG key
+            if "rng" not in str(e):
+                raise
+            restored = self._restore_state(step, template | {"rng": np.zeros((2,), np.uint32)})
         state = flax.serialization.from_state_dict(state_template, restored["state"]["train_state"])
-        return Restored(state, restored["config"], restored.get("progress") or {})
+        return Restored(state, self._read(step, "config"), self._read(step, "progress"))
+
+    def _restore_state(self, step: int, template: dict) -> dict:
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
+        return self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
 
     def saved_config(self, step: int | None = None) -> dict:
         """The config dict saved with ``step`` (default latest), read after its checksums are verified."""
-        step = self._checked_step(step)
-        return self.manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
+        return self._read(self._checked_step(step), "config")
+
+    def _read(self, step: int, item: str) -> dict:
+        """A JSON item of a verified step ({} when the step has none: saved before it existed)."""
+        if not (self.directory / str(step) / item).is_dir():
+            return {}
+        return self.manager.restore(step, args=ocp.args.Composite(**{item: ocp.args.JsonRestore()}))[item]
 
     def delete_after(self, step: int) -> list[int]:
         """Deletes the steps after ``step`` (a run resumed from an earlier good step); returns them."""
@@ -184,19 +196,17 @@ class Checkpoints:
             log.info("discarding checkpoint step %d: its write was interrupted", steps[-1])
             self.manager.delete(steps.pop())
 
-    def resume(self, state, config: ml_collections.ConfigDict) -> tuple[Any, dict]:
-        """(state, progress) at ``config.restore_step`` (default: the latest complete step); ``(state, {})``
-        when there is none.
+    def resumable(self, config: ml_collections.ConfigDict, steps_per_epoch: int) -> int | None:
+        """The step a run of ``config`` resumes from (``config.restore_step``, default the latest complete one),
+        None for a fresh start; every check of ``resume``, and nothing written.
 
-        Refuses, with the reason and the way out, a damaged checkpoint or one made by a config whose
-        model, loss or optimizer differ; a refusal changes nothing on disk. Once the checks pass,
-        interrupted writes are discarded and, when an earlier step was asked for, the later ones deleted.
+        CheckpointError, with the way out, for a missing or damaged step, one made by a config whose
+        model, loss or optimizer differ, or one of another epoch length (batch size or data changed).
         """
         steps = self.all_steps()
         complete = [s for s in steps if self.is_complete(s)]
         if config.restore_step is None and not complete:
-            self.discard_interrupted()
-            return state, {}
+            return None
         step = complete[-1] if config.restore_step is None else config.restore_step
         earlier = [s for s in complete if s < step]
         try:
@@ -207,17 +217,34 @@ class Checkpoints:
             way_out = (
                 f"resume from the previous good step with --config.restore_step={earlier[-1]}"
                 if earlier
-                else f"delete {self.directory} to start over"
+                else (f"delete {self.directory} to start over")
             )
             raise CheckpointError(f"{e} Training will not start from it: {way_out}.") from None
         differences = config_differences(self.saved_config(step), config)
+        saved = self._read(step, "progress").get("steps_per_epoch", steps_per_epoch)
+        if saved != steps_per_epoch:
+            differences.append(f"steps per epoch: {saved} -> {steps_per_epoch} (batch size or data)")
         if differences:
             raise CheckpointError(
                 f"the checkpoint at step {step} in {self.directory} was made with a different config "
                 f"({'; '.join(differences)}). Use a new --workdir, or the config it was made with."
             )
-        restored = self.restore(state, step)
+        if [s for s in complete if s > step]:
+            log.warning(
+                "config.restore_step=%d: later steps %s will be deleted (drop the flag to keep them)",
+                step,
+                [s for s in complete if s > step],
+            )
+        return step
+
+    def resume(self, state, config: ml_collections.ConfigDict, steps_per_epoch: int) -> tuple[Any, dict]:
+        """(state, progress) at ``resumable``'s step, ``(state, {})`` for a fresh start. Only once its checks
+        pass are interrupted writes discarded and, for an earlier step, the later ones deleted."""
+        step = self.resumable(config, steps_per_epoch)
+        restored = self.restore(state, step) if step is not None else None
         self.discard_interrupted()
+        if step is None:
+            return state, {}
         dropped = self.delete_after(step)
         log.info(
             "resumed from %s at step %d%s", self.directory, step, f" (deleted later steps {dropped})" * bool(dropped)
@@ -232,8 +259,8 @@ class Checkpoints:
 _FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
 
 
-def _reason(e: BaseException) -> str:
-    """The root cause of a write error, in one short line (a full disk, a size limit, ...).
+def _reason(e: BaseException) -> tuple[str, bool]:
+    """(the root cause of a write error in one short line, whether it is a full disk or a size limit).
 
     tensorstore (under orbax) reports the OS error inside its message: ``[os_error_code='28']``.
     """
@@ -243,8 +270,8 @@ def _reason(e: BaseException) -> str:
     found = re.search(r"os_error_code='?(\d+)", str(e))
     code = int(found.group(1)) if found else code
     if code in _FULL:
-        return f"{os.strerror(code)}: the disk is full or a file size limit was reached"
-    return " ".join(str(e).split())[:200] or type(e).__name__
+        return f"{os.strerror(code)}: the disk is full or a file size limit was reached", True
+    return " ".join(str(e).split())[:200] or type(e).__name__, False
 
 
 def config_differences(saved: dict, config: ml_collections.ConfigDict) -> list[str]:

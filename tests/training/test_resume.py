@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 
 from dae_jax import configs
-from dae_jax.train import checkpoints, loop
-from dae_jax.train import workdir as workdir_lib
-from dae_jax.train.state import create_train_state
+from dae_jax.training import checkpoints, loop
+from dae_jax.training import workdir as workdir_lib
+from dae_jax.training.state import create_train_state
 from tests.conftest import setup_of
+from tests.data.test_folders import draw
 
 # A run of 3 epochs x 8 steps of 64 images, checkpointed every 2 steps.
 SMALL = (
@@ -28,16 +29,39 @@ SMALL = (
 )
 
 
-def _final_params(workdir):
-    template = create_train_state(setup_of("conv32"), jax.random.key(9))
+def _final_params(workdir, image_shape=(28, 28, 1)):
+    template = create_train_state(setup_of("conv32", image_shape=image_shape), jax.random.key(9))
     state = checkpoints.Checkpoints(workdir / "checkpoints").restore(template).state
     return int(state.step), jax.tree.leaves((state.params, state.opt_state))
 
 
+def _streamed_folder(directory) -> tuple[str, ...]:
+    """Overrides that train on a generated folder of 64 RGB/gray pictures of 20-48 px, streamed as gray: random
+    16x16 crops (16 per picture per epoch) with flips, JPEG-compressed on the host (quality drawn per example)."""
+    rng = np.random.default_rng(3)
+    for i in range(64):
+        h, w = (int(v) for v in rng.integers(20, 48, 2))
+        draw(directory / f"d{i % 4}" / f"{i}.png", h, w, i, gray=i % 3 == 0)
+    return (
+        "--config.data.dataset=image_folder",
+        "--config.data.source=auto",
+        f"--config.data.image_dir={directory}",
+        "--config.image_shape=(16, 16, 1)",
+        "--config.data.flip=True",
+        "--config.data.views_per_image=16",
+        "--config.corruption={'name': 'jpeg', 'quality': [10, 40]}",
+    )
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("resident", [True, False], ids=["device_loop", "tfdata_loop"])
-def test_run_killed_at_random_moments_ends_bit_identical(tmp_path, run_train, resident):
-    small = (*SMALL, f"--config.device_resident={resident}")
+@pytest.mark.parametrize("feed", ["device_loop", "tfdata_loop", "stream"])
+def test_run_killed_at_random_moments_ends_bit_identical(tmp_path, run_train, feed):
+    data = {
+        "device_loop": ("--config.device_resident=True",),
+        "tfdata_loop": ("--config.device_resident=False",),
+        "stream": _streamed_folder(tmp_path / "pictures") if feed == "stream" else (),
+    }[feed]
+    small = (*SMALL, *data)
     run_train(tmp_path / "straight", *small)
     rng = random.Random()  # a different set of moments on every run of the suite
     killed = tmp_path / "killed"
@@ -49,8 +73,9 @@ def test_run_killed_at_random_moments_ends_bit_identical(tmp_path, run_train, re
         proc.wait()
     run_train(killed, *small)
     runs = (tmp_path / "straight", killed)
-    step_a, leaves_a = _final_params(tmp_path / "straight")
-    step_b, leaves_b = _final_params(killed)
+    shape = (16, 16, 1) if feed == "stream" else (28, 28, 1)
+    step_a, leaves_a = _final_params(tmp_path / "straight", shape)
+    step_b, leaves_b = _final_params(killed, shape)
     assert step_a == step_b == 24, delays
     for a, b in zip(leaves_a, leaves_b, strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=f"kill delays {delays}")
@@ -81,18 +106,18 @@ def test_damaged_checkpoint_is_refused_then_previous_step_resumes(tmp_path):
     victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])  # truncated on disk
     config = configs.base()
     with pytest.raises(checkpoints.CheckpointError) as error:
-        ckpts.resume(state, config)[0]
+        ckpts.resume(state, config, 1)[0]
     assert "step 6" in str(error.value) and victim.name in str(error.value)
     assert "--config.restore_step=4" in str(error.value)
     config.restore_step = 4
-    assert int(ckpts.resume(state, config)[0].step) == 4
+    assert int(ckpts.resume(state, config, 1)[0].step) == 4
     assert ckpts.all_steps() == [2, 4]  # the damaged later step is gone
 
 
 def test_interrupted_checkpoint_write_is_discarded(tmp_path):
     ckpts, state = _saved_steps(tmp_path / "ckpt", [2, 4])
     (tmp_path / "ckpt" / "4" / checkpoints.MANIFEST).unlink()  # as if killed right after orbax's rename
-    assert int(ckpts.resume(state, configs.base())[0].step) == 2
+    assert int(ckpts.resume(state, configs.base(), 1)[0].step) == 2
     assert ckpts.all_steps() == [2]
 
 
@@ -127,8 +152,8 @@ def test_config_mismatch_is_refused_with_fields_listed(tmp_path):
     other.optimizer, other.loss, other.image_shape = "adam", "mse", (32, 32, 3)
     expected = r"image_shape: \[28, 28, 1\] -> \[32, 32, 3\]; loss: 'bce' -> 'mse'; optimizer: 'adadelta' -> 'adam'"
     with pytest.raises(checkpoints.CheckpointError, match=expected):
-        ckpts.resume(state, other)[0]
-    assert int(ckpts.resume(state, config)[0].step) == 0  # the same config resumes
+        ckpts.resume(state, other, 1)[0]
+    assert int(ckpts.resume(state, config, 1)[0].step) == 0  # the same config resumes
 
 
 def _override(**fields):
@@ -184,4 +209,4 @@ def test_missing_restore_step_is_named(tmp_path):
     config = configs.base()
     config.restore_step = 5
     with pytest.raises(checkpoints.CheckpointError, match=r"no checkpoint step 5 .* it has \[0\]"):
-        ckpts.resume(state, config)[0]
+        ckpts.resume(state, config, 1)[0]

@@ -1,4 +1,4 @@
-"""The training loop: ``train_and_evaluate(config, workdir) -> Run`` (exported as ``dae_jax.train``).
+"""The training loop: ``train_and_evaluate(config, workdir) -> Run`` (``dae_jax.train``).
 
 Read top to bottom: ``train_and_evaluate`` checks the config, loads the data, builds the
 ``Setup``, resumes from the workdir's latest checkpoint, runs the epochs (``_Loop.epoch``: the
@@ -15,7 +15,6 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import jax
 import ml_collections
@@ -23,25 +22,15 @@ import numpy as np
 
 from dae_jax import configs, files, sharding
 from dae_jax.data import pipeline
-from dae_jax.eval import analysis, evaluation, figures
+from dae_jax.eval import analysis, figures
 from dae_jax.nn import models
 from dae_jax.setup import Setup
-from dae_jax.train import device_loop, preemption, runners, steps
-from dae_jax.train import workdir as workdir_lib
-from dae_jax.train.checkpoints import MANIFEST, Checkpoints
-from dae_jax.train.state import TrainState, all_finite, create_train_state
+from dae_jax.training import feeds, preemption
+from dae_jax.training import workdir as workdir_lib
+from dae_jax.training.checkpoints import MANIFEST, Checkpoints
+from dae_jax.training.state import Run, TrainState, all_finite, create_train_state
 
 log = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass(frozen=True)
-class Run:
-    """A finished training run."""
-
-    state: TrainState  # the final state (params, optimizer state, BatchNorm statistics)
-    history: list[dict]  # one record per epoch, as in metrics.jsonl
-    metrics: dict[str, Any]  # the test evaluation, as in eval.json
-    workdir: Path
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike | None = None) -> Run:
@@ -55,61 +44,52 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     workdir = workdir_lib.check_writable(workdir if workdir is not None else tempfile.mkdtemp(prefix="dae_jax_"))
     mesh = sharding.make_mesh()
     sharding.check_batch_size(config.batch_size, mesh)
-    sharding.check_batch_size(config.eval_batch_size, mesh)
+    sharding.check_batch_size(config.eval_batch_size, mesh, "eval_batch_size")
     analysis.check(config.analyses)
-    splits = pipeline.prepare(config.data)
+    splits = pipeline.prepare(config.data, channels=config.image_shape[2])
+    if splits.streamed and config.analyses:
+        raise ValueError("config.analyses need the training set as arrays; a streamed image folder has none.")
     steps_per_epoch = _steps_per_epoch(config, splits)
     setup = Setup.from_config(config, steps_per_epoch, mesh.devices.size)  # every name and parameter checked
     with workdir_lib.run_lock(workdir), Checkpoints(workdir / "checkpoints", config.keep_checkpoints) as ckpts:
+        ckpts.resumable(config, steps_per_epoch)  # refused here: nothing written
+        feed = feeds.feed(setup, splits, mesh, steps_per_epoch)  # the data read, the loop chosen and checked
         state = jax.device_put(create_train_state(setup), sharding.replicated(mesh))
-        state, progress = ckpts.resume(state, config)  # a refusal here has written nothing
-        data = pipeline.read(splits)
-        resident = device_loop.wanted(config.device_resident, data.train["image"], setup.model)
-        loop_name = (
-            "device-resident lax.scan (dae_jax.train.device_loop)" if resident else "tf.data, one step per batch"
-        )
-        log.info("training loop: %s; model %s: %s parameters", loop_name, config.model.name, _params(state))
+        state, progress = ckpts.resume(state, config, steps_per_epoch)  # the first change to the workdir
+        log.info("training loop: %s; model %s: %s parameters", feed.description, config.model.name, _params(state))
         if jax.process_index() == 0:
-            files.write_json(workdir / "metadata.json", workdir_lib.run_metadata(config, data.source, loop_name))
-        runner = (runners.device_runner if resident else runners.host_runner)(setup, data.train, mesh, steps_per_epoch)
-        validation = _take(data.validation, config.max_eval_examples)
-        loop = _Loop(setup, mesh, workdir, ckpts, steps_per_epoch, runner, validation)
+            workdir_lib.record_start(workdir, workdir_lib.run_metadata(config, splits.source, feed.description))
         writer = workdir_lib.MetricWriter(workdir, resumed_step=int(state.step))
-        done = np.asarray(progress.get("epoch_losses", []), np.float32)  # the resumed epoch's losses so far
-        with preemption.stop_requests() as loop.stop_requested:
+        with preemption.stop_requests() as stop_requested:
+            loop = _Loop(setup, mesh, workdir, ckpts, steps_per_epoch, feed, stop_requested)
+            done = np.asarray(progress.get("epoch_losses", []), np.float32)  # the resumed epoch's losses so far
             for epoch in range(int(state.step) // steps_per_epoch, config.num_epochs):
                 state = loop.epoch(state, epoch, writer, done)
                 done = np.zeros(0, np.float32)
-        history = workdir_lib.read_history(workdir)
-        result = _test(setup, state, data, loop, history, workdir)
+            history = workdir_lib.read_history(workdir)
+            result = _test(setup, state, feed, splits.source, history, workdir)
     return Run(state=state, history=history, metrics=result, workdir=workdir)
-
-
-def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike | None = None) -> Run:
-    """``dae_jax.train``: trains and evaluates ``config`` in ``workdir`` (a temporary directory when None)."""
-    return train_and_evaluate(config, workdir)
 
 
 def _params(state: TrainState) -> str:
     return f"{models.param_count(state.params):,}"
 
 
-def _take(arrays: dict[str, np.ndarray], n: int | None) -> dict[str, np.ndarray]:
-    return arrays if n is None else {k: v[:n] for k, v in arrays.items()}
-
-
 def _steps_per_epoch(config: ml_collections.ConfigDict, splits: pipeline.Splits) -> int:
     """Full global batches in this process's share of the training split (capped by max_steps_per_epoch)."""
-    if splits.image_shape != tuple(config.image_shape):
+    if splits.image_shape is not None and splits.image_shape != tuple(config.image_shape):
         raise ValueError(
             f"the data's images are {splits.image_shape} (H, W, C) but config.image_shape is "
             f"{tuple(config.image_shape)}; set --config.image_shape to match the data."
         )
-    steps = splits.sizes["train"] // (config.batch_size // jax.process_count())
+    views = config.data.get("views_per_image", 1) if splits.streamed else 1
+    steps = splits.sizes["train"] * views // (config.batch_size // jax.process_count())
     if config.max_steps_per_epoch:
         steps = min(steps, config.max_steps_per_epoch)
     if steps == 0:
         raise ValueError(f"batch_size={config.batch_size} exceeds the {splits.sizes['train']} training images.")
+    if steps * config.num_epochs > configs.MAX_INT:
+        raise ValueError(f"config.num_epochs={config.num_epochs} x {steps} steps per epoch exceeds 2**31 - 1 steps.")
     return steps
 
 
@@ -123,6 +103,15 @@ def check_finite(losses: np.ndarray, first_step: int, config: ml_collections.Con
         raise FloatingPointError(
             f"loss is {losses[bad[0]]} at step {first_step + bad[0] + 1}: training stopped. "
             + _diverged_hint(config, workdir)
+        )
+
+
+def check_scores(scores: dict[str, float], what: str, config: ml_collections.ConfigDict, workdir: Path) -> None:
+    """FloatingPointError when a metric of the model's output is NaN or inf (the PSNR of an exact output aside)."""
+    broken = [k for k, v in scores.items() if not k.startswith("noisy_") and k != "psnr" and not np.isfinite(v)]
+    if broken or np.isnan(scores.get("psnr", 0.0)):
+        raise FloatingPointError(
+            f"{what}: {', '.join(broken or ['psnr'])} not finite: training stopped. " + _diverged_hint(config, workdir)
         )
 
 
@@ -145,18 +134,16 @@ class _Loop:
     workdir: Path
     ckpts: Checkpoints
     steps_per_epoch: int
-    runner: runners.EpochRunner
-    validation: dict[str, np.ndarray]
+    feed: feeds.ArrayFeed | feeds.StreamFeed
+    stop_requested: Callable[[], bool]  # preemption.stop_requests(): save and stop at the next step boundary
 
     def __post_init__(self):
-        self.eval_step = sharding.data_parallel(steps.make_eval_step(self.setup), self.mesh, donate_state=False)
         self.finite = jax.jit(all_finite)
-        self.stop_requested: Callable[[], bool] = lambda: False  # set by train_and_evaluate
 
     def _check(self, state: TrainState, losses: np.ndarray, first_step: int) -> None:
         """The chunk's losses and the parameters after its last update, all finite, or FloatingPointError."""
         check_finite(losses, first_step, self.setup.config, self.workdir)
-        if not bool(self.finite(state.params)):
+        if not bool(self.finite((state.params, state.opt_state, state.batch_stats))):
             raise FloatingPointError(
                 f"the parameters are not finite at step {int(state.step)} (after its update): training stopped. "
                 + _diverged_hint(self.setup.config, self.workdir)
@@ -166,7 +153,8 @@ class _Loop:
         """A checkpoint of ``state`` with the losses of its epoch so far (none at an epoch's end)."""
         if int(state.step) not in self.ckpts.all_steps():
             losses = np.concatenate(epoch_losses).tolist() if epoch_losses else []
-            self.ckpts.save(state, self.setup.config, {"epoch_losses": losses})
+            progress = {"epoch_losses": losses, "steps_per_epoch": self.steps_per_epoch}
+            self.ckpts.save(state, self.setup.config, progress)
 
     def _step_checkpoint_due(self, step: int) -> bool:
         every = self.setup.config.checkpoint_every_steps
@@ -197,7 +185,7 @@ class _Loop:
         epoch_start, epoch_end = epoch * self.steps_per_epoch, (epoch + 1) * self.steps_per_epoch
         step = int(state.step)
         skip = step - epoch_start
-        advance = self.runner(epoch, skip)
+        advance = self.feed.runner(epoch, skip)
         bar = tqdm(
             total=self.steps_per_epoch,
             initial=skip,
@@ -236,24 +224,16 @@ class _Loop:
             "train_loss": float(losses.mean()),
             "images_per_s": (len(losses) - len(done)) * config.batch_size / elapsed,  # of the steps run here
         }
-        scores = evaluation.evaluate_arrays(
-            self.eval_step, state.variables(), self.validation, self.setup.keys.eval, config.eval_batch_size, self.mesh
-        )
+        scores = self.feed.score("validation", state.variables()) if self.feed.count("validation") else {}
         record |= {f"val_{k}": v for k, v in scores.items()}
-        broken = [k for k, v in scores.items() if not k.startswith("noisy_") and np.isnan(v)]
-        if broken:
-            raise FloatingPointError(
-                f"validation {', '.join(broken)} are NaN after step {step}: training stopped. "
-                + _diverged_hint(config, self.workdir)
-            )
+        check_scores(scores, f"validation after step {step}", config, self.workdir)
         writer.write(step, record)
+        shown = f", val {config.loss} {scores[config.loss]:.4f}, val psnr {scores['psnr']:.2f} dB" if scores else ""
         log.info(
-            "epoch %d: train loss %.4f, val %s %.4f, val psnr %.2f dB, %s img/s",
+            "epoch %d: train loss %.4f%s, %s img/s",
             epoch + 1,
             record["train_loss"],
-            config.loss,
-            record[f"val_{config.loss}"],
-            record["val_psnr"],
+            shown,
             f"{record['images_per_s']:,.0f}",
         )
         # Saved after the epoch's record is written: a run killed in between redoes the epoch and its
@@ -261,31 +241,29 @@ class _Loop:
         due = (epoch + 1) % config.checkpoint_every_epochs == 0 or epoch + 1 == config.num_epochs
         if due or self._step_checkpoint_due(step):
             self._save(state, [])
-        if self.stop_requested() and epoch + 1 < config.num_epochs:
+        if self.stop_requested():
             self._save(state, [])
             raise preemption.Preempted(step)
         return state
 
 
-def _test(
-    setup: Setup, state: TrainState, data: pipeline.Data, loop: _Loop, history: list[dict], workdir: Path
-) -> dict:
+def _test(setup: Setup, state: TrainState, feed, source, history: list[dict], workdir: Path) -> dict:
     """The test split scored with the fixed evaluation noise; eval.json, figures and analyses (process 0)."""
     config = setup.config
-    test = _take(data.test, config.max_eval_examples)
-    result = evaluation.evaluate_arrays(
-        loop.eval_step, state.variables(), test, setup.keys.eval, config.eval_batch_size, loop.mesh
-    )
-    result |= {
-        "num_test_images": len(test["image"]) * jax.process_count(),
-        "step": int(state.step),
-        "data_source": data.source.description,
-    }
+    result = feed.score("test", state.variables())
+    check_scores(result, f"test at step {int(state.step)}", config, workdir)
+    result |= {"num_test_images": feed.count("test"), "step": int(state.step), "data_source": source.description}
     if jax.process_index() == 0:
         files.write_json(workdir / "eval.json", workdir_lib.strict_json(result))
-        figures.write_run_figures(setup, jax.device_get(state.variables()), test, history, workdir)
+        examples = feed.figure_examples(config.num_figure_images)
+        figures.write_run_figures(setup, jax.device_get(state.variables()), examples, history, workdir)
         for name in config.analyses:  # e.g. pca_angles.json (on this process's share of the data)
-            analysis.run(name, state, data.train, test, workdir)
+            test = (
+                feed.data.test
+                if config.max_eval_examples is None
+                else {k: v[: config.max_eval_examples] for k, v in feed.data.test.items()}
+            )
+            analysis.run(name, state, feed.data.train, test, workdir)
     log.info(
         "test (%d images): PSNR %.2f dB (noisy input %.2f), SSIM %.4f (noisy input %.4f), %s %.4f",
         result["num_test_images"],

@@ -32,73 +32,97 @@ log = logging.getLogger(__name__)
 LOCK = "dae_jax.lock"
 
 
+# What a dae-jax workdir holds: a folder with none of these and other files is someone else's.
+MARKERS = ("checkpoints", "metadata.json", "metrics.jsonl", "eval.json", LOCK)
+
+
 def check_writable(workdir: str | os.PathLike) -> Path:
-    """``workdir`` as a Path; ValueError when it is a file or could not be created and written (nothing made)."""
+    """``workdir`` as a Path; ValueError when it is a file, could not be created and written, or is a folder of
+    other files (a user's folder, not a dae-jax workdir). Nothing is made."""
     workdir = Path(workdir)
     existing = next(p for p in (workdir, *workdir.parents) if p.exists())
     if not existing.is_dir():
         raise ValueError(f"workdir {str(workdir)!r} cannot be made: {existing} is a file; pass another --workdir.")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ValueError(f"workdir {str(workdir)!r} cannot be written ({existing} is read-only); pass another one.")
+    if existing == workdir and any(workdir.iterdir()) and not any((workdir / m).exists() for m in MARKERS):
+        raise ValueError(
+            f"workdir {str(workdir)!r} holds other files and is not a dae-jax workdir: nothing of it is replaced; "
+            "pass a new or empty --workdir."
+        )
     return workdir
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
 
 
 class Lock:
     """``with Lock(workdir):`` the workdir belongs to this run; a second run is refused in one line.
 
-    The lock file holds the host, pid and start time. A lock whose process is gone (same host, pid not
-    running) is taken over, saying so; one of another host is never guessed at. Released on exit; a
-    workdir this lock created and left empty is removed again, so a refused start changes nothing.
+    An exclusive ``flock`` on ``dae_jax.lock``, held open for the run: the kernel releases it when the
+    process ends, however it ends, so a lock left by a dead run is taken over (saying so) and a live
+    one never is. The file holds the host, pid and start time, for the message. Folders the lock made
+    are removed again if the run leaves them empty: a refused start changes nothing.
     """
 
     def __init__(self, workdir: Path):
         self.workdir, self.path = Path(workdir), Path(workdir) / LOCK
-        self.created = False
+        self.created: list[Path] = []
+        self.fd: int | None = None
 
     def _holder(self) -> dict:
         try:
-            return dict(json.loads(self.path.read_text()))
+            return dict(json.loads(self.path.read_text() or "{}"))
         except (OSError, ValueError, TypeError):
             return {}  # damaged or vanished: nobody can be shown to hold it
 
+    def _acquire(self) -> int | None:
+        """An open fd holding the flock of the file at ``self.path``; None while another process holds it."""
+        import fcntl
+
+        while True:
+            fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                return None
+            with contextlib.suppress(FileNotFoundError):
+                if os.stat(self.path).st_ino == os.fstat(fd).st_ino:
+                    return fd
+            os.close(fd)  # its holder unlinked the file between our open and flock: lock the new one
+
     def __enter__(self) -> Lock:
-        self.created = not self.workdir.exists()
+        self.created = [p for p in (self.workdir, *self.workdir.parents) if not p.exists()]
         self.workdir.mkdir(parents=True, exist_ok=True)
-        me = {"host": platform.node(), "pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        try:
-            with os.fdopen(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644), "w") as f:
-                f.write(json.dumps(me))
-            return self
-        except FileExistsError:
+        fd = self._acquire()
+        if fd is None:
             holder = self._holder()
-        if holder.get("host") == me["host"] and isinstance(holder.get("pid"), int) and not _alive(holder["pid"]):
-            log.warning("taking over the lock of process %d, which is no longer running", holder["pid"])
-            files.write_text(self.path, json.dumps(me))
-            return self
-        self._remove_created()
-        raise ValueError(
-            f"workdir {self.workdir} is in use by process {holder.get('pid', '?')} on {holder.get('host', '?')} "
-            f"since {holder.get('started', '?')}; wait for that run to end (or delete {self.path} if it is gone)."
-        )
+            self._remove_created()
+            raise ValueError(
+                f"workdir {self.workdir} is in use by process {holder.get('pid', '?')} on {holder.get('host', '?')} "
+                f"since {holder.get('started', '?')}; wait for that run to end."
+            ) from None
+        self.fd, previous = fd, self._holder()
+        if previous.get("pid"):
+            log.warning(
+                "taking over the lock of process %s on %s, which is no longer running",
+                previous["pid"],
+                previous.get("host"),
+            )
+        me = {"host": platform.node(), "pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(me).encode(), 0)
+        return self
 
     def __exit__(self, *exc) -> None:
-        if self._holder().get("pid") == os.getpid():
+        if self.fd is not None:
             self.path.unlink(missing_ok=True)
+            os.close(self.fd)  # releases the flock
+            self.fd = None
         self._remove_created()
 
     def _remove_created(self) -> None:
-        if self.created and self.workdir.is_dir() and not any(self.workdir.iterdir()):
-            self.workdir.rmdir()
+        for folder in self.created:  # deepest first
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
 
 
 @contextlib.contextmanager
@@ -115,15 +139,30 @@ def run_lock(workdir: Path):
     if jax.process_index() == 0:
         try:
             lock.__enter__()
-        except ValueError as e:
+        except Exception as e:  # any failure must reach the other processes, or they wait forever
             error = e
     if not multihost_utils.broadcast_one_to_all(np.int32(error is None)):
-        raise error or ValueError(f"workdir {workdir} is in use by another run (process 0 says why).")
+        raise error or ValueError(f"workdir {workdir} could not be locked (process 0 says why).")
     try:
         yield
     finally:
         if jax.process_index() == 0:
             lock.__exit__()
+
+
+def record_start(workdir: Path, metadata: dict) -> None:
+    """``metadata.json``: the first start's metadata, and one entry per resume under ``resumes``."""
+    path = workdir / "metadata.json"
+    try:
+        first = dict(json.loads(path.read_text())) if path.exists() else None
+    except (OSError, ValueError, TypeError):
+        log.warning("%s was damaged: written anew", path)
+        first = None
+    if first is None:
+        files.write_json(path, metadata)
+        return
+    first.setdefault("resumes", []).append(metadata)
+    files.write_json(path, first)
 
 
 def _git_commit() -> str | None:
@@ -169,16 +208,19 @@ def strict_json(result: dict) -> dict:
 
 
 def read_history(workdir: str | os.PathLike) -> list[dict]:
-    """The per-epoch records of ``metrics.jsonl``."""
-    return [json.loads(line) for line in (Path(workdir) / "metrics.jsonl").read_text().splitlines()]
+    """The per-epoch records of ``metrics.jsonl``; ValueError naming the file and line of a damaged one."""
+    path = Path(workdir) / "metrics.jsonl"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [_record(path, i, line) for i, line in enumerate(lines, 1)]
 
 
-def _record_step(line: str) -> float:
-    """The step of one metrics.jsonl line; infinity for a line a kill cut short."""
+def _record(path: Path, number: int, line: str) -> dict:
     try:
-        return json.loads(line)["step"]
-    except (json.JSONDecodeError, KeyError):
-        return math.inf
+        record = json.loads(line)
+        record["step"]  # noqa: B018 - every record has its step
+        return record
+    except (ValueError, TypeError, KeyError):
+        raise ValueError(f"{path}, line {number}, is damaged; delete that line (or the file) and rerun.") from None
 
 
 class MetricWriter:
@@ -192,15 +234,21 @@ class MetricWriter:
         if not self.enabled:
             return
         if self.path.exists():  # drop records a killed run wrote after its last checkpoint, and a torn last line
-            kept = [x for x in self.path.read_text().splitlines() if _record_step(x) <= resumed_step]
+            lines = self.path.read_text().splitlines()
+            if lines and not lines[-1].rstrip().endswith("}"):
+                lines = lines[:-1]  # the one line a kill can cut short
+            kept = [x for i, x in enumerate(lines, 1) if _record(self.path, i, x)["step"] <= resumed_step]
             files.write_text(self.path, "".join(f"{x}\n" for x in kept))  # a kill leaves the old or the new file
         self.tb = tensorboard.SummaryWriter(str(workdir / "tensorboard"))
 
     def write(self, step: int, record: dict[str, float]) -> None:
         if not self.enabled:
             return
-        with self.path.open("a") as f:
-            f.write(json.dumps({"step": step, **record}) + "\n")
+        try:
+            with self.path.open("a") as f:
+                f.write(json.dumps({"step": step, **record}) + "\n")
+        except OSError as e:
+            raise OSError(e.errno, f"cannot append to {self.path}: {e.strerror}; rerun to resume") from None
         for k, v in record.items():
             if isinstance(v, (int, float)):
                 self.tb.scalar(k, v, step)

@@ -7,8 +7,8 @@ from dae_jax import sharding
 from dae_jax.eval import evaluation
 from dae_jax.nn import models
 from dae_jax.setup import micro_batch_size
-from dae_jax.train import checkpoints, device_loop, steps
-from dae_jax.train.state import create_train_state
+from dae_jax.training import checkpoints, device_loop, steps
+from dae_jax.training.state import create_train_state
 from tests.conftest import setup_of
 
 

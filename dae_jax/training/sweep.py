@@ -2,7 +2,7 @@
 
 ``dae-jax sweep --config=C --workdir=W --grid corruption.sigma=0.1,0.3 --grid optimizer=adam,adadelta``
 trains the 4 points into ``W/<point>/`` (``W/corruption.sigma=0.1,optimizer=adam/`` ...) with
-``dae_jax.train.loop.train_and_evaluate``, so a rerun resumes every point where it stopped, then writes
+``dae_jax.training.loop.train_and_evaluate``, so a rerun resumes every point where it stopped, then writes
 ``W/summary.md`` (one row per point) and ``W/summary.png`` (test PSNR and SSIM per point).
 """
 
@@ -18,9 +18,10 @@ from pathlib import Path
 
 import ml_collections
 
-from dae_jax import configs, corruptions, files
+from dae_jax import configs, files
 from dae_jax.eval import figures
-from dae_jax.train.loop import train_and_evaluate
+from dae_jax.training import preemption
+from dae_jax.training.loop import train_and_evaluate
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,10 @@ def parse_grid(texts: Sequence[str], config: ml_collections.ConfigDict) -> Grid:
     grid = []
     for text in texts:
         field, sep, values = text.partition("=")
-        values = [corruptions.literal(v.strip()) for v in values.split(",") if v.strip()]
+        try:
+            values = [configs.parse_value(config, field.strip(), v.strip()) for v in values.split(",") if v.strip()]
+        except ValueError as e:
+            raise ValueError(f"--grid {text!r}: {e}") from None
         if not sep or not field or not values:
             raise ValueError(f"--grid {text!r}: write FIELD=V1,V2,... e.g. --grid corruption.sigma=0.1,0.3.")
         for value in values:
@@ -71,6 +75,8 @@ def run(
         row = {"name": name, "fields": fields}
         try:
             row["metrics"] = train_and_evaluate(point, workdir / name).metrics
+        except preemption.Preempted:
+            raise  # a stop asked for (SIGTERM, Ctrl-C) stops the sweep; a rerun resumes its points
         except Exception as e:  # one failing point (NaN loss, bad value) must not lose the others
             if stop_on_error:
                 raise
@@ -108,6 +114,7 @@ def summary_table(rows: list[dict]) -> str:
 
 def write_summary(rows: list[dict], workdir: Path, command: str = "") -> None:
     """workdir/summary.md (table, command) and workdir/summary.png (PSNR and SSIM bars per point)."""
+    workdir.mkdir(parents=True, exist_ok=True)  # every point may have failed before making its own folder
     header = ["# Sweep", "", *([f"Command: `{command}`", ""] if command else [])]
     files.write_text(workdir / "summary.md", "\n".join([*header, summary_table(rows), ""]))
 

@@ -5,8 +5,8 @@ The host loop (``dae_jax.data.pipeline.train_batches``) sends every batch from t
 Python; here the uint8 training images are put on every device once, each epoch's order is a
 seeded permutation computed on device, and one jitted call runs ``k`` steps: each device
 gathers its rows of the global batch and runs the very same ``train_step``
-(``dae_jax.train.steps.make_train_step``) inside the scan. Given the same batches, it computes the same
-parameters as the host loop (tests/train/test_device_loop.py); the order differs from tf.data's shuffle,
+(``dae_jax.training.steps.make_train_step``) inside the scan. Given the same batches, it computes the same
+parameters as the host loop (tests/training/test_device_loop.py); the order differs from tf.data's shuffle,
 so a run with ``config.device_resident`` sees its data in another (equally random) order.
 Single-process only: each process would need the whole training set on its devices.
 """

@@ -17,7 +17,7 @@ from dae_jax import corruptions
 from dae_jax.eval import metrics
 from dae_jax.setup import Setup
 from dae_jax.sharding import DATA_AXIS
-from dae_jax.train.state import TrainState
+from dae_jax.training.state import TrainState
 
 Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
@@ -36,11 +36,12 @@ def make_train_step(setup: Setup) -> Callable[[TrainState, Batch, jax.Array], tu
 
     def train_step(state: TrainState, batch: Batch, key: jax.Array) -> tuple[TrainState, Metrics]:
         clean = corruptions.to_float(batch["image"])  # this device's rows: [n, H, W, C]
+        given = corruptions.to_float(batch["input"]) if "input" in batch else clean  # after host corruptions
         n = clean.shape[0]
         # Fresh noise every step; example i of the global batch gets fold_in(step_key, i).
         step_key = jax.random.fold_in(key, state.step)
         index = lax.axis_index(DATA_AXIS) * n + jnp.arange(n)
-        noisy = corruptions.per_example(setup.corrupt, step_key, clean, index)
+        noisy = corruptions.per_example(setup.corrupt, step_key, given, index)
 
         def summed_loss(params, noisy, clean):
             if compute_dtype is not None:
@@ -82,7 +83,8 @@ def make_eval_step(setup: Setup) -> Callable[[dict, Batch, jax.Array], Metrics]:
 
     def eval_step(variables: dict, batch: Batch, key: jax.Array) -> Metrics:
         clean = corruptions.to_float(batch["image"])
-        noisy = setup.eval_noisy(clean, batch["index"], key)
+        given = corruptions.to_float(batch["input"]) if "input" in batch else clean  # after host corruptions
+        noisy = setup.eval_noisy(given, batch["index"], key)
         per_image = metrics.image_metrics(setup.output(variables, noisy), clean)
         per_image |= {f"noisy_{k}": v for k, v in metrics.image_metrics(noisy, clean).items()}
         mask = batch["mask"]

@@ -4,8 +4,8 @@ import jax
 import numpy as np
 
 from dae_jax import sharding
-from dae_jax.train import device_loop, steps
-from dae_jax.train.state import create_train_state
+from dae_jax.training import device_loop, steps
+from dae_jax.training.state import create_train_state
 from tests.conftest import setup_of
 
 

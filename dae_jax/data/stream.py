@@ -1,0 +1,109 @@
+"""The streamed input pipeline: image folders of any size and any amount, read from disk as the steps need them.
+
+Why grain over TFDS ArrayRecord (``builder.as_data_source``), not tf.data: a data source is random
+access, so an epoch's order is a permutation that is a pure function of (seed, epoch), each
+example's view and host corruption are functions of (seed, epoch, row), and a run resumed at step s
+starts reading at position s x batch: no skipping through records, no iterator state to save, and
+the resumed run is bit-identical to an uninterrupted one. Each process reads only its rows (a
+contiguous share of the split, ``process_rows``). Decoding, views and host corruptions run on
+``threads`` background threads (Pillow releases the GIL), ``prefetch`` batches ahead; memory holds
+those batches, not the dataset.
+
+Batches: ``{"image": uint8 [B, h, w, C]}`` (the clean view), plus ``"input"`` (the view after the host
+corruptions, e.g. JPEG) when the run has any, plus ``"row"`` (int32 [B]).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator
+
+import jax
+import numpy as np
+
+from dae_jax.data import image_files, views
+
+EVAL_EPOCH = 2**31  # the "epoch" that keys the fixed evaluation views and host corruptions
+_VIEW, _HOST = 0, 1  # random streams of one example
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageSpec:
+    """How a run turns a stored image into what its model sees (from the config's ``data`` fields)."""
+
+    seed: int
+    size: tuple[int, int]  # (h, w) of training views: config.image_shape[:2]
+    channels: int
+    view: str = "crop"  # views.VIEWS
+    flip: bool = False
+    center_crop: int | None = None
+    shrink_to: int | None = None
+    views_per_image: int = 1  # training views of each image per epoch (a few large photos: many crops each)
+    host: Callable[[np.random.Generator, np.ndarray], np.ndarray] | None = None  # host corruptions, or None
+
+
+def decode(example: dict, spec: ImageSpec) -> np.ndarray:
+    """The prepared uint8 [H, W, C] image of one stored example (an ImageFolder's bytes, or a decoded array)."""
+    if "image_bytes" in example:
+        name = repr(example.get("path", b"").decode() if isinstance(example.get("path"), bytes) else "image")
+        image = image_files.decode(example["image_bytes"], spec.channels, name=name)
+    else:
+        image = np.asarray(example["image"])
+        if image.shape[-1] != spec.channels:
+            image = (
+                image.mean(axis=-1, keepdims=True).round().astype(np.uint8)
+                if spec.channels == 1
+                else np.repeat(image, 3, -1)
+            )
+    return views.prepare(image, spec.center_crop, spec.shrink_to)
+
+
+def process_rows(num_examples: int) -> np.ndarray:
+    """This process's rows of a split: a contiguous, equal share (the remainder is left out)."""
+    share = num_examples // jax.process_count()
+    return np.arange(jax.process_index() * share, (jax.process_index() + 1) * share)
+
+
+def epoch_order(rows: np.ndarray, seed: int, epoch: int) -> np.ndarray:
+    """``rows`` in the order of ``epoch``: a permutation that is a pure function of (seed, epoch)."""
+    return rows[np.random.default_rng(np.random.SeedSequence([seed, epoch, 2**20])).permutation(len(rows))]
+
+
+def host_input(host, seed: int, epoch: int, row: int, image: np.ndarray) -> np.ndarray:
+    """The host corruptions of one example: a pure function of (seed, epoch, row) and the image."""
+    return host(views.rng(seed, epoch, int(row), _HOST), image)
+
+
+def _example(source, row: int, spec: ImageSpec, epoch: int, train: bool) -> dict:
+    """One example; in training ``row`` is a view's id (image ``row // views_per_image``)."""
+    image = decode(source[int(row) // (spec.views_per_image if train else 1)], spec)
+    if train:
+        image = views.train_view(image, spec.size, views.rng(spec.seed, epoch, int(row), _VIEW), spec.view, spec.flip)
+    out = {"image": image, "row": np.int32(row)}
+    if spec.host is not None:
+        out["input"] = host_input(spec.host, spec.seed, epoch, row, image)
+    return out
+
+
+def train_batches(
+    source, spec: ImageSpec, batch_size: int, epoch: int, skip: int = 0, threads: int = 2, prefetch: int = 4
+) -> Iterator[dict[str, np.ndarray]]:
+    """One epoch of this process's batches of training views, from batch ``skip`` on (a resumed run)."""
+    import grain
+
+    k = spec.views_per_image
+    order = epoch_order((process_rows(len(source))[:, None] * k + np.arange(k)).ravel(), spec.seed, epoch)
+    usable = len(order) // batch_size * batch_size
+    ds = grain.MapDataset.range(skip * batch_size, usable).map(lambda i: _example(source, order[i], spec, epoch, True))
+    options = grain.ReadOptions(num_threads=threads, prefetch_buffer_size=prefetch * batch_size)
+    return iter(ds.batch(batch_size, drop_remainder=True).to_iter_dataset(options))
+
+
+def eval_images(source, spec: ImageSpec, limit: int | None = None, threads: int = 2) -> Iterator[dict]:
+    """This process's share of a split, in row order, one whole prepared image at a time (``{"image", "row"}``,
+    ``"input"`` with host corruptions keyed by the row): the fixed evaluation images."""
+    import grain
+
+    rows = process_rows(len(source) if limit is None else min(limit, len(source)))
+    ds = grain.MapDataset.range(len(rows)).map(lambda i: _example(source, rows[i], spec, EVAL_EPOCH, False))
+    return iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=threads, prefetch_buffer_size=2 * threads)))
