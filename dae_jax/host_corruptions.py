@@ -68,8 +68,11 @@ def _check(name: str, kwargs: dict) -> None:
             raise ValueError(f"Corruption {name!r} has no parameter {k!r}; it accepts {accepted}.")
     quality = kwargs.get("quality", 20)
     bounds = list(quality) if isinstance(quality, (list, tuple)) else [quality, quality]
-    if name == "jpeg" and not (len(bounds) == 2 and all(isinstance(q, int) and 1 <= q <= 95 for q in bounds)):
-        raise ValueError(f"Corruption 'jpeg': quality must be an int in [1, 95] or [low, high], got {quality!r}.")
+    in_range = len(bounds) == 2 and all(isinstance(q, int) and 1 <= q <= 95 for q in bounds)
+    if name == "jpeg" and not (in_range and bounds[0] <= bounds[1]):
+        raise ValueError(
+            f"Corruption 'jpeg': quality must be an int in [1, 95] or [low, high] with low <= high, got {quality!r}."
+        )
     factor = kwargs.get("factor", 2)
     if name == "downscale" and not (isinstance(factor, int) and not isinstance(factor, bool) and factor >= 1):
         raise ValueError(f"Corruption 'downscale': factor must be an integer >= 1, got {factor!r}.")

@@ -6,9 +6,9 @@
 Copied: eval.json, metrics.jsonl, metadata.json, the figures, analysis JSONs and train.log
 (the run's console output, if the command saved it there); command.txt is written from
 --command. Paths of this machine in the text files become portable ones: the folder above the
-checkout is written ``..`` (``../shared/data/mnist``), the workdir ``workdirs/<name>``. Files
-already in ``results/<name>/`` are refused unless ``--overwrite``. Then run
-``python experiments/results_table.py``.
+checkout is written ``..`` (``../shared/data/mnist``), the checkout ``.``, the home folder ``~``, the
+workdir ``workdirs/<name>``. Files already in ``results/<name>/`` are refused unless ``--overwrite``.
+Then run ``python experiments/results_table.py``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ PATTERNS = ("*.png", "*.json")
 
 def portable(text: str, workdir: Path, name: str) -> str:
     """``text`` with this machine's absolute paths written as paths that mean the same on any checkout."""
-    return text.replace(str(workdir.resolve()), f"workdirs/{name}").replace(str(ROOT.parent) + "/", "../")
+    text = text.replace(str(workdir.resolve()), f"workdirs/{name}").replace(str(ROOT) + "/", "./")
+    return text.replace(str(ROOT.parent) + "/", "../").replace(str(Path.home()) + "/", "~/")
 
 
 def publish(workdir: Path, name: str, command: str, overwrite: bool = False) -> Path:

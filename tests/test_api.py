@@ -158,6 +158,8 @@ def test_image_folder_dataset_builds_and_mixed_sizes_are_refused_in_memory(tmp_p
             )
     b = builders.prepare_image_folder(str(tmp_path / "imgs"), "tiny", data_dir=str(tmp_path / "tfds"))
     assert b.builder_config.name.startswith("tiny_")  # the name, then a digest of the folder's listing
+    src = sources.resolve_source("folder", dataset="image_folder", image_dir=str(tmp_path / "imgs"))
+    assert builders.builder(src, str(tmp_path / "tfds")).builder_config.name == b.builder_config.name  # no new pass
     again = builders.named_builder(f"image_folder/{b.builder_config.name}", str(tmp_path / "tfds"))
     test = pipeline.load_split(again, "test", channels=3)
     assert test["image"].shape == (4, 12, 10, 3) and sorted(test["label"]) == [0, 0, 1, 1]

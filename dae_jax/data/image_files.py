@@ -76,6 +76,11 @@ def decode(source, channels: int | None = None, name: str | None = None) -> np.n
             im = _eight_bit(ImageOps.exif_transpose(im), name)
     except FileNotFoundError:
         raise ValueError(f"image file {name} does not exist.") from None
+    except Image.DecompressionBombError:
+        raise ValueError(
+            f"image file {name} has over {2 * Image.MAX_IMAGE_PIXELS:,} pixels (Pillow refuses it as a possible "
+            "decompression bomb); shrink it first."
+        ) from None
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise ValueError(f"cannot read image file {name}: {e}. Give a PNG or JPEG file.") from None
     if channels is not None and channels not in (1, 3):

@@ -82,7 +82,8 @@ def train_batches(
 
     n = len(arrays["image"])
     if host is not None:
-        arrays = arrays | {"row": np.arange(n, dtype=np.int32)}
+        offset = jax.process_index() * n  # rows of the whole split: every process draws its own corruptions
+        arrays = arrays | {"row": np.arange(offset, offset + n, dtype=np.int32)}
     ds = tf.data.Dataset.from_tensor_slices(arrays)
     ds = ds.shuffle(n, seed=epoch_seed(seed, epoch), reshuffle_each_iteration=False)
     ds = ds.batch(batch_size, drop_remainder=True).skip(skip).prefetch(2)
@@ -178,7 +179,11 @@ def read(splits: Splits) -> Data:
     test = load_split(splits.builder, splits.tfds_splits["test"], splits.channels)
     if splits.validation_split_seed is None:
         train = load_split(splits.builder, splits.tfds_splits["train"], splits.channels)
-        validation = load_split(splits.builder, splits.tfds_splits["validation"], splits.channels)
+        validation = (  # an image folder without validation images has no such split
+            load_split(splits.builder, splits.tfds_splits["validation"], splits.channels)
+            if "validation" in splits.tfds_splits
+            else {k: v[:0] for k, v in test.items()}
+        )
     else:
         full = load_split(splits.builder, "train")
         order = np.random.default_rng(splits.validation_split_seed).permutation(len(full["image"]))

@@ -16,7 +16,7 @@ Datasets (``data.dataset``, registry ``DATASETS``) and their sources, tried in t
 - ``photos``: 1. ``folder`` as ``image_folder``; 2. ``embedded``: the 19 photographs inside
   scikit-image, used whole (``dae_jax.data.embedded``).
 - ``faces``: 1. ``folder`` (``data.image_dir`` or ``$DAE_JAX_FACES_DIR``); 2. ``tfds``: TFDS ``lfw``,
-  when prepared or when the network answers; 3. ``embedded``: scikit-image's 200 LFW faces.
+  when prepared or when the network answers; 3. ``embedded``: scikit-image's 100 LFW faces.
 
 Being offline is found out with one socket connect of a few seconds, never with TFDS'
 minutes of download retries.

@@ -7,7 +7,8 @@ starts reading at position s x batch: no skipping through records, no iterator s
 the resumed run is bit-identical to an uninterrupted one. Each process reads only its rows (a
 contiguous share of the split, ``process_rows``). Decoding, views and host corruptions run on
 ``threads`` background threads (Pillow releases the GIL), ``prefetch`` batches ahead; memory holds
-those batches, not the dataset.
+those batches (and, where each image gives several views an epoch, up to ``CACHE_BYTES`` of decoded
+images: ``Prepared``), not the dataset.
 
 Batches: ``{"image": uint8 [B, h, w, C]}`` (the clean view), plus ``"input"`` (the view after the host
 corruptions, e.g. JPEG) when the run has any, plus ``"row"`` (int32 [B]).
@@ -16,6 +17,7 @@ corruptions, e.g. JPEG) when the run has any, plus ``"row"`` (int32 [B]).
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Callable, Iterator
 
 import jax
@@ -23,6 +25,7 @@ import numpy as np
 
 from dae_jax.data import image_files, views
 
+CACHE_BYTES = 512 * 2**20  # decoded images kept per epoch when each image gives several views
 EVAL_EPOCH = 2**31  # the "epoch" that keys the fixed evaluation views and host corruptions
 _VIEW, _HOST = 0, 1  # random streams of one example
 
@@ -74,9 +77,31 @@ def host_input(host, seed: int, epoch: int, row: int, image: np.ndarray) -> np.n
     return host(views.rng(seed, epoch, int(row), _HOST), image)
 
 
-def _example(source, row: int, spec: ImageSpec, epoch: int, train: bool) -> dict:
+class Prepared:
+    """``prepared[row]``: the prepared image of a source's row, each decoded once while the decoded ones fit in
+    ``max_bytes`` (a few large photographs viewed many times an epoch are decoded once, not once a view),
+    decoded again on every use beyond it: memory stays bounded, whatever the dataset's size."""
+
+    def __init__(self, source, spec: ImageSpec, max_bytes: int = 0):
+        self.source, self.spec, self.room = source, spec, max_bytes
+        self.cache: dict[int, np.ndarray] = {}
+        self.lock = threading.Lock()
+
+    def __getitem__(self, row: int) -> np.ndarray:
+        image = self.cache.get(row)
+        if image is None:
+            image = decode(self.source[row], self.spec)
+            with self.lock:
+                if image.nbytes <= self.room and row not in self.cache:
+                    image = image.copy() if image.base is not None else image  # a crop: not its whole decode
+                    image.setflags(write=False)  # shared by the views of every thread: never changed in place
+                    self.cache[row], self.room = image, self.room - image.nbytes
+        return image
+
+
+def _example(images: Prepared, row: int, spec: ImageSpec, epoch: int, train: bool) -> dict:
     """One example; in training ``row`` is a view's id (image ``row // views_per_image``)."""
-    image = decode(source[int(row) // (spec.views_per_image if train else 1)], spec)
+    image = images[int(row) // (spec.views_per_image if train else 1)]
     if train:
         image = views.train_view(image, spec.size, views.rng(spec.seed, epoch, int(row), _VIEW), spec.view, spec.flip)
     out = {"image": image, "row": np.int32(row)}
@@ -94,7 +119,8 @@ def train_batches(
     k = spec.views_per_image
     order = epoch_order((process_rows(len(source))[:, None] * k + np.arange(k)).ravel(), spec.seed, epoch)
     usable = len(order) // batch_size * batch_size
-    ds = grain.MapDataset.range(skip * batch_size, usable).map(lambda i: _example(source, order[i], spec, epoch, True))
+    images = Prepared(source, spec, CACHE_BYTES if k > 1 else 0)  # one image, k views: decoded once
+    ds = grain.MapDataset.range(skip * batch_size, usable).map(lambda i: _example(images, order[i], spec, epoch, True))
     options = grain.ReadOptions(num_threads=threads, prefetch_buffer_size=prefetch * batch_size)
     return iter(ds.batch(batch_size, drop_remainder=True).to_iter_dataset(options))
 
@@ -105,5 +131,6 @@ def eval_images(source, spec: ImageSpec, limit: int | None = None, threads: int 
     import grain
 
     rows = process_rows(len(source) if limit is None else min(limit, len(source)))
-    ds = grain.MapDataset.range(len(rows)).map(lambda i: _example(source, rows[i], spec, EVAL_EPOCH, False))
+    images = Prepared(source, spec)
+    ds = grain.MapDataset.range(len(rows)).map(lambda i: _example(images, rows[i], spec, EVAL_EPOCH, False))
     return iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=threads, prefetch_buffer_size=2 * threads)))

@@ -10,6 +10,7 @@ input. On the run's own test set (and the same number of images) the numbers are
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -20,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dae_jax import configs, corruptions, sharding
+from dae_jax import configs, corruptions, host_corruptions, sharding
 from dae_jax.data import builders, pipeline, sources
 from dae_jax.eval import layout
 from dae_jax.eval.denoiser import Denoiser, load
@@ -116,7 +117,7 @@ def corruption_spec(corruption: CorruptionArg, denoiser: Denoiser) -> dict:
         spec = corruptions.parse_spec(corruption)
     else:
         spec = dict(corruption)
-    corruptions.from_spec(spec)  # a bad name or parameter is refused here, naming the valid ones
+    corruptions.from_spec(host_corruptions.split(spec)[1])  # a bad name or parameter is refused, naming valid ones
     return spec
 
 
@@ -152,11 +153,40 @@ def evaluate(
     if not isinstance(denoiser, Denoiser):
         denoiser = load(denoiser)
     spec = corruption_spec(corruption, denoiser)
+    setup = denoiser.setup.with_corruption(spec)
+    seed = denoiser.config.seed if seed is None else seed
+    if dataset is None and (splits := _streamed_splits(denoiser)) is not None:
+        return _evaluate_stream(denoiser, setup, splits, split, max_examples, seed) | {"corruption": spec}
     arrays, description = load_dataset(denoiser, dataset, split, max_examples)
     mesh, eval_step = _eval_step(denoiser, json.dumps(spec, sort_keys=True))
     devices = mesh.devices.size
     batch_size = -(-(batch_size or denoiser.config.eval_batch_size) // devices) * devices
     variables = jax.device_put(denoiser.variables, sharding.replicated(mesh))
-    key = denoiser.setup.keys.eval if seed is None else run_keys(seed).eval
-    result = evaluate_arrays(eval_step, variables, {"image": arrays["image"]}, key, batch_size, mesh)
+    key = run_keys(seed).eval
+    result = evaluate_arrays(
+        eval_step, variables, {"image": arrays["image"]}, key, batch_size, mesh, setup.host_corrupt, seed
+    )
     return result | {"num_images": len(arrays["image"]), "dataset": description, "corruption": spec}
+
+
+def _streamed_splits(denoiser: Denoiser) -> pipeline.Splits | None:
+    """The run's own splits when they are a streamed image folder (scored whole, image by image), else None."""
+    if not sources.DATASETS.get(denoiser.config.data.dataset, sources.DATASETS["mnist"]).images_of_any_size:
+        return None
+    splits = pipeline.prepare(denoiser.config.data, recorded_source(denoiser), denoiser.image_shape[2])
+    return splits if splits.streamed else None
+
+
+def _evaluate_stream(denoiser: Denoiser, setup, splits: pipeline.Splits, split: str, limit, seed: int) -> dict:
+    """``evaluate`` of a streamed run's own split: each image whole, as training scores it (eval.json)."""
+    from dae_jax.data import stream
+    from dae_jax.eval import whole_image
+
+    if split not in splits.tfds_splits:
+        raise ValueError(f"the run's data has splits {sorted(splits.tfds_splits)}, not {split!r}.")
+    spec = dataclasses.replace(setup.image_spec, seed=seed)
+    examples = stream.eval_images(splits.source_of(split), spec, limit)
+    sums = whole_image.score_images(setup, denoiser.variables, examples, run_keys(seed).eval)
+    count = int(sums.get("count", 0)) * jax.process_count()  # every process scores an equal share
+    described = f"{splits.source.description}, {split} split (whole images)"
+    return whole_image.mean_over_processes(sums) | {"num_images": count, "dataset": described}

@@ -196,12 +196,13 @@ class Checkpoints:
             log.info("discarding checkpoint step %d: its write was interrupted", steps[-1])
             self.manager.delete(steps.pop())
 
-    def resumable(self, config: ml_collections.ConfigDict, steps_per_epoch: int) -> int | None:
+    def resumable(self, config: ml_collections.ConfigDict, steps_per_epoch: int, data: str | None = None) -> int | None:
         """The step a run of ``config`` resumes from (``config.restore_step``, default the latest complete one),
         None for a fresh start; every check of ``resume``, and nothing written.
 
         CheckpointError, with the way out, for a missing or damaged step, one made by a config whose
-        model, loss or optimizer differ, or one of another epoch length (batch size or data changed).
+        model, loss or optimizer differ, or one of another epoch length (batch size or data changed) or,
+        for an image folder (``data``: its prepared TFDS name), of another listing of the folder.
         """
         steps = self.all_steps()
         complete = [s for s in steps if self.is_complete(s)]
@@ -221,9 +222,11 @@ class Checkpoints:
             )
             raise CheckpointError(f"{e} Training will not start from it: {way_out}.") from None
         differences = config_differences(self.saved_config(step), config)
-        saved = self._read(step, "progress").get("steps_per_epoch", steps_per_epoch)
-        if saved != steps_per_epoch:
+        progress = self._read(step, "progress")
+        if (saved := progress.get("steps_per_epoch", steps_per_epoch)) != steps_per_epoch:
             differences.append(f"steps per epoch: {saved} -> {steps_per_epoch} (batch size or data)")
+        if data and (saved := progress.get("data", data)) != data:
+            differences.append(f"data: {saved} -> {data} (files of the image folder added, removed or changed)")
         if differences:
             raise CheckpointError(
                 f"the checkpoint at step {step} in {self.directory} was made with a different config "
@@ -237,10 +240,12 @@ class Checkpoints:
             )
         return step
 
-    def resume(self, state, config: ml_collections.ConfigDict, steps_per_epoch: int) -> tuple[Any, dict]:
+    def resume(
+        self, state, config: ml_collections.ConfigDict, steps_per_epoch: int, data: str | None = None
+    ) -> tuple[Any, dict]:
         """(state, progress) at ``resumable``'s step, ``(state, {})`` for a fresh start. Only once its checks
         pass are interrupted writes discarded and, for an earlier step, the later ones deleted."""
-        step = self.resumable(config, steps_per_epoch)
+        step = self.resumable(config, steps_per_epoch, data)
         restored = self.restore(state, step) if step is not None else None
         self.discard_interrupted()
         if step is None:

@@ -150,6 +150,7 @@ class StreamFeed:
         return stream.eval_images(self.sources[split], self.setup.image_spec, self.setup.config.max_eval_examples)
 
     def score(self, split: str, variables: dict) -> dict[str, float]:
+        variables = jax.device_get(variables)  # one image at a time, at its own size: on one device, not the mesh
         sums = whole_image.score_images(self.setup, variables, self._examples(split), self.setup.keys.eval)
         return whole_image.mean_over_processes(sums)
 

@@ -52,16 +52,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     steps_per_epoch = _steps_per_epoch(config, splits)
     setup = Setup.from_config(config, steps_per_epoch, mesh.devices.size)  # every name and parameter checked
     with workdir_lib.run_lock(workdir), Checkpoints(workdir / "checkpoints", config.keep_checkpoints) as ckpts:
-        ckpts.resumable(config, steps_per_epoch)  # refused here: nothing written
+        data = splits.builder.info.full_name if splits.streamed else None  # a folder's rows: its listing
+        ckpts.resumable(config, steps_per_epoch, data)  # refused here: nothing written
         feed = feeds.feed(setup, splits, mesh, steps_per_epoch)  # the data read, the loop chosen and checked
         state = jax.device_put(create_train_state(setup), sharding.replicated(mesh))
-        state, progress = ckpts.resume(state, config, steps_per_epoch)  # the first change to the workdir
+        state, progress = ckpts.resume(state, config, steps_per_epoch, data)  # the first change to the workdir
         log.info("training loop: %s; model %s: %s parameters", feed.description, config.model.name, _params(state))
         if jax.process_index() == 0:
             workdir_lib.record_start(workdir, workdir_lib.run_metadata(config, splits.source, feed.description))
         writer = workdir_lib.MetricWriter(workdir, resumed_step=int(state.step))
         with preemption.stop_requests() as stop_requested:
-            loop = _Loop(setup, mesh, workdir, ckpts, steps_per_epoch, feed, stop_requested)
+            loop = _Loop(setup, mesh, workdir, ckpts, steps_per_epoch, feed, stop_requested, data)
             done = np.asarray(progress.get("epoch_losses", []), np.float32)  # the resumed epoch's losses so far
             for epoch in range(int(state.step) // steps_per_epoch, config.num_epochs):
                 state = loop.epoch(state, epoch, writer, done)
@@ -136,6 +137,7 @@ class _Loop:
     steps_per_epoch: int
     feed: feeds.ArrayFeed | feeds.StreamFeed
     stop_requested: Callable[[], bool]  # preemption.stop_requests(): save and stop at the next step boundary
+    data: str | None = None  # a streamed folder's prepared TFDS name, saved to refuse resuming on a changed one
 
     def __post_init__(self):
         self.finite = jax.jit(all_finite)
@@ -154,6 +156,7 @@ class _Loop:
         if int(state.step) not in self.ckpts.all_steps():
             losses = np.concatenate(epoch_losses).tolist() if epoch_losses else []
             progress = {"epoch_losses": losses, "steps_per_epoch": self.steps_per_epoch}
+            progress |= {"data": self.data} if self.data else {}
             self.ckpts.save(state, self.setup.config, progress)
 
     def _step_checkpoint_due(self, step: int) -> bool:

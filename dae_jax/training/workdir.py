@@ -59,7 +59,8 @@ class Lock:
     An exclusive ``flock`` on ``dae_jax.lock``, held open for the run: the kernel releases it when the
     process ends, however it ends, so a lock left by a dead run is taken over (saying so) and a live
     one never is. The file holds the host, pid and start time, for the message. Folders the lock made
-    are removed again if the run leaves them empty: a refused start changes nothing.
+    are removed again if the run leaves them empty: a refused start changes nothing. On a filesystem
+    without ``flock`` across hosts (some NFS setups) it protects the processes of one host only.
     """
 
     def __init__(self, workdir: Path):

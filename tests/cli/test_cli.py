@@ -191,3 +191,27 @@ def test_sweep_trains_each_point_and_summarises(tfds_dir, tmp_path):
         "config.corruption has no field 'sigmaa'; did you mean 'sigma'?",
     )
     one_line_error(dae_jax_cli("sweep", f"--config={CONFIG}", f"--workdir={workdir}"), 2, "at least one --grid")
+
+
+def test_a_face_model_trained_on_a_stream_denoises_and_evaluates_whole_images(tmp_path, tfds_dir, cli):
+    """The new models keep working with denoise: superres on the embedded faces (smoke), then faces of other sizes."""
+    workdir = tmp_path / "faces"
+    config = "experiments/configs/superres_faces.py:lfw_subset"
+    trained = cli("train", f"--config={config}", f"--workdir={workdir}", "--config.smoke=True",
+                  f"--config.data.data_dir={tfds_dir}")  # fmt: skip
+    assert trained.returncode == 0, trained.err
+    rng = np.random.default_rng(0)
+    (tmp_path / "in").mkdir()
+    sizes = {"wide.png": (30, 47), "tiny.png": (9, 13), "same.png": (24, 24)}
+    for name, (h, w) in sizes.items():
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(tmp_path / "in" / name)
+    proc = cli("denoise", f"--workdir={workdir}", tmp_path / "in", f"--out={tmp_path / 'out'}")
+    assert proc.returncode == 0, proc.err
+    for name, (h, w) in sizes.items():
+        assert np.asarray(Image.open(tmp_path / "out" / name)).shape == (h, w, 3), name
+    scores = json.loads((workdir / "eval.json").read_text())
+    assert scores["num_test_images"] >= 1 and np.isfinite(scores["psnr"]) and scores["step"] == 2
+    again = dae_jax.evaluate(workdir, max_examples=scores["num_test_images"])  # whole images, host downscaling
+    assert again["num_images"] == scores["num_test_images"] and "whole images" in again["dataset"]
+    for k in ("psnr", "ssim", "noisy_psnr", "mse"):
+        assert again[k] == scores[k], k

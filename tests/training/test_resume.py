@@ -210,3 +210,17 @@ def test_missing_restore_step_is_named(tmp_path):
     config.restore_step = 5
     with pytest.raises(checkpoints.CheckpointError, match=r"no checkpoint step 5 .* it has \[0\]"):
         ckpts.resume(state, config, 1)[0]
+
+
+def test_resuming_on_a_changed_image_folder_is_refused(tmp_path):
+    """A streamed folder's epoch order depends on its listing: a resume after files changed would not be exact."""
+    for i in range(24):
+        draw(tmp_path / "pictures" / f"{i}.png", 20 + i, 30, i)
+    config = configs.base()
+    config.data.dataset, config.data.image_dir = "image_folder", str(tmp_path / "pictures")
+    config.data.data_dir, config.image_shape, config.smoke = str(tmp_path / "tfds"), (16, 16, 1), True
+    config.batch_size, config.eval_batch_size = 8, 8
+    loop.train_and_evaluate(config, tmp_path / "run")
+    draw(tmp_path / "pictures" / "new.png", 40, 40, 99)
+    with pytest.raises(checkpoints.CheckpointError, match=r"data: image_folder/d\w+/1.0.0 -> image_folder/d\w+/1.0.0"):
+        loop.train_and_evaluate(config, tmp_path / "run")
