@@ -27,6 +27,7 @@ SECTIONS = (
     "linear_probe",
     "stacked_dae",
     "stacked_dae_no_pretraining",
+    "data_scale",
     "benchmarks",
 )
 
