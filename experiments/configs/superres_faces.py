@@ -18,8 +18,9 @@ scikit-image's 100 LFW faces (25x25 grayscale, repeated to RGB), centre 24x24, a
 Commands:
   dae-jax train --config=experiments/configs/superres_faces.py --workdir=workdirs/superres_faces
   dae-jax train --config=experiments/configs/superres_faces.py:lfw_subset --workdir=workdirs/faces_subset
-Expected: PSNR and SSIM above bicubic's. Measured: results/superres_faces_lfw_subset/ (offline);
-the LFW run needs the network.
+Expected: PSNR and SSIM above bicubic's. Measured offline (results/superres_faces_lfw_subset/, _seed1,
+_seed2; 49-58 s each): 23.46 +- 0.05 dB vs bicubic 23.22, SSIM 0.775 +- 0.002 vs 0.752 (15 test faces).
+The LFW run needs the network: not run here.
 """
 
 import ml_collections

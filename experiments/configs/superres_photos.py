@@ -16,7 +16,8 @@ bicubic upscaling itself. Adam 1e-3 with cosine decay, batch 32. Any folder of p
 Command (2-core CPU, offline):
   dae-jax train --config=experiments/configs/superres_photos.py --workdir=workdirs/superres_photos
 Expected: PSNR and SSIM above bicubic's (the noisy_* numbers) on the whole test photographs.
-Measured: results/superres_photos/.
+Measured (results/superres_photos/, _seed1, _seed2; 3 min 14 s - 3 min 26 s each): test PSNR
+32.22 +- 0.14 dB vs bicubic 31.60, SSIM 0.9127 +- 0.0009 vs 0.9017 (4 test photographs).
 """
 
 import ml_collections
