@@ -15,7 +15,8 @@ few evaluation images then share one size, so the runs spend their time training
 
   python experiments/data_scale.py [--sizes 2000 20000] [--steps 12] [--epochs 3] [--work /tmp/dae_jax_data_scale]
 
-Writes results/data_scale/README.md (the table), data_scale.json (every number) and command.txt. Generated data stays under --work.
+Writes results/data_scale/README.md (the table), data_scale.json (every number) and command.txt.
+Generated data stays under --work.
 Targets (dae-jax issue 14): RSS at 20,000 within 10% of 2,000; streamed >= 90% of in-memory images/s;
 training starts within 30 s of launch for any N once prepared.
 """
