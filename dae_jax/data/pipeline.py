@@ -28,8 +28,6 @@ def load_split(b, split: str, channels: int | None = None) -> dict[str, np.ndarr
     import tensorflow_datasets as tfds
 
     if "image_bytes" in b.info.features:  # ArrayRecord files: random access, this process's rows
-        from dae_jax.data import stream
-
         source = b.as_data_source(split=split)
         rows = stream.process_rows(len(source))
         return _decoded((source[int(r)] for r in rows), channels, f"{b.info.full_name} {split}")
@@ -41,11 +39,9 @@ def load_split(b, split: str, channels: int | None = None) -> dict[str, np.ndarr
 
 
 def _decoded(examples, channels: int | None, what: str) -> dict[str, np.ndarray]:
-    from dae_jax.data import image_files
-
     images, labels = [], []
     for e in examples:
-        images.append(image_files.decode(e["image_bytes"], channels, name=repr(e["path"].decode())))
+        images.append(stream.stored_image(e, channels))
         labels.append(e["label"])
     shapes = sorted({x.shape for x in images})
     if len(shapes) > 1:
@@ -54,6 +50,15 @@ def _decoded(examples, channels: int | None, what: str) -> dict[str, np.ndarray]
             "train on it as dataset image_folder (streamed, cropped to config.image_shape)."
         )
     return {"image": np.stack(images), "label": np.asarray(labels, np.int64)}
+
+
+def check_image_shape(found: tuple[int, ...], image_shape) -> None:
+    """ValueError unless the data's (H, W, C) ``found`` is the config's ``image_shape``."""
+    if tuple(found) != tuple(image_shape):
+        raise ValueError(
+            f"the data's images are {tuple(found)} (H, W, C) but config.image_shape is {tuple(image_shape)}; "
+            "set --config.image_shape to match the data."
+        )
 
 
 def epoch_seed(seed: int, epoch: int) -> int:

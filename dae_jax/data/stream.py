@@ -45,11 +45,17 @@ class ImageSpec:
     host: Callable[[np.random.Generator, np.ndarray], np.ndarray] | None = None  # host corruptions, or None
 
 
+def stored_image(example: dict, channels: int | None) -> np.ndarray:
+    """The uint8 [H, W, C] image of an ImageFolder example (its file's bytes), named by its path if it fails."""
+    path = example.get("path", b"image")
+    name = repr(path.decode() if isinstance(path, bytes) else str(path))
+    return image_files.decode(example["image_bytes"], channels, name=name)
+
+
 def decode(example: dict, spec: ImageSpec) -> np.ndarray:
     """The prepared uint8 [H, W, C] image of one stored example (an ImageFolder's bytes, or a decoded array)."""
     if "image_bytes" in example:
-        name = repr(example.get("path", b"").decode() if isinstance(example.get("path"), bytes) else "image")
-        image = image_files.decode(example["image_bytes"], spec.channels, name=name)
+        image = stored_image(example, spec.channels)
     else:
         image = np.asarray(example["image"])
         if image.shape[-1] != spec.channels:

@@ -55,11 +55,7 @@ class ArrayFeed:
         self.setup, self.mesh, self.steps_per_epoch = setup, mesh, steps_per_epoch
         self.data = pipeline.read(splits)
         config = setup.config
-        if self.data.train["image"].shape[1:] != tuple(config.image_shape):
-            raise ValueError(
-                f"the data's images are {self.data.train['image'].shape[1:]} (H, W, C) but config.image_shape is "
-                f"{tuple(config.image_shape)}; set --config.image_shape to match the data."
-            )
+        pipeline.check_image_shape(self.data.train["image"].shape[1:], config.image_shape)  # a folder read whole
         requested = config.device_resident
         if requested and setup.host_corrupt is not None:
             raise ValueError("config.device_resident cannot run host corruptions (jpeg, downscale); set it to False.")

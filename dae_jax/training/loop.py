@@ -78,11 +78,8 @@ def _params(state: TrainState) -> str:
 
 def _steps_per_epoch(config: ml_collections.ConfigDict, splits: pipeline.Splits) -> int:
     """Full global batches in this process's share of the training split (capped by max_steps_per_epoch)."""
-    if splits.image_shape is not None and splits.image_shape != tuple(config.image_shape):
-        raise ValueError(
-            f"the data's images are {splits.image_shape} (H, W, C) but config.image_shape is "
-            f"{tuple(config.image_shape)}; set --config.image_shape to match the data."
-        )
+    if splits.image_shape is not None:  # None: an image folder, its sizes known once read (or any: streamed)
+        pipeline.check_image_shape(splits.image_shape, config.image_shape)
     views = config.data.get("views_per_image", 1) if splits.streamed else 1
     steps = splits.sizes["train"] * views // (config.batch_size // jax.process_count())
     if config.max_steps_per_epoch:
