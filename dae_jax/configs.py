@@ -30,10 +30,14 @@ def base() -> ConfigDict:
     c = ConfigDict()
     c.seed = 0
     c.image_shape = (28, 28, 1)  # (H, W, C) of the dataset's images; the model is built for it
-    # Model preset from dae_jax.nn.models.MODELS; other keys override the preset's fields.
-    c.model = ConfigDict({"name": "conv32"})
+    # Model preset from dae_jax.nn.models.MODELS; other keys override the preset's fields, e.g. kernel_init:
+    # "lecun_normal" (Flax's default) or "glorot_uniform" (Keras's: the reference write-ups' layers).
+    c.model = ConfigDict({"name": "conv32", "kernel_init": "lecun_normal"})
     # Corruption from dae_jax.corruptions.CORRUPTIONS; other keys are its parameters.
     c.corruption = ConfigDict({"name": "gaussian", "sigma": 0.5, "clip": True})
+    # "fresh": new noise for every image at every step (dae-jax's default); "fixed": each training image's
+    # noise drawn once and reused every epoch, as the Keras write-ups' precomputed x_train_noisy.
+    c.train_noise = "fresh"
     c.loss = "bce"  # dae_jax.nn.losses.LOSSES: "bce" (sigmoid output) or "mse" (linear output)
     c.optimizer = "adadelta"  # dae_jax.optimizers.OPTIMIZERS
     c.learning_rate = placeholder(float)  # None: the optimizer's Keras default
@@ -80,7 +84,9 @@ def base() -> ConfigDict:
             "flip": False,
             "views_per_image": 1,  # training views of each image per epoch (a few large photos: many crops each)
             "data_dir": placeholder(str),  # TFDS data dir; default $TFDS_DATA_DIR or ~/tensorflow_datasets
-            "validation_fraction": 0.1,  # held out of TFDS "train": the last 10%, or a random 10% with:
+            # Held out of TFDS "train": the last 10%, or a random 10% with the seed below; 0: train on all of
+            # "train" and validate on "test" (the Keras write-ups' validation_data).
+            "validation_fraction": 0.1,
             "validation_split_seed": placeholder(int),  # None: the last fraction; int: a seeded random one
         }
     )
@@ -201,15 +207,8 @@ def override(config: ConfigDict, field: str, text: str) -> None:
 
 # ---- checks --------------------------------------------------------------------------------------
 
-_POSITIVE = (
-    "batch_size",
-    "eval_batch_size",
-    "num_epochs",
-    "log_every_steps",
-    "checkpoint_every_epochs",
-    "keep_checkpoints",
-    "num_figure_images",
-)
+_POSITIVE = ("batch_size", "eval_batch_size", "num_epochs", "log_every_steps", "checkpoint_every_epochs")
+_POSITIVE += ("keep_checkpoints", "num_figure_images")
 _POSITIVE_OR_NONE = ("max_steps_per_epoch", "max_eval_examples", "checkpoint_every_steps")
 
 
@@ -241,6 +240,8 @@ def check(config: ConfigDict) -> None:
             raise ValueError(f"config.{name} must be a positive integer (at most 2**31 - 1), got {value!r}.")
     if not (_integer(config.seed) and 0 <= config.seed <= MAX_SEED):
         raise ValueError(f"config.seed must be an integer in [0, 2**32 - 1], got {config.seed!r}.")
+    if config.train_noise not in ("fresh", "fixed"):
+        raise ValueError(f"config.train_noise must be 'fresh' or 'fixed', got {config.train_noise!r}.")
     if (dtype := config.compute_dtype) not in ("float32", "bfloat16", "float16"):
         raise ValueError(f"config.compute_dtype must be 'float32', 'bfloat16' or 'float16', got {dtype!r}.")
     if config.micro_batch_size is not None and not (_integer(config.micro_batch_size) and config.micro_batch_size >= 0):
@@ -261,8 +262,11 @@ def check(config: ConfigDict) -> None:
 
 
 def _check_data(data: ConfigDict) -> None:
-    if not 0 < round(100 * data.validation_fraction) < 100:
-        raise ValueError(f"config.data.validation_fraction must be in [0.01, 0.99], got {data.validation_fraction}.")
+    fraction = data.validation_fraction
+    if not (fraction == 0 or 0 < round(100 * fraction) < 100):
+        raise ValueError(
+            f"config.data.validation_fraction must be 0 (validate on test) or in [0.01, 0.99], got {fraction}."
+        )
     if data.view not in ("crop", "resize"):
         raise ValueError(f"config.data.view must be 'crop' or 'resize', got {data.view!r}.")
     for name, lowest in (("views_per_image", 1), ("center_crop", 1), ("shrink_to", 1), ("validation_split_seed", 0)):
@@ -286,14 +290,3 @@ def prepared(config: ConfigDict) -> ConfigDict:
         config = smoke(config)
     check(config)
     return config
-
-
-def flatten(tree: dict, prefix: str = "") -> dict:
-    """{"a.b": value} for every leaf of a nested dict."""
-    out = {}
-    for k, v in tree.items():
-        if isinstance(v, dict):
-            out |= flatten(v, f"{prefix}{k}.")
-        else:
-            out[f"{prefix}{k}"] = v
-    return out

@@ -82,18 +82,18 @@ def train_batches(
 
     ``batch_size`` is this process's share of the global batch; ``skip`` drops the first
     batches (a run resumed mid-epoch); ``host``: host corruptions, keyed by (seed, epoch, row).
+    ``row`` (int32 [B]) is each example's row in the whole split (it keys fixed training noise).
     """
     import tensorflow as tf
 
     n = len(arrays["image"])
-    if host is not None:
-        offset = jax.process_index() * n  # rows of the whole split: every process draws its own corruptions
-        arrays = arrays | {"row": np.arange(offset, offset + n, dtype=np.int32)}
+    offset = jax.process_index() * n  # rows of the whole split: every process draws its own corruptions
+    arrays = arrays | {"row": np.arange(offset, offset + n, dtype=np.int32)}
     ds = tf.data.Dataset.from_tensor_slices(arrays)
     ds = ds.shuffle(n, seed=epoch_seed(seed, epoch), reshuffle_each_iteration=False)
     ds = ds.batch(batch_size, drop_remainder=True).skip(skip).prefetch(2)
     for batch in ds.as_numpy_iterator():
-        yield _with_host_input(batch, batch.get("row"), host, seed, epoch)
+        yield _with_host_input(batch, batch["row"], host, seed, epoch)
 
 
 def eval_batches(
@@ -156,7 +156,10 @@ def prepare(data_config, src: Source | None = None, channels: int | None = None)
         return b.info.splits[tfds.split_for_jax_process(split, drop_remainder=True)].num_examples
 
     seed = data_config.validation_split_seed
-    if seed is None:  # the last fraction of TFDS "train"
+    if data_config.validation_fraction == 0:  # all of "train" trains; "test" validates (the Keras write-ups)
+        seed, tfds_splits = None, {"train": "train", "validation": "test", "test": "test"}
+        sizes = {name: size(split) for name, split in tfds_splits.items()}
+    elif seed is None:  # the last fraction of TFDS "train"
         val_pct = int(round(100 * data_config.validation_fraction))  # checked by configs.check
         tfds_splits = {"train": f"train[:{100 - val_pct}%]", "validation": f"train[{100 - val_pct}%:]", "test": "test"}
         sizes = {name: size(split) for name, split in tfds_splits.items()}

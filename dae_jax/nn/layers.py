@@ -25,7 +25,8 @@ precedes "pool" into one ``Conv`` layer that does all of it (same parameters, sa
 ``dae_jax.nn.ops``: an upsampling followed by a 3x3 conv is a conv on the small image; a conv
 followed by relu and max pooling pools first (relu and an added bias commute with max).
 ``fast=False`` computes the textbook way and is the reference the tests compare against.
-``build`` turns one planned step into a callable layer.
+``build`` turns one planned step into a callable layer, its kernels started by one of ``KERNEL_INITS``
+(biases start at zero).
 """
 
 from __future__ import annotations
@@ -39,6 +40,12 @@ import jax
 from jax import lax
 
 from dae_jax.nn import ops
+
+# How a layer's kernel starts: Flax's default, or Keras's (the reference write-ups' layers).
+KERNEL_INITS: dict[str, Callable] = {
+    "lecun_normal": nn.initializers.lecun_normal(),  # truncated normal, variance 1 / fan_in
+    "glorot_uniform": nn.initializers.glorot_uniform(),  # uniform, variance 2 / (fan_in + fan_out)
+}
 
 
 def _resize_nearest(x: jax.Array, size: tuple[int, int]) -> jax.Array:
@@ -62,13 +69,14 @@ class Conv(nn.Module):
     upsample: bool = False  # nearest x2 upsampling of the input first
     resize_to: int | None = None  # nearest resize of the input to resize_to x resize_to first
     pool: str | None = None  # "valid" | "same": 2x2 max pooling of the output
-    zero_init: bool = False  # kernel starts at 0 instead of lecun_normal
+    zero_init: bool = False  # kernel starts at 0 instead of from kernel_init
+    kernel_init: str = "lecun_normal"  # a KERNEL_INITS name
     fast: bool = True
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         k = self.kernel_size
-        init = nn.initializers.zeros if self.zero_init else nn.initializers.lecun_normal()
+        init = nn.initializers.zeros if self.zero_init else KERNEL_INITS[self.kernel_init]
         kernel = self.param("kernel", init, (k, k, x.shape[-1], self.features))
         bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
         size = (2 * x.shape[1], 2 * x.shape[2]) if self.upsample else (self.resize_to,) * 2 if self.resize_to else None
@@ -173,18 +181,24 @@ def plan(specs: Sequence[str]) -> list[dict]:
     return steps
 
 
-def build(step: dict, fast: bool, axis_name: str | None = None) -> tuple[Callable | nn.Module, Callable | None]:
-    """(layer, activation) for one planned step; the layer is called as ``layer(x)`` (``layer(x, train)`` for BN)."""
+def build(
+    step: dict, fast: bool, axis_name: str | None = None, kernel_init: str = "lecun_normal"
+) -> tuple[Callable | nn.Module, Callable | None]:
+    """(layer, activation) for one planned step; the layer is called as ``layer(x)`` (``layer(x, train)`` for BN).
+
+    ``kernel_init``: a ``KERNEL_INITS`` name for the kernels of conv, tconv and dense layers."""
     op = step["op"]
     relu = nn.relu if step.get("relu") else None
     if op == "conv":
-        return Conv(**{k: v for k, v in step.items() if k != "op"}, fast=fast), None
+        return Conv(**{k: v for k, v in step.items() if k != "op"}, kernel_init=kernel_init, fast=fast), None
     if op == "tconv":
         k, s = step["kernel_size"], step["strides"]
-        init = {"kernel_init": nn.initializers.zeros} if step["zero_init"] else {}
-        return nn.ConvTranspose(step["features"], (k, k), strides=(s, s), padding=step["padding"], **init), relu
+        init = nn.initializers.zeros if step["zero_init"] else KERNEL_INITS[kernel_init]
+        return nn.ConvTranspose(
+            step["features"], (k, k), strides=(s, s), padding=step["padding"], kernel_init=init
+        ), relu
     if op == "dense":
-        return nn.Dense(step["features"]), relu
+        return nn.Dense(step["features"], kernel_init=KERNEL_INITS[kernel_init]), relu
     if op == "bn":
         return BatchNorm(axis_name), None
     if op == "pool":

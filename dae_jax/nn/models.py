@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 import flax.linen as nn
 import jax
 
-from dae_jax.nn.layers import BatchNorm, Skip, apply_skip, build, plan, skip_names
+from dae_jax.nn.layers import KERNEL_INITS, BatchNorm, Skip, apply_skip, build, plan, skip_names
 
 
 class Autoencoder(nn.Module):
@@ -32,6 +32,7 @@ class Autoencoder(nn.Module):
     encoder: Sequence[str]
     decoder: Sequence[str]
     fast: bool = True  # False: the textbook formulation of every layer (the tests' reference)
+    kernel_init: str = "lecun_normal"  # dae_jax.nn.layers.KERNEL_INITS: "glorot_uniform" is Keras's
     axis_name: str | None = None  # BatchNorm: the mesh axis sharing batch statistics (dae_jax.setup sets it)
 
     def setup(self):
@@ -41,8 +42,10 @@ class Autoencoder(nn.Module):
         unknown = [n for n in self.decoder_skip_names if n not in encoder_saved]
         if unknown:
             raise ValueError(f"Decoder adds {unknown}, which neither the encoder nor the decoder saves first.")
-        self.encoder_layers = [build(s, self.fast, self.axis_name) for s in plan(self.encoder)]
-        self.decoder_layers = [build(s, self.fast, self.axis_name) for s in plan(self.decoder)]
+        if self.kernel_init not in KERNEL_INITS:
+            raise ValueError(f"Unknown kernel_init {self.kernel_init!r}; choose one of {sorted(KERNEL_INITS)}.")
+        self.encoder_layers = [build(s, self.fast, self.axis_name, self.kernel_init) for s in plan(self.encoder)]
+        self.decoder_layers = [build(s, self.fast, self.axis_name, self.kernel_init) for s in plan(self.decoder)]
 
     @property
     def decoder_skip_names(self) -> list[str]:

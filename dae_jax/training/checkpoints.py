@@ -29,7 +29,7 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
-from dae_jax import configs, files
+from dae_jax import files
 
 MANIFEST = "dae_jax_sha256.json"
 # Fields that fix the shapes and structure of the saved state: a checkpoint made with other
@@ -37,6 +37,7 @@ MANIFEST = "dae_jax_sha256.json"
 STATE_FIELDS = ("image_shape", "model", "loss", "optimizer", "optimizer_kwargs", "lr_schedule", "lr_schedule_kwargs")
 # What a checkpoint saved before a field existed was made with.
 _FIELDS_ADDED = {"lr_schedule": "constant", "lr_schedule_kwargs": {}}
+_NOT_COMPARED = ("model.kernel_init",)  # how the parameters started: a checkpoint holds what they are now
 
 log = logging.getLogger(__name__)
 
@@ -282,6 +283,15 @@ def _reason(e: BaseException) -> tuple[str, bool]:
 def config_differences(saved: dict, config: ml_collections.ConfigDict) -> list[str]:
     """``field: checkpoint value -> config value`` for every ``STATE_FIELDS`` entry that differs."""
     current = json.loads(json.dumps(config.to_dict()))  # as saved: tuples become lists
-    old = configs.flatten({k: saved.get(k, _FIELDS_ADDED.get(k)) for k in STATE_FIELDS})
-    new = configs.flatten({k: current.get(k) for k in STATE_FIELDS})
-    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    old = _flatten({k: saved.get(k, _FIELDS_ADDED.get(k)) for k in STATE_FIELDS})
+    new = _flatten({k: current.get(k) for k in STATE_FIELDS})
+    fields = sorted((set(old) | set(new)) - set(_NOT_COMPARED))
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in fields if old.get(k) != new.get(k)]
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    """{"a.b": value} for every leaf of a nested dict."""
+    out = {}
+    for k, v in tree.items():
+        out |= _flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v}
+    return out

@@ -74,7 +74,7 @@ def make_multi_step(train_step: Callable, mesh: Mesh) -> Callable:
 
         def one_step(state, rows):  # rows: [B] global batch
             mine = lax.dynamic_slice_in_dim(rows, lax.axis_index(DATA_AXIS) * b, b)
-            state, metrics = train_step(state, {"image": images[mine]}, key)
+            state, metrics = train_step(state, {"image": images[mine], "row": mine}, key)
             return state, metrics["loss"]
 
         return lax.scan(one_step, state, order)

@@ -136,7 +136,9 @@ class StreamFeed:
 
         def runner(epoch: int, skip: int) -> Advance:
             batches = stream.train_batches(self.sources["train"], setup.image_spec, local_batch, epoch, skip)
-            return _stepping(step_fn, ({"image": b["image"], **_input(b)} for b in batches), mesh, setup.keys.train)
+            return _stepping(
+                step_fn, ({"image": b["image"], "row": b["row"], **_input(b)} for b in batches), mesh, setup.keys.train
+            )
 
         self.runner = runner
 

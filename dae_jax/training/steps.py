@@ -28,20 +28,24 @@ def make_train_step(setup: Setup) -> Callable[[TrainState, Batch, jax.Array], tu
 
     ``setup.compute_dtype`` (e.g. bfloat16): the model runs in it on copies of the float32
     parameters, whose gradients and updates stay float32; the loss is taken in float32.
+    ``config.train_noise`` "fixed" keys each image's noise by ``batch["row"]`` instead of by the step.
     ``setup.micro_batch`` (models without BatchNorm): this device's rows are processed in chunks
     of that many by a ``lax.scan`` that sums their gradients. The update is the same (to float
     rounding); on CPU each chunk's activations stay in cache, which is faster (results/benchmarks).
     """
     compute_dtype, micro_batch = setup.compute_dtype, setup.micro_batch
+    fixed_noise = setup.config.get("train_noise", "fresh") == "fixed"  # batch["row"]: the image's row in its split
 
     def train_step(state: TrainState, batch: Batch, key: jax.Array) -> tuple[TrainState, Metrics]:
         clean = corruptions.to_float(batch["image"])  # this device's rows: [n, H, W, C]
         given = corruptions.to_float(batch["input"]) if "input" in batch else clean  # after host corruptions
         n = clean.shape[0]
-        # Fresh noise every step; example i of the global batch gets fold_in(step_key, i).
-        step_key = jax.random.fold_in(key, state.step)
-        index = lax.axis_index(DATA_AXIS) * n + jnp.arange(n)
-        noisy = corruptions.per_example(setup.corrupt, step_key, given, index)
+        if fixed_noise:  # each training image's noise is a function of (key, its row) only: the same every epoch
+            noisy = corruptions.per_example(setup.corrupt, key, given, batch["row"])
+        else:  # fresh noise every step; example i of the global batch gets fold_in(step_key, i)
+            step_key = jax.random.fold_in(key, state.step)
+            index = lax.axis_index(DATA_AXIS) * n + jnp.arange(n)
+            noisy = corruptions.per_example(setup.corrupt, step_key, given, index)
 
         def summed_loss(params, noisy, clean):
             if compute_dtype is not None:

@@ -106,3 +106,41 @@ def test_linear_family_is_affine_and_named_in_errors():
     )
     with pytest.raises(ValueError, match=r"linear\{k\}"):
         models.make("linear0")
+
+
+@pytest.mark.parametrize("preset", ["conv32", "bn_dense576", "dense32"])
+def test_glorot_kernels_have_keras_moments(preset):
+    """kernel_init "glorot_uniform": every kernel uniform in +-sqrt(6 / (fan_in + fan_out)) with variance
+    2 / (fan_in + fan_out), fan = receptive field x channels (Keras's); biases zero. lecun_normal: 1 / fan_in."""
+    for init, variance in (("glorot_uniform", lambda fi, fo: 2 / (fi + fo)), ("lecun_normal", lambda fi, fo: 1 / fi)):
+        params = _init(models.make(preset, kernel_init=init), (1, 28, 28, 1))[1]
+        layers = jax.tree_util.tree_flatten_with_path(params)[0]
+        kernels = [np.asarray(v) for path, v in layers if "kernel" in jax.tree_util.keystr(path)]
+        biases = [np.asarray(v) for path, v in layers if "bias" in jax.tree_util.keystr(path)]
+        assert kernels and all(not b.any() for b in biases)
+        for w in kernels:
+            receptive = int(np.prod(w.shape[:-2]))
+            fan_in, fan_out = receptive * w.shape[-2], receptive * w.shape[-1]
+            expected = variance(fan_in, fan_out)
+            assert abs(w.var() / expected - 1) < 0.1 + 3 / np.sqrt(w.size), (init, w.shape)
+            if init == "glorot_uniform":
+                assert np.abs(w).max() <= np.sqrt(3 * expected)
+                assert np.abs(w).max() > 0.95 * np.sqrt(3 * expected)  # uniform: it reaches the bound
+
+
+def test_glorot_kernels_match_the_keras_layers_moments():
+    """The same preset built by Keras 3 (its default initialisers): per-layer kernel std within sampling error."""
+    keras_models = pytest.importorskip("dae_jax.studies.peers.keras_models")
+    from dae_jax.studies.peers import specs
+
+    recipe = specs.recipe("conv32")
+    keras_stds = [float(np.std(w)) for w in keras_models.build(recipe).weights if "kernel" in w.path]
+    params = _init(models.make("conv32", kernel_init="glorot_uniform"), (1, 28, 28, 1))[1]
+    ours = [float(np.std(v)) for p, v in jax.tree_util.tree_flatten_with_path(params)[0] if "kernel" in str(p)]
+    assert len(ours) == len(keras_stds) == 5  # Flax orders its layers by name: compare the sorted stds
+    np.testing.assert_allclose(sorted(ours), sorted(keras_stds), rtol=0.12)
+
+
+def test_unknown_kernel_init_lists_choices():
+    with pytest.raises(ValueError, match="kernel_init 'he'.*glorot_uniform"):
+        _init(models.make("conv32", kernel_init="he"), (1, 28, 28, 1))

@@ -178,7 +178,7 @@ def _override(**fields):
         ({"corruption__sigma": -0.5}, "sigma must be a finite number >= 0"),
         ({"model__name": "unet"}, "Unknown model 'unet'"),
         ({"data__source": "kaggle"}, "has no data source 'kaggle'"),
-        ({"data__validation_fraction": 1.5}, r"validation_fraction must be in \[0.01, 0.99\]"),
+        ({"data__validation_fraction": 1.5}, r"validation_fraction must be 0 \(validate on test\) or in \[0.01"),
         ({"image_shape": (32, 32, 1)}, r"the data's images are \(28, 28, 1\) \(H, W, C\) but config.image_shape is"),
         ({"data__source": "idx"}, "needs a directory"),
         ({"data__source": "idx", "data__idx_dir": "/nonexistent/mnist"}, "does not exist"),

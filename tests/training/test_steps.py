@@ -148,3 +148,26 @@ def test_orbax_round_trip_is_bit_identical(tmp_path, mnist_sample):
     ):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert saved_config == config.to_dict() and progress == {"epoch_losses": [0.5]}
+
+
+def _one_step(mnist_sample, train_noise: str, step: int, order=slice(None)):
+    """Params after one SGD step (stateless: only the noise can see ``state.step``) on 16 images with rows."""
+    setup = setup_of("conv32", optimizer="sgd", train_noise=train_noise)
+    mesh = sharding.make_mesh(jax.devices()[:1])
+    fn = sharding.data_parallel(steps.make_train_step(setup), mesh, False)
+    state = create_train_state(setup, jax.random.key(0))
+    state = jax.device_put(state.replace(step=step), sharding.replicated(mesh))
+    batch = {"image": mnist_sample["image"][:16][order], "row": np.arange(100, 116, dtype=np.int32)[order]}
+    return fn(state, sharding.global_batch(batch, mesh), jax.random.key(7))[0].params
+
+
+def test_fixed_training_noise_is_a_function_of_the_row_only(mnist_sample):
+    """train_noise "fixed": the same image rows get the same noise at any step and in any batch order
+    (the Keras write-ups' x_train_noisy); "fresh" draws new noise at every step."""
+    first = _one_step(mnist_sample, "fixed", 0)
+    for later in (_one_step(mnist_sample, "fixed", 9), _one_step(mnist_sample, "fixed", 0, np.arange(16)[::-1])):
+        for a, b in zip(jax.tree.leaves(first), jax.tree.leaves(later), strict=True):
+            np.testing.assert_allclose(a, b, atol=1e-6)
+    fresh = [_one_step(mnist_sample, "fresh", s) for s in (0, 9)]
+    assert not np.allclose(jax.tree.leaves(fresh[0])[0], jax.tree.leaves(fresh[1])[0], atol=1e-6)
+    assert not np.allclose(jax.tree.leaves(fresh[0])[0], jax.tree.leaves(first)[0], atol=1e-6)
