@@ -67,7 +67,13 @@ def base() -> ConfigDict:
     c.num_figure_images = 10
     c.analyses = ()  # dae_jax.eval.analysis.ANALYSES run after training, e.g. ("pca_angles",): <workdir>/<name>.json
     c.smoke = False  # True: shrink to 1 epoch of 2 steps and 256 eval images (configs.smoke)
-    c.data = ConfigDict(
+    c.data = _data()
+    return c
+
+
+def _data() -> ConfigDict:
+    """The ``data`` fields of ``base()``: where the images come from and how they are split and viewed."""
+    return ConfigDict(
         {
             # mnist | fashion_mnist | image_folder | photos | faces (dae_jax.data.sources.DATASETS)
             "dataset": "mnist",
@@ -90,7 +96,6 @@ def base() -> ConfigDict:
             "validation_split_seed": placeholder(int),  # None: the last fraction; int: a seeded random one
         }
     )
-    return c
 
 
 # ---- config files --------------------------------------------------------------------------------
