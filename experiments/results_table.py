@@ -2,7 +2,8 @@
 
 Usage: python experiments/results_table.py
 
-1. One table of every training run (``results/*/eval.json`` with its ``command.txt``).
+1. One table of every training run (``results/*/eval.json`` with its ``command.txt``), the seeds of a
+   run (``NAME_seedS``) in one row, mean ± std.
 2. Every study and evaluation page (``results/*/table.md``, else ``results/*/README.md``), included
    whole in ``SECTIONS`` order (others after, by name), headings one level down and links
    re-based, with the study's figures.
@@ -39,23 +40,43 @@ def _number(value: float | None) -> str:
     return f"{value:.4f}" if value == 0 or abs(value) >= 0.01 else f"{value:.3e}"
 
 
+def _seeds(paths: list[Path]) -> dict[str, list[Path]]:
+    """{run name: its eval.json files}: ``NAME_seedS`` folders are more seeds of run ``NAME``."""
+    groups: dict[str, list[Path]] = {}
+    for path in paths:
+        groups.setdefault(re.sub(r"_seed\d+$", "", path.parent.name), []).append(path)
+    return groups
+
+
+def _cell(values: list[float | None]) -> str:
+    """One number, or mean ± std (n - 1) over seeds."""
+    if len(values) == 1 or None in values:
+        return _number(values[0])
+    mean = sum(values) / len(values)
+    std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+    return f"{_number(mean)} ± {_number(std)}"
+
+
 def runs_table() -> list[str]:
     lines = [
         "## Training runs",
         "",
         "From `results/*/eval.json`. Metrics are means over the test images with the fixed noise; `noisy_*`",
-        "scores the noisy input itself (n/a: PSNR of an uncorrupted input, which equals its target).",
+        "scores the noisy input itself (n/a: PSNR of an uncorrupted input, which equals its target). A run",
+        "with more seeds (folders `NAME_seedS`, the same command with `--config.seed=S`) shows mean ± std",
+        "over them; `seeds` 1 marks a single run.",
         "",
-        "| run | data | test images | " + " | ".join(COLUMNS) + " | command |",
-        "|---|---|---|" + "---|" * len(COLUMNS) + "---|",
+        "| run | seeds | data | test images | " + " | ".join(COLUMNS) + " | command |",
+        "|---|---|---|---|" + "---|" * len(COLUMNS) + "---|",
     ]
-    for path in sorted(RESULTS.glob("*/eval.json")):
-        result = json.loads(path.read_text())
-        command = (path.parent / "command.txt").read_text().strip()
-        cells = " | ".join(_number(result[c]) for c in COLUMNS)
+    for name, paths in _seeds(sorted(RESULTS.glob("*/eval.json"))).items():
+        results = [json.loads(p.read_text()) for p in paths]
+        command = (paths[0].parent / "command.txt").read_text().strip()
+        cells = " | ".join(_cell([r[c] for r in results]) for c in COLUMNS)
+        first = results[0]
         lines.append(
-            f"| [{path.parent.name}]({path.parent.name}/) | {result['data_source']} | {result['num_test_images']} "
-            f"| {cells} | `{command}` |"
+            f"| [{name}]({paths[0].parent.name}/) | {len(paths)} | {first['data_source']} | "
+            f"{first['num_test_images']} | {cells} | `{command}` |"
         )
     return lines
 

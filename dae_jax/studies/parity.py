@@ -1,0 +1,76 @@
+"""The parity study's parts that run in their own process or are tested alone (experiments/parity.py runs it).
+
+``train_keras`` is the write-up's Keras 3 code, run in a spawned process (TensorFlow's threads must not
+share a process with JAX); ``summary`` and ``difference`` are the table's statistics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+import numpy as np
+
+
+def load_config(name: str, args: argparse.Namespace):
+    """The faithful config ``name`` reading its data from --source / --data_dir."""
+    from dae_jax import configs
+
+    config = configs.load(name)
+    config.data.source, config.data.data_dir = args.source, args.data_dir
+    return config
+
+
+def train_keras(
+    name: str, seed: int, noisy_test: np.ndarray, args: argparse.Namespace
+) -> tuple[np.ndarray, float, str]:
+    """The write-up's Keras code (see the module docstring) in this process: (outputs on ``noisy_test``, fit's
+    seconds, the Keras version). Run in a process of its own: TensorFlow's threads must not share it with JAX."""
+    import keras
+
+    from dae_jax.data import pipeline
+    from dae_jax.studies.peers import keras_models, specs
+
+    config = load_config(name, args)
+    recipe = specs.recipe(config.model.name)
+    data = pipeline.load(config.data)  # validation_fraction 0: all 60,000 training images
+    keras.utils.set_random_seed(seed)
+    rng = np.random.default_rng(seed)
+    n = len(data.train["image"]) if args.max_steps_per_epoch is None else args.max_steps_per_epoch * config.batch_size
+    x_train, x_test = (
+        (data.train["image"][:n] / 255.0).astype(np.float32),
+        (data.test["image"] / 255.0).astype(np.float32),
+    )
+
+    def noisy(x):
+        return np.clip(x + recipe.sigma * rng.normal(size=x.shape), 0.0, 1.0).astype(np.float32)
+
+    x_train_noisy, x_test_noisy = noisy(x_train), noisy(x_test)
+    model = keras.Sequential([keras_models.build(recipe), keras.layers.Activation("sigmoid")])
+    model.compile(optimizer=keras_models.make_optimizer(recipe), loss="binary_crossentropy", jit_compile=False)
+    start = time.perf_counter()
+    model.fit(x_train_noisy, x_train, epochs=config.num_epochs, batch_size=config.batch_size, shuffle=True,
+              validation_data=(x_test_noisy, x_test), verbose=0)  # fmt: skip
+    seconds = time.perf_counter() - start
+    return model.predict(noisy_test, batch_size=1000, verbose=0), seconds, keras_models.version()
+
+
+def summary(values: list[float]) -> dict:
+    mean = float(np.mean(values))
+    return {"mean": mean, "std": float(np.std(values, ddof=1)) if len(values) > 1 else None, "n": len(values)}
+
+
+def difference(a: list[float], b: list[float]) -> dict:
+    """mean(a) - mean(b) with its 95% Welch t interval (None with fewer than 2 runs a side)."""
+    from scipy import stats
+
+    diff = float(np.mean(a) - np.mean(b))
+    if min(len(a), len(b)) < 2:
+        return {"diff": diff, "ci95": None}
+    va, vb = np.var(a, ddof=1) / len(a), np.var(b, ddof=1) / len(b)
+    if va + vb == 0:
+        return {"diff": diff, "ci95": [diff, diff]}
+    dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    half = float(stats.t.ppf(0.975, dof) * math.sqrt(va + vb))
+    return {"diff": diff, "ci95": [diff - half, diff + half]}
