@@ -102,6 +102,30 @@ def compose(key: jax.Array, images: jax.Array, *, steps: Sequence[Mapping]) -> j
     return images
 
 
+def blind_gaussian(
+    key: jax.Array, images: jax.Array, *, low: float = 0.0, high: float = 0.7, clip: bool = True
+) -> jax.Array:
+    """``gaussian`` with a std drawn for each image uniformly from [low, high]: a blind denoiser's noise.
+
+    images: [N, ...]; one sigma per image along the first axis (so per example under ``per_example``).
+    """
+    sigma_key, noise_key = jax.random.split(key)
+    sigma = jax.random.uniform(sigma_key, (images.shape[0],) + (1,) * (images.ndim - 1), images.dtype, low, high)
+    return gaussian(noise_key, images, sigma=sigma, clip=clip)
+
+
+def mixture(key: jax.Array, images: jax.Array, *, choices: Sequence[Mapping]) -> jax.Array:
+    """Each image corrupted by one of ``choices`` (corruption specs), drawn uniformly per image.
+
+    choices: e.g. ``[{"name": "blind_gaussian"}, {"name": "masking", "p": 0.5}]``. Every choice is computed
+    for the whole batch and one kept per image (cheap next to a train step). images: [N, ...].
+    """
+    pick_key, key = jax.random.split(key)
+    outputs = jnp.stack([from_spec(c)(jax.random.fold_in(key, i), images) for i, c in enumerate(choices)])
+    pick = jax.random.randint(pick_key, (images.shape[0],), 0, len(choices))
+    return outputs[pick, jnp.arange(images.shape[0])]
+
+
 CORRUPTIONS: dict[str, Callable[..., jax.Array]] = {
     "none": none,
     "gaussian": gaussian,
@@ -110,7 +134,10 @@ CORRUPTIONS: dict[str, Callable[..., jax.Array]] = {
     "gaussian_blur": gaussian_blur,
     "low_resolution": low_resolution,
     "compose": compose,
+    "blind_gaussian": blind_gaussian,
+    "mixture": mixture,
 }
+_NESTED = {"compose": "steps", "mixture": "choices"}  # corruptions whose parameter is a list of specs
 
 
 RESIZE_METHODS = ("nearest", "linear", "cubic", "lanczos3", "lanczos5")  # jax.image.resize's
@@ -118,7 +145,7 @@ RESIZE_METHODS = ("nearest", "linear", "cubic", "lanczos3", "lanczos5")  # jax.i
 
 def _check(name: str, param: str, value) -> None:
     number = not isinstance(value, bool) and isinstance(value, (int, float)) and np.isfinite(value)
-    if param in ("sigma", "p") and not (number and value >= 0):
+    if param in ("sigma", "p", "low", "high") and not (number and value >= 0):
         raise ValueError(f"Corruption {name!r}: {param} must be a finite number >= 0, got {value!r}.")
     if param == "method" and value not in RESIZE_METHODS:
         raise ValueError(f"Corruption {name!r}: method must be one of {list(RESIZE_METHODS)}, got {value!r}.")
@@ -144,10 +171,14 @@ def make(name: str, **kwargs) -> Corruption:
         if k not in accepted:
             raise ValueError(f"Corruption {name!r} has no parameter {k!r}; it accepts {accepted}.")
         _check(name, k, v)
-    if name == "compose":
-        kwargs["steps"] = tuple(dict(spec) for spec in kwargs.get("steps", ()))
-        for spec in kwargs["steps"]:
+    if name in _NESTED:
+        specs = kwargs[_NESTED[name]] = tuple(dict(spec) for spec in kwargs.get(_NESTED[name], ()))
+        if name == "mixture" and not specs:
+            raise ValueError("Corruption 'mixture' needs choices, e.g. [{'name': 'masking', 'p': 0.5}].")
+        for spec in specs:
             from_spec(spec)  # validate every step now, not when the step is traced
+    if name == "blind_gaussian" and kwargs.get("low", 0.0) > kwargs.get("high", 0.7):
+        raise ValueError(f"Corruption 'blind_gaussian': low must be <= high, got {kwargs}.")
     return functools.partial(fn, **kwargs)
 
 

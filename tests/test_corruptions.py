@@ -115,3 +115,39 @@ def test_compose_applies_steps_in_order_with_folded_keys():
 def test_make_rejects_bad_rates(name, kwargs, match):
     with pytest.raises(ValueError, match=match):
         corruptions.make(name, **kwargs)
+
+
+def test_blind_gaussian_draws_one_uniform_sigma_per_image():
+    """The std of each image's noise (unclipped, 4,096 pixels: ~1% error) is uniform on [low, high]."""
+    corrupt = corruptions.make("blind_gaussian", low=0.0, high=0.7, clip=False)
+    images = jnp.full((2000, 64, 64, 1), 0.5)
+    noisy = jax.jit(lambda x: corruptions.per_example(corrupt, jax.random.key(3), x, jnp.arange(len(x))))(images)
+    sigmas = np.asarray(jnp.std(noisy - images, axis=(1, 2, 3)))
+    assert sigmas.min() >= 0 and sigmas.max() <= 0.7 * 1.05
+    assert stats.kstest(sigmas, stats.uniform(0.0, 0.7).cdf).pvalue > 0.01
+    assert abs(sigmas.mean() - 0.35) < 0.02
+    again = corruptions.per_example(corrupt, jax.random.key(3), images[:8], jnp.arange(8))
+    np.testing.assert_allclose(again, noisy[:8], atol=1e-6)  # a function of (key, index) only (jit: fma rounding)
+
+
+def test_mixture_picks_one_choice_per_image_uniformly():
+    corrupt = corruptions.make("mixture", choices=[{"name": "none"}, {"name": "masking", "p": 1.0}])
+    images = jnp.full((1000, 4, 4, 1), 0.5)
+    out = np.asarray(corruptions.per_example(corrupt, jax.random.key(0), images, jnp.arange(1000)))
+    zeroed = (out == 0).all(axis=(1, 2, 3))
+    assert ((out == 0.5).all(axis=(1, 2, 3)) | zeroed).all()  # each image is exactly one choice's output
+    assert 0.45 < zeroed.mean() < 0.55
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "match"),
+    [
+        ("blind_gaussian", {"low": 0.5, "high": 0.1}, "low must be <= high"),
+        ("blind_gaussian", {"high": -1.0}, "high must be a finite number >= 0"),
+        ("mixture", {}, "needs choices"),
+        ("mixture", {"choices": [{"name": "speckle"}]}, "Unknown corruption 'speckle'"),
+    ],
+)
+def test_blind_and_mixture_parameters_are_checked(name, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        corruptions.make(name, **kwargs)

@@ -37,7 +37,8 @@ def build() -> common.Parser:
     p.add_argument(
         "--corruption",
         help="NAME, NAME:key=value,... or a JSON spec, e.g. gaussian:sigma=0.3 (default: the run's own); "
-        "names: none, gaussian, masking, salt_and_pepper, gaussian_blur, low_resolution, compose",
+        "names: none, gaussian, masking, salt_and_pepper, gaussian_blur, low_resolution, compose, blind_gaussian, "
+        "mixture",
     )
     p.add_argument("--seed", type=int, help="seed of the evaluation noise (default: the run's, as in eval.json)")
     p.add_argument("--out", help="also write the metrics to this JSON file")

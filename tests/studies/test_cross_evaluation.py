@@ -34,3 +34,21 @@ def test_matrix_of_a_small_study(tmp_path, tfds_dir, monkeypatch):
             np.isfinite(r["cells"][column]["psnr"]) and r["cells"][column]["num_images"] == 256 for r in report["rows"]
         )
     assert "| masking |" in (out / "table.md").read_text() and (out / "psnr.png").stat().st_size > 5000
+
+
+def test_rows_are_compared_with_each_columns_specialist():
+    """A row trained on no column's condition gets its PSNR minus the specialist's per column (the blind study)."""
+    cell = {"psnr": 0.0, "ssim": 0.5, "noisy_psnr": 9.0, "noisy_ssim": 0.4}
+    rows = {"sigma 0.1": {"sigma 0.1": 25.0, "sigma 0.5": 15.0}, "sigma 0.5": {"sigma 0.1": 22.0, "sigma 0.5": 19.3}}
+    rows["blind"] = {"sigma 0.1": 24.8, "sigma 0.5": 19.5}
+    report = {
+        "study": "s",
+        "about": "",
+        "config": "conv32_16_adam",
+        "command": "c",
+        "columns": {"sigma 0.1": {}, "sigma 0.5": {}},
+        "rows": [{"row": r, "cells": {c: cell | {"psnr": v} for c, v in cs.items()}} for r, cs in rows.items()],
+    }
+    assert "| blind | -0.20 | +0.20 |" in ce.table(report)
+    report["rows"] = report["rows"][:2]  # specialists only: no comparison table
+    assert "minus the specialist" not in ce.table(report)
