@@ -169,6 +169,10 @@ def trained_run(tfds_dir, tmp_path_factory, worker_id):
     config = dae_jax.configs.load(str(CONFIG))
     config.data.source, config.data.data_dir = "embedded", tfds_dir
     config.optimizer, config.learning_rate = "adam", 3e-3
+    # dae-jax's recipe (as cross_evaluation.DAE_JAX_RECIPE), not the reference config's Keras-faithful one: with
+    # glorot_uniform, noise fixed per image and all 4,000 images, these 40 steps denoised a 24x22 digit no better
+    # than its noisy input (8.6 vs 9.2 dB) and a page by 2.7 dB, under what the any-size tests ask.
+    config.model.kernel_init, config.train_noise, config.data.validation_fraction = "lecun_normal", "fresh", 0.1
     config.num_epochs, config.max_steps_per_epoch, config.batch_size = 1, 40, 64
     config.max_eval_examples = config.eval_batch_size = 200
     path = _shared(tmp_path_factory, worker_id, "trained_run", lambda folder: dae_jax.train(config, folder))

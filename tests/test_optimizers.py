@@ -5,6 +5,7 @@ import optax
 import pytest
 
 from dae_jax import configs, optimizers
+from dae_jax.training import compatibility
 
 LR, STEPS = 0.1, 100
 
@@ -92,11 +93,9 @@ def test_setup_names_a_bad_schedule():
 def test_checkpoints_saved_before_schedules_count_as_constant():
     import json
 
-    from dae_jax.training import checkpoints
-
     config = configs.base()
     saved = json.loads(json.dumps(config.to_dict()))
     del saved["lr_schedule"], saved["lr_schedule_kwargs"]  # a config saved before the fields existed
-    assert checkpoints.config_differences(saved, config) == []
+    assert compatibility.config_differences(saved, config) == []
     config.lr_schedule = "cosine"  # changes the optimizer state's structure: refused
-    assert checkpoints.config_differences(saved, config) == ["lr_schedule: 'constant' -> 'cosine'"]
+    assert compatibility.config_differences(saved, config) == ["lr_schedule: 'constant' -> 'cosine'"]

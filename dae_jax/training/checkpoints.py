@@ -8,7 +8,7 @@ manifest is damaged and refused, with the step and the file named.
 
 ``Checkpoints.resume(state, config)`` is the whole resume rule: discard interrupted writes,
 verify the step, refuse a checkpoint made by a config whose model, loss or optimizer differ
-(``config_differences``), restore, and delete later steps when an earlier one was asked for.
+(``compatibility.config_differences``), restore, and delete later steps when an earlier one was asked for.
 """
 
 from __future__ import annotations
@@ -28,17 +28,12 @@ import jax
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
+from jax.sharding import SingleDeviceSharding
 
 from dae_jax import files
+from dae_jax.training.compatibility import config_differences
 
 MANIFEST = "dae_jax_sha256.json"
-# Fields that fix the shapes and structure of the saved state: a checkpoint made with other
-# values cannot be resumed.
-STATE_FIELDS = ("image_shape", "model", "loss", "optimizer", "optimizer_kwargs", "lr_schedule", "lr_schedule_kwargs")
-# What a checkpoint saved before a field existed was made with.
-_FIELDS_ADDED = {"lr_schedule": "constant", "lr_schedule_kwargs": {}}
-_NOT_COMPARED = ("model.kernel_init",)  # how the parameters started: a checkpoint holds what they are now
-
 log = logging.getLogger(__name__)
 
 
@@ -165,7 +160,7 @@ class Checkpoints:
         return Restored(state, self._read(step, "config"), self._read(step, "progress"))
 
     def _restore_state(self, step: int, template: dict) -> dict:
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
+        abstract = jax.tree.map(_abstract, template)
         return self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
 
     def saved_config(self, step: int | None = None) -> dict:
@@ -280,18 +275,10 @@ def _reason(e: BaseException) -> tuple[str, bool]:
     return " ".join(str(e).split())[:200] or type(e).__name__, False
 
 
-def config_differences(saved: dict, config: ml_collections.ConfigDict) -> list[str]:
-    """``field: checkpoint value -> config value`` for every ``STATE_FIELDS`` entry that differs."""
-    current = json.loads(json.dumps(config.to_dict()))  # as saved: tuples become lists
-    old = _flatten({k: saved.get(k, _FIELDS_ADDED.get(k)) for k in STATE_FIELDS})
-    new = _flatten({k: current.get(k) for k in STATE_FIELDS})
-    fields = sorted((set(old) | set(new)) - set(_NOT_COMPARED))
-    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in fields if old.get(k) != new.get(k)]
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    """{"a.b": value} for every leaf of a nested dict."""
-    out = {}
-    for k, v in tree.items():
-        out |= _flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v}
-    return out
+def _abstract(leaf) -> jax.ShapeDtypeStruct:
+    """A template leaf as orbax restores into it: its own sharding, or for a shape-only leaf (``jax.eval_shape``)
+    this process's first device, whatever devices the run that saved it had (trained on 2, loaded on 1)."""
+    struct = ocp.utils.to_shape_dtype_struct(leaf)
+    if isinstance(struct, jax.ShapeDtypeStruct) and struct.sharding is None:  # (python scalars stay as they are)
+        struct = jax.ShapeDtypeStruct(struct.shape, struct.dtype, sharding=SingleDeviceSharding(jax.local_devices()[0]))
+    return struct

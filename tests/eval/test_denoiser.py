@@ -1,3 +1,7 @@
+import os
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -96,3 +100,17 @@ def test_skip_model_denoises_and_refuses_decoding_codes_alone(tmp_path):
     assert codes.shape == (3, 12, 12, 64)
     with pytest.raises(ValueError, match=r"'superres' has skip connections.*use denoise\(images\)"):
         d.decode(codes)
+
+
+def test_a_run_trained_on_eight_devices_loads_on_one(trained_run, tmp_path):
+    """A checkpoint keeps the devices it was saved from; dae_jax.load restores it onto this process's devices
+    (a run trained by `dae-jax train` on 2 CPU devices, loaded in a plain Python session with 1)."""
+    code = (
+        "import jax, numpy as np, dae_jax, sys; assert jax.device_count() == 1; "
+        "d = dae_jax.load(sys.argv[1]); print(d.denoise(np.zeros((3, 28, 28, 1), np.float32)).shape)"
+    )
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+    command = [sys.executable, "-c", code, str(trained_run.workdir)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith("(3, 28, 28, 1)")
