@@ -1,3 +1,4 @@
+import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -99,3 +100,14 @@ def test_checkpoints_saved_before_schedules_count_as_constant():
     assert compatibility.config_differences(saved, config) == []
     config.lr_schedule = "cosine"  # changes the optimizer state's structure: refused
     assert compatibility.config_differences(saved, config) == ["lr_schedule: 'constant' -> 'cosine'"]
+
+
+def test_keras_form_adam_adds_epsilon_before_the_bias_correction():
+    """Step 1: Keras moves by lr * g / (|g| + eps / sqrt(1 - b2)), optax by lr * g / (|g| + eps)."""
+    g = jnp.array([1e-9, 1e-7, 1e-5, 1e-3])
+    for keras_form, eps_hat in ((True, 1e-7 / np.sqrt(1 - 0.999)), (False, 1e-7)):
+        tx = optimizers.adam(keras_form=keras_form)
+        updates, _ = tx.update(g, tx.init(g))
+        np.testing.assert_allclose(updates, -1e-3 * g / (jnp.abs(g) + eps_hat), rtol=1e-4)
+    keras, plain = optimizers.adam(keras_form=True), optimizers.adam()
+    assert jax.tree.structure(keras.init(g)) == jax.tree.structure(plain.init(g))  # checkpoints alike
