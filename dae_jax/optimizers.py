@@ -41,8 +41,8 @@ def _scale_by_keras_adam(b1: float, b2: float, eps: float) -> optax.GradientTran
     """Adam's direction as Keras computes it (see ``adam``); optax's Adam state, so checkpoints look alike."""
 
     def init(params):
-        zeros = jax.tree.map(jnp.zeros_like, params)
-        return optax.ScaleByAdamState(count=jnp.zeros([], jnp.int32), mu=zeros, nu=zeros)
+        mu, nu = (jax.tree.map(jnp.zeros_like, params) for _ in range(2))  # two buffers: the step donates both
+        return optax.ScaleByAdamState(count=jnp.zeros([], jnp.int32), mu=mu, nu=nu)
 
     def update(updates, state, params=None):
         del params

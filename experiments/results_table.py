@@ -18,11 +18,13 @@ from dae_jax import files
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 COLUMNS = ("psnr", "noisy_psnr", "ssim", "noisy_ssim", "bce", "noisy_bce", "mse", "noisy_mse")
-# Pages in reading order: the denoising studies, the representation studies, then speed.
+# Pages in reading order: parity with Keras, the denoising studies, the representation studies, then speed.
 SECTIONS = (
+    "parity",
     "classical_baselines",
     "noise_sweep",
     "noise_sweep_unet32",
+    "noise_blind",
     "corruption_types",
     "cross_dataset",
     "linear_probe",

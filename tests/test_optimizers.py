@@ -111,3 +111,5 @@ def test_keras_form_adam_adds_epsilon_before_the_bias_correction():
         np.testing.assert_allclose(updates, -1e-3 * g / (jnp.abs(g) + eps_hat), rtol=1e-4)
     keras, plain = optimizers.adam(keras_form=True), optimizers.adam()
     assert jax.tree.structure(keras.init(g)) == jax.tree.structure(plain.init(g))  # checkpoints alike
+    leaves = jax.tree.leaves(keras.init({"w": g, "b": g[:2]}))
+    assert len({id(x) for x in leaves}) == len(leaves)  # a donated step must not get one buffer twice
