@@ -10,8 +10,10 @@ import dae_jax
 from dae_jax import configs
 from dae_jax.nn import models
 
-# The reference setup runs in the default test set; every other config in the full one (slow).
-CONFIGS = [n if n == "conv32_adadelta" else pytest.param(n, marks=pytest.mark.slow) for n in configs.names()]
+# The reference setup (and its ours variant) runs in the default test set; every other config in the full one (slow).
+FAST = ("conv32_adadelta", "conv32_adadelta:ours")
+CONFIGS = [n if n in FAST else pytest.param(n, marks=pytest.mark.slow) for n in [*configs.names(), *FAST[1:]]]
+CONFIGS.append(pytest.param("conv32_16_adam:ours", marks=pytest.mark.slow))
 
 
 @pytest.mark.parametrize("name", CONFIGS)
@@ -23,7 +25,7 @@ def test_config_runs_in_smoke_mode(name, tmp_path, tfds_dir):
     tested = json.loads((tmp_path / "eval.json").read_text())["num_test_images"]  # smoke: at most 256
     assert run.metrics["step"] == 2 and (tested == 256 if config.data.dataset == "mnist" else 1 <= tested <= 256)
     assert (tmp_path / "denoising.png").is_file() and (tmp_path / "loss.png").is_file()
-    model = models.make(config.model.name)
+    model = models.from_config(config.model)
     x = jax.ShapeDtypeStruct((1, *config.image_shape), jnp.float32)
     code = jax.eval_shape(lambda x: model.init_with_output(jax.random.key(0), x, method=model.encode)[0], x)
     whole = config.data.dataset == "photos"  # test images of their own sizes: shown whole, without code maps

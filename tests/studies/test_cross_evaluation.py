@@ -52,3 +52,14 @@ def test_rows_are_compared_with_each_columns_specialist():
     assert "| blind | -0.20 | +0.20 |" in ce.table(report)
     report["rows"] = report["rows"][:2]  # specialists only: no comparison table
     assert "minus the specialist" not in ce.table(report)
+
+
+@pytest.mark.parametrize("study", sorted(ce.STUDIES))
+def test_every_row_of_every_study_builds(study):
+    """Each row's config (its study's config, dae-jax's recipe, the row's overrides) is a runnable Setup."""
+    from dae_jax.setup import Setup
+
+    for overrides in ce.STUDIES[study].rows.values():
+        config = ce.row_config(ce.STUDIES[study], overrides)
+        assert config.model.kernel_init == "lecun_normal" and config.train_noise == "fresh"
+        Setup.from_config(config)
