@@ -96,7 +96,10 @@ class JaxRunner:
         self.key = run_setup.keys.train
         n = len(images) // batch_size * batch_size
         self.batches = [
-            sharding.global_batch({"image": images[i : i + batch_size]}, mesh) for i in range(0, n, batch_size)
+            sharding.global_batch(
+                {"image": images[i : i + batch_size], "row": np.arange(i, i + batch_size, dtype=np.int32)}, mesh
+            )
+            for i in range(0, n, batch_size)
         ]
         self.step = sharding.data_parallel(train_step, mesh, donate_state=True)
         if variant == "resident":

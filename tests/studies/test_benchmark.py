@@ -40,7 +40,7 @@ def test_keras_peer_has_dae_jax_architecture(preset):
 def test_recipe_takes_the_reference_config():
     s = specs.recipe("conv32_16")
     assert (s.config, s.optimizer, s.loss, s.sigma) == ("conv32_16_adam", "adam", "bce", 0.5)
-    assert s.hyperparameters == {"learning_rate": 1e-3, "b1": 0.9, "b2": 0.999, "eps": 1e-7}
+    assert s.hyperparameters == {"learning_rate": 1e-3, "b1": 0.9, "b2": 0.999, "eps": 1e-7, "keras_form": True}
     assert specs.recipe("dense64").sigma is None  # dense64_ae trains without noise
     assert specs.parse("tconv 32 s2 valid relu") == specs.Layer("tconv", 32, 2, 3, False, True)
 
