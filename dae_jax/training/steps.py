@@ -40,6 +40,11 @@ def make_train_step(setup: Setup) -> Callable[[TrainState, Batch, jax.Array], tu
         clean = corruptions.to_float(batch["image"])  # this device's rows: [n, H, W, C]
         given = corruptions.to_float(batch["input"]) if "input" in batch else clean  # after host corruptions
         n = clean.shape[0]
+        if fixed_noise and "row" not in batch:  # at trace time
+            raise ValueError(
+                "config.train_noise='fixed' keys each image's noise by its row: give each batch a 'row' "
+                "(int32 [B], the image's index in the training split), or set train_noise='fresh'."
+            )
         if fixed_noise:  # each training image's noise is a function of (key, its row) only: the same every epoch
             noisy = corruptions.per_example(setup.corrupt, key, given, batch["row"])
         else:  # fresh noise every step; example i of the global batch gets fold_in(step_key, i)
