@@ -33,6 +33,17 @@ def keras_layers(config: ConfigDict) -> ConfigDict:
     return config
 
 
+def keras_optimizer(config: ConfigDict, name: str, learning_rate: float | None = None) -> ConfigDict:
+    """``config`` trained by Keras's optimizer ``name`` (its defaults unless the write-up sets ``learning_rate``).
+
+    Adam in Keras's form of the update (epsilon added before the bias correction: dae_jax.optimizers.adam).
+    """
+    config.optimizer, config.learning_rate = name, learning_rate
+    if name == "adam":
+        config.optimizer_kwargs.keras_form = True
+    return config
+
+
 def ours(config: ConfigDict, learning_rate: float) -> ConfigDict:
     """The faithful ``config`` trained the dae-jax way (see the module docstring), peaking at ``learning_rate``."""
     config.train_noise = "fresh"

@@ -9,11 +9,13 @@ import pytest
 import dae_jax
 from dae_jax import configs
 from dae_jax.nn import models
+from tests.test_variants import REFERENCE
 
-# The reference setup (and its ours variant) runs in the default test set; every other config in the full one (slow).
+# The reference setup (and its ours variant) runs in the default test set; every other config in the full one (slow),
+# the other reference configs' ours variants too.
 FAST = ("conv32_adadelta", "conv32_adadelta:ours")
-CONFIGS = [n if n in FAST else pytest.param(n, marks=pytest.mark.slow) for n in [*configs.names(), *FAST[1:]]]
-CONFIGS.append(pytest.param("conv32_16_adam:ours", marks=pytest.mark.slow))
+NAMES = dict.fromkeys([*configs.names(), *(f"{n}:ours" for n in REFERENCE)])
+CONFIGS = [n if n in FAST else pytest.param(n, marks=pytest.mark.slow) for n in NAMES]
 
 
 @pytest.mark.parametrize("name", CONFIGS)

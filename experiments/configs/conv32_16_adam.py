@@ -28,7 +28,6 @@ def get_config(variant: str = "faithful"):
     config.corruption.sigma = 0.5
     config.train_noise = "fixed"
     config.data.validation_fraction = 0  # all 60k train; the test set validates (validation_data)
-    config.optimizer = "adam"
-    config.optimizer_kwargs.keras_form = True  # Keras's epsilon placement (dae_jax.optimizers.adam)
+    variants.keras_optimizer(config, "adam")  # lr 1e-3, epsilon 1e-7, Keras's form of the update
     config.num_epochs = 10
     return variants.select(config, variant, learning_rate=1e-2)

@@ -30,7 +30,7 @@ def get_config(variant: str = "faithful"):
     config.corruption.sigma = 0.5
     config.train_noise = "fixed"
     config.data.validation_fraction = 0  # all 60k train; the test set validates (validation_data)
-    config.optimizer = "adadelta"
+    variants.keras_optimizer(config, "adadelta")  # Keras's defaults: lr 1.0, rho 0.95, epsilon 1e-7
     config.loss = "bce"
     config.batch_size = 128
     config.num_epochs = 10
