@@ -81,8 +81,11 @@ class Conv(nn.Module):
         bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
         size = (2 * x.shape[1], 2 * x.shape[2]) if self.upsample else (self.resize_to,) * 2 if self.resize_to else None
         padding = ops.same_padding(k) if self.padding == "SAME" else ((0, 0), (0, 0))
+        if self.strides != 1 and self.padding == "SAME":  # Keras's 'same': an odd extra pixel goes at the end
+            in_size = size or x.shape[1:3]
+            padding = tuple(map(tuple, lax.padtype_to_pads(in_size, (k, k), (self.strides,) * 2, "SAME")))
         activation = nn.relu if self.relu else (lambda y: y)
-        if not self.fast or self.strides != 1:
+        if not self.fast or self.strides not in (1, 2) or (self.strides == 2 and size is not None):
             if size is not None:
                 x = _resize_nearest(x, size)
             y = lax.conv_general_dilated(
@@ -90,13 +93,40 @@ class Conv(nn.Module):
             )
             y = activation(y + bias[None, None, None, :])
             return y if self.pool is None else nn.max_pool(y, (2, 2), (2, 2), self.pool.upper())
-        if size == (2 * x.shape[1], 2 * x.shape[2]) and k == 3 and self.padding == "SAME":
+        if self.strides == 2:
+            y = ops.strided_conv2d(x, kernel, padding)
+        elif size == (2 * x.shape[1], 2 * x.shape[2]) and k == 3 and self.padding == "SAME":
             y = ops.upsample_conv2d(x, kernel)
         else:
             y = ops.conv2d(x if size is None else _resize_nearest(x, size), kernel, padding)
         if self.pool is not None:  # max commutes with the bias and the relu: pool the 4x smaller tensor
             y = ops.max_pool_2x2(y, self.pool)
         return activation(y + bias[None, None, None, :])
+
+
+class ConvTranspose(nn.Module):
+    """``nn.ConvTranspose(features, (k, k), strides, padding)`` + bias, the same parameters (``kernel`` [k, k, Cin,
+    F], ``bias`` [F]); stride 2 with a 3x3 kernel in sub-pixel form (ops.transposed_conv2d) unless ``fast=False``."""
+
+    features: int
+    kernel_size: int = 3
+    strides: int = 1
+    padding: str = "SAME"
+    zero_init: bool = False
+    kernel_init: str = "lecun_normal"
+    fast: bool = True
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        k, s = self.kernel_size, self.strides
+        init = nn.initializers.zeros if self.zero_init else KERNEL_INITS[self.kernel_init]
+        kernel = self.param("kernel", init, (k, k, x.shape[-1], self.features))
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+        if self.fast and (k, s) == (3, 2):
+            y = ops.transposed_conv2d(x, kernel, self.padding)
+        else:
+            y = lax.conv_transpose(x, kernel, (s, s), self.padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        return y + bias[None, None, None, :]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,11 +222,8 @@ def build(
     if op == "conv":
         return Conv(**{k: v for k, v in step.items() if k != "op"}, kernel_init=kernel_init, fast=fast), None
     if op == "tconv":
-        k, s = step["kernel_size"], step["strides"]
-        init = nn.initializers.zeros if step["zero_init"] else KERNEL_INITS[kernel_init]
-        return nn.ConvTranspose(
-            step["features"], (k, k), strides=(s, s), padding=step["padding"], kernel_init=init
-        ), relu
+        keys = ("features", "kernel_size", "strides", "padding", "zero_init")
+        return ConvTranspose(**{k: step[k] for k in keys}, kernel_init=kernel_init, fast=fast), relu
     if op == "dense":
         return nn.Dense(step["features"], kernel_init=KERNEL_INITS[kernel_init]), relu
     if op == "bn":

@@ -11,6 +11,11 @@ both to 1e-5. They exist because, measured on XLA CPU (results/benchmarks/):
 - ``upsample_conv2d`` replaces conv(upsample(x)) by four 2x2 convolutions of the small image,
   one per output phase: 16/36 of the multiply-adds, and the 4x larger upsampled tensor is
   never built.
+- ``strided_conv2d`` computes a stride-2 convolution as a stride-1 convolution of the image's
+  space-to-depth (its four pixel phases stacked as channels), so it takes the fast path too.
+- ``transposed_conv2d`` computes a stride-2 transposed convolution as four stride-1 convolutions
+  of the small image, one per output phase (sub-pixel form): the zeros of the dilated input are
+  never multiplied.
 - ``max_pool_2x2`` routes the gradient to the first maximum of each window (as XLA's
   select-and-scatter and TensorFlow do) with elementwise selects, instead of autodiff's
   tie-counting rule for ``max`` or XLA's slow select-and-scatter.
@@ -102,6 +107,64 @@ def upsample_conv2d(x: jax.Array, kernel: jax.Array) -> jax.Array:
             phases.append(conv2d(x, taps, ((1 - a, a), (1 - b, b))))  # [N, H, W, Cout]
     y = jnp.stack(phases, axis=3).reshape(n, h, w, 2, 2, cout)  # [N, H, W, a, b, Cout]
     return y.transpose(0, 1, 3, 2, 4, 5).reshape(n, 2 * h, 2 * w, cout)
+
+
+def strided_conv2d(x: jax.Array, kernel: jax.Array, padding: Padding) -> jax.Array:
+    """Stride-2 convolution, ``lax.conv_general_dilated(x, kernel, (2, 2), padding)`` (no bias).
+
+    x: [N, H, W, Cin]; kernel: [k, k, Cin, Cout] -> [N, (H + pt + pb - k) // 2 + 1, ..., Cout]. The padded
+    image's pixel (2m + p, 2n + q) becomes channel block (p, q) of pixel (m, n); kernel tap (u, v) becomes
+    tap (u // 2, v // 2) of block (u % 2, v % 2) of a ceil(k/2)-square kernel, zero where u or v >= k.
+    """
+    (n, h, w, c), (k, cout) = x.shape, (kernel.shape[0], kernel.shape[-1])
+    (pt, pb), (pl, pr) = padding
+    half = (k + 1) // 2
+    rows, cols = 2 * ((h + pt + pb - k) // 2 + half), 2 * ((w + pl + pr - k) // 2 + half)  # even, cover all taps
+    x = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (pt, rows - pt - h, 0), (pl, cols - pl - w, 0), (0, 0, 0)))
+    x = x.reshape(n, rows // 2, 2, cols // 2, 2, c).transpose(0, 1, 3, 2, 4, 5).reshape(n, rows // 2, cols // 2, 4 * c)
+    kernel = jnp.pad(kernel, ((0, 2 * half - k), (0, 2 * half - k), (0, 0), (0, 0)))
+    kernel = kernel.reshape(half, 2, half, 2, c, cout).transpose(0, 2, 1, 3, 4, 5).reshape(half, half, 4 * c, cout)
+    return conv2d(x, kernel, ((0, 0), (0, 0)))
+
+
+def _transpose_phases(size: int, k: int, padding: str) -> tuple[int, list[tuple[int, int, int]]]:
+    """(output size, per output phase a in (0, 1): (first tap, pad before, pad after)) along one axis.
+
+    ``flax.linen.ConvTranspose`` (stride 2) correlates the kernel with the input dilated by 2 and padded
+    by (lo, hi) as ``lax.conv_transpose`` pads. Output 2i + a then reads taps t = t0, t0 + 2, ... (those
+    landing on input pixels, t0 = (lo - a) % 2) at input pixels i + d, i + d + 1, ..., d = (a + t0 - lo) / 2.
+    Each phase is computed for ceil(size_out / 2) outputs; pads may be negative (a crop).
+    """
+    lo, hi = (2, 1) if padding == "SAME" else (k - 1, k - 1)  # lax.conv_transpose's pads for k = 3
+    out = 2 * (size - 1) + 1 + lo + hi - k + 1
+    per_phase, phases = -(-out // 2), []
+    for a in (0, 1):
+        t0 = (lo - a) % 2
+        taps, d = len(range(t0, k, 2)), (a + t0 - lo) // 2
+        phases.append((t0, -d, per_phase + d + taps - 1 - size))
+    return out, phases
+
+
+def transposed_conv2d(x: jax.Array, kernel: jax.Array, padding: str) -> jax.Array:
+    """``flax.linen.ConvTranspose(Cout, (3, 3), strides=(2, 2), padding=padding)`` (no bias) in sub-pixel form.
+
+    x: [N, H, W, Cin]; kernel: [3, 3, Cin, Cout] -> [N, 2H, 2W, Cout] ('SAME') or [N, 2H + 1, 2W + 1, Cout]
+    ('VALID'). Output phase (a, b) is a stride-1 convolution of x with the taps it reads (_transpose_phases).
+    """
+    if kernel.shape[:2] != (3, 3) or padding not in ("SAME", "VALID"):
+        raise ValueError(f"transposed_conv2d takes a 3x3 kernel and SAME or VALID, got {kernel.shape[:2]}, {padding}.")
+    (n, h, w, _), cout = x.shape, kernel.shape[-1]
+    (out_h, rows), (out_w, cols) = _transpose_phases(h, 3, padding), _transpose_phases(w, 3, padding)
+    zero = jnp.zeros((), x.dtype)
+    phases = [
+        conv2d(lax.pad(x, zero, ((0, 0, 0), (rt, rb, 0), (cl, cr, 0), (0, 0, 0))), kernel[r0::2, c0::2], ((0, 0),) * 2)
+        for r0, rt, rb in rows
+        for c0, cl, cr in cols
+    ]  # each [N, P, Q, Cout]
+    y = jnp.stack(phases, axis=3)
+    p, q = y.shape[1:3]
+    y = y.reshape(n, p, q, 2, 2, cout).transpose(0, 1, 3, 2, 4, 5).reshape(n, 2 * p, 2 * q, cout)
+    return y[:, :out_h, :out_w]
 
 
 def _pool_windows(x: jax.Array, padding: str) -> jax.Array:

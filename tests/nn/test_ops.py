@@ -101,3 +101,50 @@ def test_fast_model_matches_textbook_model(name):
     g_ref = jax.jit(jax.grad(lambda p: loss(reference, p)))(variables["params"])
     for a, b in zip(jax.tree.leaves(g_fast), jax.tree.leaves(g_ref), strict=True):
         np.testing.assert_allclose(a, b, atol=TOL)
+
+
+@pytest.mark.parametrize("shape", [(2, 14, 14, 4), (2, 3, 3, 4), (2, 7, 9, 2), (1, 28, 28, 1)])
+def test_strided_conv2d_matches_lax_strided_conv(shape):
+    x = jax.random.normal(jax.random.key(4), shape)
+    w = jax.random.normal(jax.random.key(5), (3, 3, shape[-1], 6)) * 0.2
+    padding = tuple(map(tuple, lax.padtype_to_pads(shape[1:3], (3, 3), (2, 2), "SAME")))
+
+    def reference(x, w):
+        return lax.conv_general_dilated(x, w, (2, 2), padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    _assert_same_function(lambda x, w: ops.strided_conv2d(x, w, padding), reference, x, w)
+
+
+@pytest.mark.parametrize("padding,shape", [("VALID", (2, 3, 3, 8)), ("SAME", (2, 7, 7, 4)), ("SAME", (2, 5, 8, 3))])
+def test_transposed_conv2d_matches_flax_conv_transpose(padding, shape):
+    x = jax.random.normal(jax.random.key(6), shape)
+    layer = nn.ConvTranspose(5, (3, 3), strides=(2, 2), padding=padding, use_bias=False)
+    w = layer.init(jax.random.key(7), x)["params"]["kernel"]
+
+    def reference(x, w):
+        return layer.apply({"params": {"kernel": w}}, x)
+
+    _assert_same_function(lambda x, w: ops.transposed_conv2d(x, w, padding), reference, x, w)
+
+
+def test_strided_and_transposed_layers_compute_keras_layers():
+    """Conv stride 2 'same' pads as Keras (the odd pixel at the end); the transposed conv is Keras's
+    Conv2DTranspose with the kernel flipped in space (kernel layout [k, k, Cout, Cin] there)."""
+    keras = pytest.importorskip("keras")
+    from dae_jax.nn import layers
+
+    x = jax.random.normal(jax.random.key(8), (2, 14, 14, 3))
+    for module, reference, to_keras in [
+        (layers.Conv(4, strides=2), keras.layers.Conv2D(4, 3, strides=2, padding="same"), lambda w: w),
+        (
+            layers.ConvTranspose(4, strides=2),
+            keras.layers.Conv2DTranspose(4, 3, strides=2, padding="same"),
+            lambda w: np.flip(w, (0, 1)).swapaxes(2, 3),
+        ),
+    ]:
+        params = module.init(jax.random.key(9), x)["params"]
+        bias = jax.random.normal(jax.random.key(10), params["bias"].shape)
+        reference.build(x.shape)
+        reference.set_weights([to_keras(np.asarray(params["kernel"])), np.asarray(bias)])
+        ours = module.apply({"params": {**params, "bias": bias}}, x)
+        np.testing.assert_allclose(ours, np.asarray(reference(np.asarray(x))), atol=TOL)
