@@ -61,3 +61,29 @@ def test_finetuned_stack_beats_a_linear_probe_on_raw_pixels(splits, pretrained):
 def test_bad_settings_get_one_clear_error(splits):
     with pytest.raises(ValueError, match="at least batch_size=32 images"):
         stacked.pretrain(splits["train"][0][:10], (16,), 0.25, 0.05, 1, 32, 0)
+
+
+def test_study_reports_each_seed_and_keeps_finished_ones(tmp_path, tfds_dir):
+    """experiments/stacked_dae.py on a tiny stack: a row per seed and their mean; a kept seed is not retrained."""
+    import json
+
+    from tests.conftest import experiment
+
+    study = experiment("stacked_dae")
+    argv = ["--hidden", "32", "--pretrain_epochs", "1", "--finetune_epochs", "2", "--max_train_images", "256"]
+    argv += ["--num_validation", "500", "--source", "embedded", "--data_dir", tfds_dir]
+    argv += ["--workdir", str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--seeds", "0", "1"]
+    study.main(argv)
+    record = json.loads((tmp_path / "out" / "result.json").read_text())
+    errors = [r["test_error"] for r in record["runs"]]
+    assert [r["seed"] for r in record["runs"]] == [0, 1] and errors[0] != errors[1]
+    assert record["test_error"]["mean"] == pytest.approx(np.mean(errors))
+    page = (tmp_path / "out" / "README.md").read_text()
+    assert "| 0 |" in page and "| 1 |" in page and "mean ± std** | 2 seeds" in page
+    kept = tmp_path / "runs" / "sdae_seed1.json"
+    stamp = kept.stat().st_mtime_ns
+    study.main([*argv, "--overwrite"])  # both seeds kept: nothing trains, the same runs
+    assert kept.stat().st_mtime_ns == stamp
+    assert json.loads((tmp_path / "out" / "result.json").read_text())["runs"] == record["runs"]
+    with pytest.raises(SystemExit, match="other settings; give another --workdir"):
+        study.main([*argv, "--overwrite", "--nu", "0.5"])
