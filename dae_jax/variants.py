@@ -44,8 +44,12 @@ def keras_optimizer(config: ConfigDict, name: str, learning_rate: float | None =
     return config
 
 
-def ours(config: ConfigDict, learning_rate: float) -> ConfigDict:
-    """The faithful ``config`` trained the dae-jax way (see the module docstring), peaking at ``learning_rate``."""
+def ours(config: ConfigDict, learning_rate: float, optimizer: str | None = None) -> ConfigDict:
+    """The faithful ``config`` trained the dae-jax way (see the module docstring), peaking at ``learning_rate``,
+    with ``optimizer`` (Keras's form, dae_jax.optimizers) instead of the config's where given."""
+    if optimizer is not None:
+        config.optimizer_kwargs = ConfigDict()
+        keras_optimizer(config, optimizer)
     config.train_noise = "fresh"
     if config.data.validation_fraction == 0:  # validated on the test set: hold out the last 10% instead
         config.data.validation_fraction = 0.1
@@ -54,8 +58,8 @@ def ours(config: ConfigDict, learning_rate: float) -> ConfigDict:
     return config
 
 
-def select(config: ConfigDict, variant: str, learning_rate: float) -> ConfigDict:
-    """The ``variant`` of a faithful reference ``config``; ``learning_rate``: the ours variant's peak."""
+def select(config: ConfigDict, variant: str, learning_rate: float, optimizer: str | None = None) -> ConfigDict:
+    """The ``variant`` of a faithful reference ``config``; ``learning_rate`` (and ``optimizer``): the ours variant's."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose one of {list(VARIANTS)} (e.g. NAME:ours).")
-    return config if variant == "faithful" else ours(config, learning_rate)
+    return config if variant == "faithful" else ours(config, learning_rate, optimizer)
