@@ -46,6 +46,7 @@ def test_config_runs_in_smoke_mode(name, tmp_path, tfds_dir):
         # conv 1-64, 64-64, 64-32 / 32-32, 32-64, 64-64, 64-1 (3x3 kernels + biases)
         ("conv64", 121_281, (4, 4, 32), (28, 28, 1)),
         ("unet32", 166_849, (7, 7, 64), (28, 28, 1)),
+        ("unet32_residual", 166_849, (7, 7, 64), (28, 28, 1)),  # unet32's layers, a global skip
         ("dense64", 101_200, (64,), (28, 28, 1)),
         ("dense32", 50_992, (32,), (28, 28, 1)),
         # 784*16 + 16 + 16*784 + 784

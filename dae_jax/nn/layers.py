@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import re
 from collections.abc import Callable, Sequence
 
 import flax.linen as nn
@@ -173,6 +174,11 @@ def parse(spec: str) -> dict:
     if op in ("conv", "tconv", "dense") and not (options and options[0].isdigit()):
         raise ValueError(f"Layer spec {spec!r} needs a size, e.g. '{op} 32'.")
     if op in ("conv", "tconv"):
+        unknown = [w for w in options[1:] if w not in ("s2", "valid", "zero") and not re.fullmatch(r"k\d+", w)]
+        if unknown:
+            raise ValueError(
+                f"Layer spec {spec!r}: unknown option {unknown[0]!r}; {op} takes s2, valid, kN, zero, relu."
+            )
         return {
             "op": op,
             "features": int(options[0]),
@@ -209,6 +215,18 @@ def plan(specs: Sequence[str]) -> list[dict]:
         else:
             steps.append(step)
     return steps
+
+
+def fast_in_scan(step: dict) -> bool:
+    """Whether a planned step's backward pass stays on XLA CPU's fast path inside a ``lax.scan`` (fast layers).
+
+    Autodiff's backward passes of XLA's strided and transposed convolutions fall to a slow generic loop
+    there; the fast layers avoid them for stride-2 convs (a stride-1 conv of the space-to-depth image) and
+    3x3 stride-2 transposed convs (sub-pixel form), not for transposed convs of other kernels or strides.
+    """
+    if step["op"] == "tconv":
+        return (step["kernel_size"], step["strides"]) == (3, 2)
+    return True
 
 
 def build(

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 import flax.linen as nn
 import jax
 
-from dae_jax.nn.layers import KERNEL_INITS, BatchNorm, Skip, apply_skip, build, plan, skip_names
+from dae_jax.nn.layers import KERNEL_INITS, BatchNorm, Skip, apply_skip, build, fast_in_scan, plan, skip_names
 
 
 class Autoencoder(nn.Module):
@@ -90,18 +90,32 @@ class Autoencoder(nn.Module):
 def scan_friendly(model: Autoencoder) -> bool:
     """Whether every layer's backward pass stays on XLA CPU's fast path inside a ``lax.scan``.
 
-    True for stride-1 convolutions (``ops.conv2d``), pooling, upsampling, dense layers and skips;
-    autodiff's backward passes of strided and transposed convolutions fall to a slow generic loop
-    there, so the micro-batched step (``dae_jax.setup.micro_batch_size``) is not used for them by default.
+    True for fast models (``fast=True``) whose every layer does (``layers.fast_in_scan``: all but
+    transposed convolutions other than 3x3 stride 2);
+    where it is False the micro-batched step (``dae_jax.setup.micro_batch_size``) and the device-resident
+    loop are not used by default.
     """
-    steps = plan(model.encoder) + plan(model.decoder)
-    return model.fast and all(s["op"] != "tconv" and s.get("strides", 1) == 1 for s in steps)
+    return model.fast and all(map(fast_in_scan, plan(model.encoder) + plan(model.decoder)))
 
 
 def has_batch_norm(model: Autoencoder) -> bool:
     """Whether the model has BatchNorm layers (whose statistics a micro-batched step would change)."""
     return any(spec.split()[0] == "bn" for spec in (*model.encoder, *model.decoder))
 
+
+_UNET32_ENCODER = ("conv 32 relu", "save full", "pool", "conv 64 relu", "save half", "pool", "conv 64 relu")
+_UNET32_DECODER = (
+    "conv 64 relu",
+    "up",
+    "conv 64 relu",
+    "add half",
+    "conv 32 relu",
+    "up",
+    "conv 32 relu",
+    "add full",
+    "conv 32 relu",
+    "conv 1",
+)
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     # Keras blog "Building Autoencoders in Keras", convolutional denoising autoencoder: code 7x7x32.
@@ -148,21 +162,14 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     ),
     # U-Net-style MNIST denoiser (the 'best in an hour' setup): 32 / 64 / 64 channels at 28 / 14 / 7 pixels,
     # additive skips from the encoder at 28 and 14 pixels; code 7x7x64.
-    "unet32": functools.partial(
+    "unet32": functools.partial(Autoencoder, encoder=_UNET32_ENCODER, decoder=_UNET32_DECODER),
+    # The same with a global residual: output = noisy input + a correction (the network predicts minus the
+    # noise, as DnCNN does); the correction's last conv starts at zero, so the untrained model is the identity.
+    # For an MSE loss (its outputs are the images themselves).
+    "unet32_residual": functools.partial(
         Autoencoder,
-        encoder=("conv 32 relu", "save full", "pool", "conv 64 relu", "save half", "pool", "conv 64 relu"),
-        decoder=(
-            "conv 64 relu",
-            "up",
-            "conv 64 relu",
-            "add half",
-            "conv 32 relu",
-            "up",
-            "conv 32 relu",
-            "add full",
-            "conv 32 relu",
-            "conv 1",
-        ),
+        encoder=("save input", *_UNET32_ENCODER),
+        decoder=(*_UNET32_DECODER[:-1], "conv 1 zero", "add input"),
     ),
     # RGB super-resolution (any H, W divisible by 4): strided-conv encoder to H/4 x W/4 x 64, nearest-upsampling
     # decoder with additive skips from the encoder at full and half resolution, and a global residual:

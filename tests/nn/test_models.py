@@ -24,6 +24,14 @@ def test_unknown_layer_spec_is_named():
         model.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)))
 
 
+@pytest.mark.parametrize("spec", ["conv 8 relu s3", "tconv 8 k5 same"])
+def test_unknown_conv_options_are_named_not_ignored(spec):
+    """A stride or padding the specs do not know is refused, not trained as stride 1 or 'same'."""
+    model = models.Autoencoder(encoder=(spec,), decoder=("conv 1",))
+    with pytest.raises(ValueError, match=f"Layer spec '{spec}': unknown option '{spec.split()[-1]}'"):
+        model.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)))
+
+
 def test_upsample_nearest_repeats_pixels():
     x = jnp.arange(4.0).reshape(1, 2, 2, 1)
     up = ops.upsample_nearest(x)
@@ -60,12 +68,13 @@ def test_residual_block_inside_the_encoder_needs_no_skips_to_decode():
     np.testing.assert_allclose(model.apply(variables, code, method=model.decode), model.apply(variables, x))
 
 
-def test_untrained_superres_is_the_identity_plus_a_zero_correction():
-    model = models.make("superres")
-    x, variables = _init(model, (2, 48, 48, 3))
+@pytest.mark.parametrize("name,shape", [("superres", (2, 48, 48, 3)), ("unet32_residual", (2, 28, 28, 1))])
+def test_untrained_residual_presets_are_the_identity_plus_a_zero_correction(name, shape):
+    model = models.make(name)
+    x, variables = _init(model, shape)
     np.testing.assert_array_equal(model.apply(variables, x), x)  # last conv starts at zero: output = input
-    last = f"decoder_layers_{model.decoder.index('conv 3 zero')}_0"
     params = variables["params"]
+    (last,) = [name for name, layer in params.items() if "kernel" in layer and not layer["kernel"].any()]
     kernel = jnp.full_like(params[last]["kernel"], 0.01)
     moved = {"params": {**params, last: {**params[last], "kernel": kernel}}}
     assert not np.allclose(model.apply(moved, x), x)

@@ -72,18 +72,24 @@ def test_micro_batch_size_choice(requested, per_device, model, expected):
     assert micro_batch_size(requested, per_device, models.make(model)) == expected  # tests run on CPU
 
 
-def test_no_automatic_micro_batches_for_strided_models():
-    assert models.scan_friendly(models.make("conv32")) and models.scan_friendly(models.make("dense32"))
-    assert not models.scan_friendly(models.make("superres"))  # strided convs
-    assert micro_batch_size(None, 64, models.make("superres")) is None
-    assert micro_batch_size(8, 64, models.make("superres")) == 8  # asked for: done (correct, slower)
+def test_no_automatic_micro_batches_where_layers_are_slow_in_scans():
+    for name in ("conv32", "dense32", "superres", "bn_dense576"):  # stride-2 convs and 3x3 s2 tconvs: fast forms
+        assert models.scan_friendly(models.make(name))
+    slow = [models.Autoencoder(encoder=("conv 8",), decoder=(t, "conv 1")) for t in ("tconv 8 s2 k5", "tconv 8")]
+    assert not any(map(models.scan_friendly, slow))  # XLA's own transposed convs
+    assert not models.scan_friendly(models.make("superres", fast=False))  # the textbook layers
+    assert micro_batch_size(None, 64, slow[0]) is None
+    assert micro_batch_size(8, 64, slow[0]) == 8  # asked for: done (correct, slower)
+    assert micro_batch_size(None, 64, models.make("superres")) == 16
 
 
 def test_device_resident_loop_by_default_where_it_is_faster():
     images = np.zeros((100, 28, 28, 1), np.uint8)
     assert device_loop.wanted(None, images, models.make("conv32"))
-    assert not device_loop.wanted(None, images, models.make("bn_dense576"))  # strided convs: slow in scans
-    assert device_loop.wanted(True, images, models.make("bn_dense576"))  # asked for: done
+    assert device_loop.wanted(None, images, models.make("bn_dense576"))  # fast strided and transposed convs
+    textbook = models.make("bn_dense576", fast=False)  # XLA's strided convs: slow in scans
+    assert not device_loop.wanted(None, images, textbook)
+    assert device_loop.wanted(True, images, textbook)  # asked for: done
     assert not device_loop.wanted(False, images, models.make("conv32"))
     big = np.broadcast_to(np.zeros((), np.uint8), (device_loop.RESIDENT_MAX_BYTES + 1,))
     assert not device_loop.wanted(None, big, models.make("conv32"))
