@@ -24,6 +24,7 @@ SECTIONS = (
     "classical_baselines",
     "noise_sweep",
     "noise_sweep_unet32",
+    "ablation_unet32",
     "noise_blind",
     "corruption_types",
     "cross_dataset",

@@ -54,6 +54,27 @@ def test_rows_are_compared_with_each_columns_specialist():
     assert "minus the specialist" not in ce.table(report)
 
 
+def test_an_ablation_says_what_each_change_bought():
+    """A cumulative study's rows are each the one above plus one change: the table gives each row's gain."""
+    rows = [("base", 20.0, 0.880), ("+ mse", 20.5, 0.885), ("+ residual", 20.4, 0.890)]
+    report = {
+        "study": "s",
+        "about": "",
+        "config": "unet32_best",
+        "command": "c",
+        "columns": {"sigma 0.5": {}},
+        "cumulative": True,
+        "rows": [
+            {"row": r, "cells": {"sigma 0.5": {"psnr": p, "ssim": q, "noisy_psnr": 9.0, "noisy_ssim": 0.4}}}
+            for r, p, q in rows
+        ],
+    }
+    text = ce.table(report)
+    assert "| + mse | +0.50 / +0.005 |" in text and "| + residual | -0.10 / +0.005 |" in text
+    rows = list(ce.STUDIES["ablation_unet32"].rows.values())
+    assert all(rows[i].items() <= rows[i + 1].items() for i in range(len(rows) - 1))  # each keeps the changes above
+
+
 @pytest.mark.parametrize("study", sorted(ce.STUDIES))
 def test_every_row_of_every_study_builds(study):
     """Each row's config (its study's config, dae-jax's recipe, the row's overrides) is a runnable Setup."""
