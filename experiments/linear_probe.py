@@ -70,11 +70,17 @@ def probe_row(name: str, features: probe.Splits, labels: probe.Splits, args: arg
     return row
 
 
+def shown(workdir: Path) -> str:
+    """The workdir as given (``workdirs/parity/conv32_adadelta/dae-jax_seed0`` says more than its last part);
+    an absolute path only by its name, so that no machine's paths reach the committed page."""
+    return workdir.name if workdir.is_absolute() else workdir.as_posix()
+
+
 def run_name(workdir: Path, denoiser: dae_jax.Denoiser) -> str:
-    """The workdir's name, and what it is: model, corruption, epochs (from its saved config)."""
+    """The workdir, and what it is: model, corruption, epochs (from its saved config)."""
     c = denoiser.config
     corruption = " ".join(f"{k}={v}" for k, v in c.corruption.items() if k != "name")
-    return f"{workdir.name} ({c.model.name}, {c.corruption.name} {corruption}, {c.num_epochs} epochs)"
+    return f"{shown(workdir)} ({c.model.name}, {c.corruption.name} {corruption}, {c.num_epochs} epochs)"
 
 
 def markdown(record: dict, command: str) -> str:
@@ -114,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
         denoiser = dae_jax.load(workdir)
         name = run_name(workdir, denoiser)
         codes = probe.codes(denoiser.encode, images)
-        rows.append({**probe_row(f"codes of {workdir.name}", codes, labels, args), "run": name})
+        rows.append({**probe_row(f"codes of {shown(workdir)}", codes, labels, args), "run": name})
         dim = codes["train"].shape[1]
         if dim < pixels["train"].shape[1]:
             rows.append({**probe_row(f"PCA {dim} of pixels", probe.pca(pixels, dim), labels, args), "run": name})

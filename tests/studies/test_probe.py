@@ -1,5 +1,6 @@
 import json
 import sys
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -68,7 +69,8 @@ def test_linear_probe_script_probes_a_workdir(tmp_path, tfds_dir, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["linear_probe.py", *argv])
     linear_probe.main(argv)
     record = json.loads((out / "probe.json").read_text())
-    assert [r["features"] for r in record["rows"]] == ["raw pixels", "codes of run", "PCA 32 of pixels"]
+    assert [r["features"] for r in record["rows"]] == ["raw pixels", "codes of run", "PCA 32 of pixels"]  # absolute
+    assert linear_probe.shown(Path("workdirs/parity/a/seed0")) == "workdirs/parity/a/seed0"  # relative: as given
     assert [r["dim"] for r in record["rows"]] == [784, 32, 32]
     assert record["num_train"] == 2000 and record["num_test"] == 1000
     for row in record["rows"]:
