@@ -25,7 +25,7 @@ from dae_jax.data import pipeline
 from dae_jax.eval import analysis, figures
 from dae_jax.nn import models
 from dae_jax.setup import Setup
-from dae_jax.training import feeds, preemption
+from dae_jax.training import feeds, preemption, timings
 from dae_jax.training import workdir as workdir_lib
 from dae_jax.training.checkpoints import MANIFEST, Checkpoints
 from dae_jax.training.state import Run, TrainState, all_finite, create_train_state
@@ -38,8 +38,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
 
     ``workdir`` None: a fresh temporary directory (``Run.workdir`` says which). Every check (config,
     data, model, the checkpoint to resume) comes before the first write: a refused start changes
-    nothing in the workdir. SIGTERM or Ctrl-C save and raise ``preemption.Preempted``.
+    nothing in the workdir. SIGTERM or Ctrl-C save and raise ``preemption.Preempted``. Where the seconds
+    went: ``timings.json`` (``dae_jax.training.timings``).
     """
+    timer = timings.Timings()
     config = configs.prepared(config)
     workdir = workdir_lib.check_writable(workdir if workdir is not None else tempfile.mkdtemp(prefix="dae_jax_"))
     mesh = sharding.make_mesh()
@@ -62,13 +64,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
             workdir_lib.record_start(workdir, workdir_lib.run_metadata(config, splits.source, feed.description))
         writer = workdir_lib.MetricWriter(workdir, resumed_step=int(state.step))
         with preemption.stop_requests() as stop_requested:
-            loop = _Loop(setup, mesh, workdir, ckpts, steps_per_epoch, feed, stop_requested, data)
+            loop = _Loop(setup, mesh, workdir, ckpts, steps_per_epoch, feed, stop_requested, timer, data)
             done = np.asarray(progress.get("epoch_losses", []), np.float32)  # the resumed epoch's losses so far
+            timer.add("prepare", time.perf_counter() - timer.started)
             for epoch in range(int(state.step) // steps_per_epoch, config.num_epochs):
                 state = loop.epoch(state, epoch, writer, done)
                 done = np.zeros(0, np.float32)
             history = workdir_lib.read_history(workdir)
-            result = _test(setup, state, feed, splits.source, history, workdir)
+            result = _test(setup, state, feed, splits.source, history, workdir, timer)
+    record = timer.record()
+    if jax.process_index() == 0:
+        files.write_json(workdir / "timings.json", record)
+    log.info(timings.summary(record))
     return Run(state=state, history=history, metrics=result, workdir=workdir)
 
 
@@ -134,6 +141,7 @@ class _Loop:
     steps_per_epoch: int
     feed: feeds.ArrayFeed | feeds.StreamFeed
     stop_requested: Callable[[], bool]  # preemption.stop_requests(): save and stop at the next step boundary
+    timer: timings.Timings
     data: str | None = None  # a streamed folder's prepared TFDS name, saved to refuse resuming on a changed one
 
     def __post_init__(self):
@@ -154,7 +162,8 @@ class _Loop:
             losses = np.concatenate(epoch_losses).tolist() if epoch_losses else []
             progress = {"epoch_losses": losses, "steps_per_epoch": self.steps_per_epoch}
             progress |= {"data": self.data} if self.data else {}
-            self.ckpts.save(state, self.setup.config, progress)
+            with self.timer.phase("checkpoints"):
+                self.ckpts.save(state, self.setup.config, progress)
 
     def _step_checkpoint_due(self, step: int) -> bool:
         every = self.setup.config.checkpoint_every_steps
@@ -196,8 +205,11 @@ class _Loop:
         losses, start = [done], time.perf_counter()
         while step < epoch_end:
             k = self._next_event(step, epoch_start) - step
+            chunk_start = time.perf_counter()
             state, chunk = advance(state, k)
             chunk = np.asarray(chunk)  # [k]: the one host sync per interval
+            first = self.timer.seconds["first_chunk"] == 0  # this process's first call: compilation included
+            self.timer.add("first_chunk" if first else "train", time.perf_counter() - chunk_start)
             losses.append(chunk)
             self._check(state, chunk, step)
             step += k
@@ -224,7 +236,8 @@ class _Loop:
             "train_loss": float(losses.mean()),
             "images_per_s": (len(losses) - len(done)) * config.batch_size / elapsed,  # of the steps run here
         }
-        scores = self.feed.score("validation", state.variables()) if self.feed.count("validation") else {}
+        with self.timer.phase("validation"):
+            scores = self.feed.score("validation", state.variables()) if self.feed.count("validation") else {}
         record |= {f"val_{k}": v for k, v in scores.items()}
         check_scores(scores, f"validation after step {step}", config, self.workdir)
         writer.write(step, record)
@@ -247,23 +260,32 @@ class _Loop:
         return state
 
 
-def _test(setup: Setup, state: TrainState, feed, source, history: list[dict], workdir: Path) -> dict:
+def _figures_and_analyses(setup: Setup, state: TrainState, feed, history: list[dict], workdir: Path) -> None:
+    config = setup.config
+    examples = feed.figure_examples(config.num_figure_images)
+    figures.write_run_figures(setup, jax.device_get(state.variables()), examples, history, workdir)
+    for name in config.analyses:  # e.g. pca_angles.json (on this process's share of the data)
+        test = (
+            feed.data.test
+            if config.max_eval_examples is None
+            else {k: v[: config.max_eval_examples] for k, v in feed.data.test.items()}
+        )
+        analysis.run(name, state, feed.data.train, test, workdir)
+
+
+def _test(
+    setup: Setup, state: TrainState, feed, source, history: list[dict], workdir: Path, timer: timings.Timings
+) -> dict:
     """The test split scored with the fixed evaluation noise; eval.json, figures and analyses (process 0)."""
     config = setup.config
-    result = feed.score("test", state.variables())
+    with timer.phase("test"):
+        result = feed.score("test", state.variables())
     check_scores(result, f"test at step {int(state.step)}", config, workdir)
     result |= {"num_test_images": feed.count("test"), "step": int(state.step), "data_source": source.description}
     if jax.process_index() == 0:
         files.write_json(workdir / "eval.json", workdir_lib.strict_json(result))
-        examples = feed.figure_examples(config.num_figure_images)
-        figures.write_run_figures(setup, jax.device_get(state.variables()), examples, history, workdir)
-        for name in config.analyses:  # e.g. pca_angles.json (on this process's share of the data)
-            test = (
-                feed.data.test
-                if config.max_eval_examples is None
-                else {k: v[: config.max_eval_examples] for k, v in feed.data.test.items()}
-            )
-            analysis.run(name, state, feed.data.train, test, workdir)
+        with timer.phase("figures"):
+            _figures_and_analyses(setup, state, feed, history, workdir)
     log.info(
         "test (%d images): PSNR %.2f dB (noisy input %.2f), SSIM %.4f (noisy input %.4f), %s %.4f",
         result["num_test_images"],

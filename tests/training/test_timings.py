@@ -1,0 +1,27 @@
+"""dae_jax.training.timings: seconds per phase add up to the whole."""
+
+import time
+
+import pytest
+
+from dae_jax.training import timings
+
+
+def test_phases_add_up_to_the_total():
+    timer = timings.Timings()
+    with timer.phase("train"):
+        time.sleep(0.02)
+    with timer.phase("train"):  # summed over every time the phase ran
+        time.sleep(0.02)
+    timer.add("validation", 0.5)
+    record = timer.record()
+    assert record["train"] >= 0.04 and record["validation"] == 0.5 and record["test"] == 0.0
+    assert record["total"] >= 0.04  # add()'s seconds are claimed, not slept: "other" takes the difference
+    assert sum(v for k, v in record.items() if k != "total") == pytest.approx(record["total"], abs=0.005)
+    line = timings.summary(record)
+    assert line.startswith("seconds: prepare 0.0, first_chunk 0.0, train ") and ", validation 0.5, " in line
+
+
+def test_an_unknown_phase_is_named():
+    with pytest.raises(ValueError, match="unknown phase 'compile'"):
+        timings.Timings().add("compile", 1.0)
