@@ -27,6 +27,8 @@ def test_config_runs_in_smoke_mode(name, tmp_path, tfds_dir):
     tested = json.loads((tmp_path / "eval.json").read_text())["num_test_images"]  # smoke: at most 256
     assert run.metrics["step"] == 2 and (tested == 256 if config.data.dataset == "mnist" else 1 <= tested <= 256)
     assert (tmp_path / "denoising.png").is_file() and (tmp_path / "loss.png").is_file()
+    (seconds,) = json.loads((tmp_path / "timings.json").read_text())
+    assert seconds["from_step"] == 0 and seconds["first_chunk"] > 0 and seconds["test"] > 0 and seconds["other"] >= 0
     model = models.from_config(config.model)
     x = jax.ShapeDtypeStruct((1, *config.image_shape), jnp.float32)
     code = jax.eval_shape(lambda x: model.init_with_output(jax.random.key(0), x, method=model.encode)[0], x)

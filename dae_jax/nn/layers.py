@@ -174,11 +174,13 @@ def parse(spec: str) -> dict:
     if op in ("conv", "tconv", "dense") and not (options and options[0].isdigit()):
         raise ValueError(f"Layer spec {spec!r} needs a size, e.g. '{op} 32'.")
     if op in ("conv", "tconv"):
-        unknown = [w for w in options[1:] if w not in ("s2", "valid", "zero") and not re.fullmatch(r"k\d+", w)]
+        unknown = [w for w in options[1:] if w not in ("s2", "valid", "zero") and not re.fullmatch(r"k[1-9]\d*", w)]
         if unknown:
             raise ValueError(
                 f"Layer spec {spec!r}: unknown option {unknown[0]!r}; {op} takes s2, valid, kN, zero, relu."
             )
+        if len({w[0] if w[0] == "k" else w for w in options[1:]}) < len(options) - 1:
+            raise ValueError(f"Layer spec {spec!r}: an option given twice; give each of s2, valid, kN, zero once.")
         return {
             "op": op,
             "features": int(options[0]),

@@ -92,8 +92,8 @@ def scan_friendly(model: Autoencoder) -> bool:
 
     True for fast models (``fast=True``) whose every layer does (``layers.fast_in_scan``: all but
     transposed convolutions other than 3x3 stride 2);
-    where it is False the micro-batched step (``dae_jax.setup.micro_batch_size``) and the device-resident
-    loop are not used by default.
+    where it is False, on CPU, the micro-batched step (``dae_jax.setup.micro_batch_size``) and the
+    device-resident loop are not used by default.
     """
     return model.fast and all(map(fast_in_scan, plan(model.encoder) + plan(model.decoder)))
 

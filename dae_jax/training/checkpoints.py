@@ -192,13 +192,17 @@ class Checkpoints:
             log.info("discarding checkpoint step %d: its write was interrupted", steps[-1])
             self.manager.delete(steps.pop())
 
-    def resumable(self, config: ml_collections.ConfigDict, steps_per_epoch: int, data: str | None = None) -> int | None:
+    def resumable(
+        self, config: ml_collections.ConfigDict, steps_per_epoch: int, data: str | None = None, order: str | None = None
+    ) -> int | None:
         """The step a run of ``config`` resumes from (``config.restore_step``, default the latest complete one),
         None for a fresh start; every check of ``resume``, and nothing written.
 
         CheckpointError, with the way out, for a missing or damaged step, one made by a config whose
         model, loss or optimizer differ, or one of another epoch length (batch size or data changed) or,
-        for an image folder (``data``: its prepared TFDS name), of another listing of the folder.
+        for an image folder (``data``: its prepared TFDS name), of another listing of the folder, or (``order``:
+        the training loop's data order, ``feeds``' ``order``) made by another loop, whose epochs visit the
+        images in another order: resumed mid-epoch it would see some twice and others never.
         """
         steps = self.all_steps()
         complete = [s for s in steps if self.is_complete(s)]
@@ -223,6 +227,9 @@ class Checkpoints:
             differences.append(f"steps per epoch: {saved} -> {steps_per_epoch} (batch size or data)")
         if data and (saved := progress.get("data", data)) != data:
             differences.append(f"data: {saved} -> {data} (files of the image folder added, removed or changed)")
+        if order and (saved := progress.get("order", order)) != order:
+            flag = f"--config.device_resident={saved == 'device-resident'}"
+            differences.append(f"training loop: {saved} -> {order} (its data order; resume with {flag})")
         if differences:
             raise CheckpointError(
                 f"the checkpoint at step {step} in {self.directory} was made with a different config "
@@ -237,11 +244,16 @@ class Checkpoints:
         return step
 
     def resume(
-        self, state, config: ml_collections.ConfigDict, steps_per_epoch: int, data: str | None = None
+        self,
+        state,
+        config: ml_collections.ConfigDict,
+        steps_per_epoch: int,
+        data: str | None = None,
+        order: str | None = None,
     ) -> tuple[Any, dict]:
         """(state, progress) at ``resumable``'s step, ``(state, {})`` for a fresh start. Only once its checks
         pass are interrupted writes discarded and, for an earlier step, the later ones deleted."""
-        step = self.resumable(config, steps_per_epoch, data)
+        step = self.resumable(config, steps_per_epoch, data, order)
         restored = self.restore(state, step) if step is not None else None
         self.discard_interrupted()
         if step is None:

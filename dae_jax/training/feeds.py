@@ -62,6 +62,7 @@ class ArrayFeed:
         self.resident = setup.host_corrupt is None and device_loop.wanted(
             requested, self.data.train["image"], setup.model
         )
+        self.order = "device-resident" if self.resident else "host"  # whose permutation orders the epochs
         self.description = (
             "device-resident lax.scan (dae_jax.training.device_loop)"
             if self.resident
@@ -130,6 +131,7 @@ class StreamFeed:
     def __init__(self, setup: Setup, splits: pipeline.Splits, mesh, steps_per_epoch: int):
         self.setup, self.mesh, self.splits = setup, mesh, splits
         self.sources = {split: splits.source_of(split) for split in splits.tfds_splits}
+        self.order = "streamed"
         self.description = "streamed from disk (dae_jax.data.stream: grain over ArrayRecord), one step per batch"
         step_fn = sharding.data_parallel(steps.make_train_step(setup), mesh, donate_state=True)
         local_batch = setup.config.batch_size // jax.process_count()

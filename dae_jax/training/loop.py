@@ -58,7 +58,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
         ckpts.resumable(config, steps_per_epoch, data)  # refused here: nothing written
         feed = feeds.feed(setup, splits, mesh, steps_per_epoch)  # the data read, the loop chosen and checked
         state = jax.device_put(create_train_state(setup), sharding.replicated(mesh))
-        state, progress = ckpts.resume(state, config, steps_per_epoch, data)  # the first change to the workdir
+        state, progress = ckpts.resume(state, config, steps_per_epoch, data, feed.order)  # first change to workdir
         log.info("training loop: %s; model %s: %s parameters", feed.description, config.model.name, _params(state))
         if jax.process_index() == 0:
             workdir_lib.record_start(workdir, workdir_lib.run_metadata(config, splits.source, feed.description))
@@ -72,10 +72,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
                 done = np.zeros(0, np.float32)
             history = workdir_lib.read_history(workdir)
             result = _test(setup, state, feed, splits.source, history, workdir, timer)
-    record = timer.record()
-    if jax.process_index() == 0:
-        files.write_json(workdir / "timings.json", record)
-    log.info(timings.summary(record))
+    timer.finish(workdir, writer.resumed_step)
     return Run(state=state, history=history, metrics=result, workdir=workdir)
 
 
@@ -160,7 +157,7 @@ class _Loop:
         """A checkpoint of ``state`` with the losses of its epoch so far (none at an epoch's end)."""
         if int(state.step) not in self.ckpts.all_steps():
             losses = np.concatenate(epoch_losses).tolist() if epoch_losses else []
-            progress = {"epoch_losses": losses, "steps_per_epoch": self.steps_per_epoch}
+            progress = {"epoch_losses": losses, "steps_per_epoch": self.steps_per_epoch, "order": self.feed.order}
             progress |= {"data": self.data} if self.data else {}
             with self.timer.phase("checkpoints"):
                 self.ckpts.save(state, self.setup.config, progress)
@@ -208,8 +205,7 @@ class _Loop:
             chunk_start = time.perf_counter()
             state, chunk = advance(state, k)
             chunk = np.asarray(chunk)  # [k]: the one host sync per interval
-            first = self.timer.seconds["first_chunk"] == 0  # this process's first call: compilation included
-            self.timer.add("first_chunk" if first else "train", time.perf_counter() - chunk_start)
+            self.timer.chunk(time.perf_counter() - chunk_start)
             losses.append(chunk)
             self._check(state, chunk, step)
             step += k

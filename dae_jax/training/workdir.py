@@ -3,8 +3,8 @@
 ``Lock``: one run per workdir at a time (``dae_jax.lock``, with host and pid). ``metadata.json``
 (``run_metadata``: config, data source, versions, devices, git commit), ``metrics.jsonl`` and
 TensorBoard events (``MetricWriter``: one record per epoch, process 0 only), ``eval.json``
-(``strict_json``). ``read_history`` reads the records back. ``check_writable`` looks without
-creating anything: a refused start leaves no trace.
+(``strict_json``); ``timings.json`` is ``dae_jax.training.timings``'. ``read_history`` reads the
+records back. ``check_writable`` looks without creating anything: a refused start leaves no trace.
 """
 
 from __future__ import annotations
@@ -230,6 +230,7 @@ class MetricWriter:
     def __init__(self, workdir: Path, resumed_step: int):
         from flax.metrics import tensorboard
 
+        self.resumed_step = resumed_step  # the step this invocation began at
         self.path = workdir / "metrics.jsonl"
         self.enabled = jax.process_index() == 0
         if not self.enabled:

@@ -16,7 +16,10 @@ Command (full MNIST, 2-core CPU, about 3 minutes):
   DAE_JAX_MNIST_DIR=../shared/data/mnist dae-jax train \\
       --config=experiments/configs/bn_dense576_sgd.py --workdir=workdirs/bn_dense576_sgd
   (the ours variant: --config=experiments/configs/bn_dense576_sgd.py:ours)
-Measured: results/README.md (mean ± std over 3 seeds, 10k test images, fixed sigma-0.3 noise).
+Measured: results/README.md (mean ± std over 3 seeds, 10k test images, fixed sigma-0.3 noise). Those
+runs used the tf.data loop (their metadata.json says so); since 7e3ad96 this model trains by default in
+the faster device-resident loop, which orders the epochs differently: add --config.device_resident=False
+to rerun them exactly.
 """
 
 from dae_jax import configs, variants

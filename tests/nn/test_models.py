@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dae_jax.nn import models, ops
+from dae_jax.nn import layers, models, ops
 
 
 def test_conv32_param_count_and_shapes():
@@ -24,7 +24,13 @@ def test_unknown_layer_spec_is_named():
         model.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)))
 
 
-@pytest.mark.parametrize("spec", ["conv 8 relu s3", "tconv 8 k5 same"])
+def test_a_conv_option_given_twice_is_refused():
+    model = models.Autoencoder(encoder=("conv 8 k3 k5",), decoder=("conv 1",))
+    with pytest.raises(ValueError, match="Layer spec 'conv 8 k3 k5': an option given twice"):
+        model.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)))
+
+
+@pytest.mark.parametrize("spec", ["conv 8 relu s3", "tconv 8 k5 same", "conv 8 k0"])
 def test_unknown_conv_options_are_named_not_ignored(spec):
     """A stride or padding the specs do not know is refused, not trained as stride 1 or 'same'."""
     model = models.Autoencoder(encoder=(spec,), decoder=("conv 1",))
@@ -74,7 +80,8 @@ def test_untrained_residual_presets_are_the_identity_plus_a_zero_correction(name
     x, variables = _init(model, shape)
     np.testing.assert_array_equal(model.apply(variables, x), x)  # last conv starts at zero: output = input
     params = variables["params"]
-    (last,) = [name for name, layer in params.items() if "kernel" in layer and not layer["kernel"].any()]
+    (last,) = [key for key, layer in params.items() if "kernel" in layer and not layer["kernel"].any()]
+    assert last == f"decoder_layers_{len(layers.plan(model.decoder)) - 2}_0"  # the conv before "add input"
     kernel = jnp.full_like(params[last]["kernel"], 0.01)
     moved = {"params": {**params, last: {**params[last], "kernel": kernel}}}
     assert not np.allclose(model.apply(moved, x), x)

@@ -21,7 +21,7 @@ def test_entry_point_trains_evaluates_and_resumes(tmp_path, run_train):
     assert metadata["config"]["optimizer"] == "adadelta" and len(metadata["devices"]) == 8
     assert [json.loads(line)["epoch"] for line in (workdir / "metrics.jsonl").read_text().splitlines()] == [1, 2]
     assert list((workdir / "tensorboard").iterdir())
-    seconds = json.loads((workdir / "timings.json").read_text())  # where the wall-clock went
+    (seconds,) = json.loads((workdir / "timings.json").read_text())  # where the wall-clock went
     assert all(seconds[k] > 0 for k in ("prepare", "first_chunk", "train", "validation", "checkpoints", "test"))
     assert abs(sum(v for k, v in seconds.items() if k != "total") - seconds["total"]) < 0.01
     assert "seconds: prepare" in out
@@ -34,3 +34,5 @@ def test_entry_point_trains_evaluates_and_resumes(tmp_path, run_train):
     epochs = [json.loads(line)["epoch"] for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     assert epochs == [1, 2, 3]
     assert json.loads((workdir / "eval.json").read_text())["step"] == saved // 2 * 3
+    records = json.loads((workdir / "timings.json").read_text())
+    assert [r["from_step"] for r in records] == [0, saved] and records[1]["first_chunk"] > 0

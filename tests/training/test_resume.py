@@ -156,6 +156,19 @@ def test_config_mismatch_is_refused_with_fields_listed(tmp_path):
     assert int(ckpts.resume(state, config, 1)[0].step) == 0  # the same config resumes
 
 
+def test_resuming_with_another_training_loop_is_refused(tmp_path):
+    """The device-resident and the host loop order an epoch's images differently: resumed mid-epoch by the
+    other one, a run would see some images twice and others never."""
+    config = configs.base()
+    state = create_train_state(setup_of("conv32"), jax.random.key(0))
+    ckpts = checkpoints.Checkpoints(tmp_path / "ckpt")
+    ckpts.save(state, config, {"epoch_losses": [0.5], "steps_per_epoch": 4, "order": "device-resident"})
+    expected = r"training loop: device-resident -> host \(its data order; resume with --config.device_resident=True\)"
+    with pytest.raises(checkpoints.CheckpointError, match=expected):
+        ckpts.resume(state, config, 4, order="host")
+    assert ckpts.resume(state, config, 4, order="device-resident")[1]["order"] == "device-resident"
+
+
 def _override(**fields):
     config = configs.base()
     for path, value in fields.items():
