@@ -13,7 +13,7 @@ Command (full MNIST, 2-core CPU, 10-19 minutes with the CPU shared):
   DAE_JAX_MNIST_DIR=../shared/data/mnist dae-jax train \\
       --config=experiments/configs/conv64_dae.py --workdir=workdirs/conv64_dae
   (the ours variant: --config=experiments/configs/conv64_dae.py:ours)
-Measured: results/README.md (mean ± std over 3 seeds, ours one seed; 10k test images, fixed noise).
+Measured: results/README.md (mean ± std over 3 seeds; 10k test images, fixed noise).
 """
 
 from dae_jax import configs, variants
