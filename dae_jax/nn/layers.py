@@ -105,6 +105,10 @@ class Conv(nn.Module):
         return activation(y + bias[None, None, None, :])
 
 
+# (kernel size, stride) of the transposed convs computed in sub-pixel form (ops.transposed_conv2d).
+SUBPIXEL_TCONV = (3, 2)
+
+
 class ConvTranspose(nn.Module):
     """``nn.ConvTranspose(features, (k, k), strides, padding)`` + bias, the same parameters (``kernel`` [k, k, Cin,
     F], ``bias`` [F]); stride 2 with a 3x3 kernel in sub-pixel form (ops.transposed_conv2d) unless ``fast=False``."""
@@ -123,7 +127,7 @@ class ConvTranspose(nn.Module):
         init = nn.initializers.zeros if self.zero_init else KERNEL_INITS[self.kernel_init]
         kernel = self.param("kernel", init, (k, k, x.shape[-1], self.features))
         bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
-        if self.fast and (k, s) == (3, 2):
+        if self.fast and (k, s) == SUBPIXEL_TCONV:
             y = ops.transposed_conv2d(x, kernel, self.padding)
         else:
             y = lax.conv_transpose(x, kernel, (s, s), self.padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
@@ -227,7 +231,7 @@ def fast_in_scan(step: dict) -> bool:
     3x3 stride-2 transposed convs (sub-pixel form), not for transposed convs of other kernels or strides.
     """
     if step["op"] == "tconv":
-        return (step["kernel_size"], step["strides"]) == (3, 2)
+        return (step["kernel_size"], step["strides"]) == SUBPIXEL_TCONV
     return True
 
 
