@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
+
+log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
@@ -68,6 +71,21 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
 def write_json(path: str | os.PathLike, obj) -> None:
     """``obj`` as strict JSON (NaN/inf refused: write them as None first)."""
     write_text(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")
+
+
+def read_own_json(path: Path, kind: type) -> list | dict | None:
+    """A JSON file dae-jax wrote itself (and appends to), or None when absent; damaged (unreadable, not JSON,
+    not a ``kind``) it is logged and taken as absent, so the next write starts it anew instead of failing a run."""
+    if not path.exists():
+        return None
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        value = None
+    if not isinstance(value, kind):
+        log.warning("%s was damaged: written anew", path)
+        return None
+    return value
 
 
 def check_outputs(

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import time
 from collections.abc import Iterator
@@ -69,13 +68,7 @@ class Timings:
         record = self.record()
         if jax.process_index() == 0:
             path = workdir / "timings.json"
-            try:
-                earlier = json.loads(path.read_text()) if path.exists() else []
-            except (OSError, ValueError):
-                earlier = None
-            if not isinstance(earlier, list):
-                log.warning("%s was damaged: written anew", path)
-                earlier = []
+            earlier = files.read_own_json(path, list) or []
             files.write_json(path, [*earlier, {"from_step": from_step, **record}])
         log.info(summary(record))
         return record

@@ -154,11 +154,7 @@ def run_lock(workdir: Path):
 def record_start(workdir: Path, metadata: dict) -> None:
     """``metadata.json``: the first start's metadata, and one entry per resume under ``resumes``."""
     path = workdir / "metadata.json"
-    try:
-        first = dict(json.loads(path.read_text())) if path.exists() else None
-    except (OSError, ValueError, TypeError):
-        log.warning("%s was damaged: written anew", path)
-        first = None
+    first = files.read_own_json(path, dict)
     if first is None:
         files.write_json(path, metadata)
         return
