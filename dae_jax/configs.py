@@ -158,12 +158,18 @@ def _run(path: Path, what: str, function, *args):
 # ---- overrides -----------------------------------------------------------------------------------
 
 
+# Nodes whose keys are not all in ``base``: a model preset's fields (encoder, decoder, ...) are checked when the
+# model is built (``dae_jax.nn.models.make`` names the ones a preset does not take).
+_OPEN = ("config.model",)
+
+
 def _node(config: ConfigDict, field: str) -> tuple[ConfigDict, str]:
     """(the ConfigDict holding ``field``, its last name); ValueError naming an unknown field."""
     *parents, leaf = field.split(".")
     node, path = config, "config"
     for name in [*parents, leaf]:
-        if not isinstance(node, ConfigDict) or name not in node:
+        new_key = name == leaf and path in _OPEN and isinstance(node, ConfigDict)
+        if not new_key and (not isinstance(node, ConfigDict) or name not in node):
             close = difflib.get_close_matches(name, list(node.keys()) if isinstance(node, ConfigDict) else [], 1)
             hint = f"; did you mean {close[0]!r}?" if close else " (dae_jax.configs.base documents them)"
             raise ValueError(f"{path} has no field {name!r}{hint}")
@@ -185,7 +191,7 @@ def set_field(config: ConfigDict, field: str, value) -> None:
 def parse_value(config: ConfigDict, field: str, text: str):
     """The value ``text`` means for ``field``, read as the field's type (a Python literal where it has none)."""
     node, leaf = _node(config, field)
-    kind = node.get_type(leaf)
+    kind = node.get_type(leaf) if leaf in node else None
     if kind is str:
         return text
     if kind is bool:

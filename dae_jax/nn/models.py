@@ -17,6 +17,7 @@ without them raises a ValueError naming the missing ones (``decoder_skip_names``
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable, Sequence
 
@@ -220,10 +221,11 @@ def make(name: str, **overrides) -> nn.Module:
     e.g. ``make("conv32", decoder=(..., "conv 3"))``.
     """
     preset = _preset(name)
-    try:
-        return preset(**overrides)
-    except TypeError as e:
-        raise ValueError(f"Model {name!r} does not accept {sorted(overrides)}: {e}") from None
+    fields = [f.name for f in dataclasses.fields(preset.func) if f.init and f.name not in ("parent", "name")]
+    unknown = sorted(set(overrides) - set(fields))
+    if unknown:
+        raise ValueError(f"config.model: model {name!r} has no field {unknown[0]!r}; its fields are {fields}.")
+    return preset(**overrides)
 
 
 def from_config(model_config) -> nn.Module:
