@@ -15,6 +15,8 @@ A layer spec is a short string; a word after the layer's own options sets the ac
   "up"                                nearest-neighbour upsampling x2 (Keras UpSampling2D)
   "resize S"                          nearest-neighbour resize to S x S
   "flatten" | "reshape HxWxC"
+  "noise_level"                       appends a channel: each image's estimated noise std
+                                      (``dae_jax.nn.noise_level``), for a blind model conditioned on it
   "save NAME"                         keep the current activation under NAME (no change to x)
   "add NAME"                          x + the activation saved as NAME (additive skip connection;
                                       shapes must match exactly)
@@ -40,7 +42,7 @@ import flax.linen as nn
 import jax
 from jax import lax
 
-from dae_jax.nn import ops
+from dae_jax.nn import noise_level, ops
 
 # How a layer's kernel starts: Flax's default, or Keras's (the reference write-ups' layers).
 KERNEL_INITS: dict[str, Callable] = {
@@ -204,7 +206,7 @@ def parse(spec: str) -> dict:
         return {"op": op, "shape": tuple(int(d) for d in options[0].split("x"))}
     if op in ("save", "add"):
         return {"op": op, "name": words[0]}  # skip_names checked there is exactly one
-    if op in ("bn", "up", "flatten"):
+    if op in ("bn", "up", "flatten", "noise_level"):
         return {"op": op}
     raise ValueError(f"Unknown layer spec {spec!r}; see the dae_jax.nn.layers docstring for the valid ones.")
 
@@ -265,6 +267,8 @@ def build(
         return Skip(op, step["name"]), None
     if op == "flatten":
         return (lambda x: x.reshape(x.shape[0], -1)), None
+    if op == "noise_level":
+        return noise_level.with_channel, None
     return (lambda x: x.reshape(x.shape[0], *step["shape"])), None  # reshape
 
 
