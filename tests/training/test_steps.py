@@ -137,6 +137,30 @@ def test_eval_step_counts_each_image_once(mnist_sample):
     assert a["psnr"] > 0 and 0 < a["noisy_ssim"] < 1
 
 
+def test_eval_step_in_chunks_scores_every_image_as_the_whole_batch_does(mnist_sample):
+    """1,600 images a batch over 8 devices: 200 each, scored as 2 chunks of 100 (one padded batch of 300 real
+    images); the means are those of the textbook per-image metrics over all 300 at once."""
+    from dae_jax import corruptions
+    from dae_jax.eval import metrics
+
+    assert steps.eval_chunk(200) == 100 and steps.eval_chunk(125) == 25 and steps.eval_chunk(127) == 127
+    setup, mesh = setup_of("bn_dense576"), sharding.make_mesh()  # BatchNorm: inference mode, per image
+    variables = _state(model="bn_dense576").variables()
+    eval_step = sharding.data_parallel(steps.make_eval_step(setup), mesh, False)
+    arrays = {k: v[:300] for k, v in mnist_sample.items()}
+    key = jax.random.key(3)
+    got = evaluation.evaluate_arrays(
+        eval_step, jax.device_put(variables, sharding.replicated(mesh)), arrays, key, 1600, mesh
+    )
+    clean = corruptions.to_float(jnp.asarray(arrays["image"]))
+    noisy = setup.eval_noisy(clean, jnp.arange(300), key)
+    want = metrics.image_metrics(setup.output(variables, noisy), clean)
+    want |= {f"noisy_{k}": v for k, v in metrics.image_metrics(noisy, clean).items()}
+    assert sorted(got) == sorted(want)
+    for k, v in want.items():
+        np.testing.assert_allclose(got[k], float(jnp.mean(v)), rtol=1e-5, err_msg=k)
+
+
 def test_orbax_round_trip_is_bit_identical(tmp_path, mnist_sample):
     import ml_collections
 
