@@ -73,6 +73,11 @@ def train_keras(args: argparse.Namespace) -> tuple[list[dict], str, float]:
     config = load_config(args)
     data, noisy, clean = fixed_test_set(config)
     recipe = specs.recipe(config.model.name)
+    if recipe.lr_schedule != "constant":  # the Keras peer's rate is constant: a race to quality would be unfair
+        raise ValueError(
+            f"config.lr_schedule is {recipe.lr_schedule!r}; the Keras peer trains at a constant rate, so time to "
+            "quality compares only recipes with lr_schedule='constant'."
+        )
     keras.utils.set_random_seed(config.seed)
     model = keras_models.compiled(recipe, keras_models.VARIANTS[args.keras_variant]["jit_compile"], seed=config.seed)
     images = data.train["image"]

@@ -5,6 +5,7 @@ import json
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from dae_jax.nn import models
@@ -37,12 +38,72 @@ def test_keras_peer_has_dae_jax_architecture(preset):
     assert model.output_shape == (None, 28, 28, 1)
 
 
+def _dae_jax_unet32() -> tuple[np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+    """(images [2, 28, 28, 1], dae-jax's unet32 logits on them, its (HWIO kernel, bias) per conv in spec order)."""
+    model = models.make("unet32", fast=False)
+    x = jax.random.uniform(jax.random.key(1), (2, 28, 28, 1))
+    params = model.init(jax.random.key(0), x)["params"]
+    # Names like "decoder_layers_3_0": the encoder's, then the decoder's, each in layer order.
+    names = sorted(params, key=lambda name: (name.startswith("decoder"), int(name.split("_")[2])))
+    weights = [(np.asarray(params[n]["kernel"]), np.asarray(params[n]["bias"])) for n in names]
+    return np.asarray(x), np.asarray(model.apply({"params": params}, x)), weights
+
+
+def test_torch_peer_adds_the_saved_activations():
+    """With dae-jax's weights the peer's unet32 computes dae-jax's logits, which it could not without its two
+    skips added; its unet32_residual starts as the identity (a zero last conv, then the input added back)."""
+    torch = pytest.importorskip("torch", reason='the torch peer needs pip install -e ".[bench]"')
+    from dae_jax.studies.peers import torch_models
+
+    x, expected, weights = _dae_jax_unet32()
+    net = torch_models.build(specs.recipe("unet32"))
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    with torch.no_grad():
+        for conv, (kernel, bias) in zip(convs, weights, strict=True):
+            conv.weight.copy_(torch.tensor(kernel.transpose(3, 2, 0, 1)))  # HWIO -> OIHW
+            conv.bias.copy_(torch.tensor(bias))
+        logits = net(torch.tensor(x.transpose(0, 3, 1, 2))).numpy().transpose(0, 2, 3, 1)
+        np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-5)
+        residual = torch_models.build(specs.recipe("unet32_residual")).to(memory_format=torch.channels_last)
+        noisy = torch.rand(2, 1, 28, 28).contiguous(memory_format=torch.channels_last)
+        assert torch.equal(residual(noisy), noisy)
+
+
+def test_keras_peer_adds_the_saved_activations():
+    """As for torch: with dae-jax's weights, dae-jax's unet32 logits; the untrained unet32_residual: the identity."""
+    pytest.importorskip("keras", reason='the keras peer needs pip install -e ".[bench]"')
+    from dae_jax.studies.peers import keras_models
+
+    x, expected, weights = _dae_jax_unet32()
+    model = keras_models.build(specs.recipe("unet32"))
+    for layer, kernel_and_bias in zip([k for k in model.layers if k.weights], weights, strict=True):
+        layer.set_weights(list(kernel_and_bias))
+    np.testing.assert_allclose(np.asarray(model(x)), expected, rtol=1e-4, atol=1e-5)
+    residual = keras_models.build(specs.recipe("unet32_residual"))
+    noisy = np.random.default_rng(0).random((2, 28, 28, 1), np.float32)
+    np.testing.assert_array_equal(np.asarray(residual(noisy)), noisy)
+
+
+def test_peers_refuse_to_add_a_saved_activation_of_another_shape():
+    """numpy, like torch, would broadcast the saved [1, 2, 2, 1] over 4 channels; dae-jax refuses, so do the peers."""
+    layers = tuple(map(specs.parse, ("save a", "conv 4", "add a")))
+    with pytest.raises(ValueError, match=r"'add a' on a \(1, 2, 2, 4\) activation; saved: \(1, 2, 2, 1\)"):
+        specs.forward(layers, np.zeros((1, 2, 2, 1)), lambda i, x: np.zeros((1, 2, 2, 4)), np.add)
+
+
 def test_recipe_takes_the_reference_config():
     s = specs.recipe("conv32_16")
     assert (s.config, s.optimizer, s.loss, s.sigma) == ("conv32_16_adam", "adam", "bce", 0.5)
     assert s.hyperparameters == {"learning_rate": 1e-3, "b1": 0.9, "b2": 0.999, "eps": 1e-7, "keras_form": True}
     assert specs.recipe("dense64").sigma is None  # dense64_ae trains without noise
+    linear = specs.recipe("linear16")  # no corruption, MSE
+    assert (linear.config, linear.loss, linear.sigma) == ("linear_ae_pca", "mse", None)
+    residual = specs.recipe("unet32_residual")
+    assert (residual.config, residual.loss, residual.sigma) == ("unet32_residual", "mse", 0.5)
+    assert (residual.lr_schedule, s.lr_schedule) == ("warmup_cosine", "constant")
     assert specs.parse("tconv 32 s2 valid relu") == specs.Layer("tconv", 32, 2, 3, False, True)
+    assert specs.parse("conv 1 zero") == specs.Layer("conv", 1, zero=True)
+    assert specs.parse("add input") == specs.Layer("add", name="input")
 
 
 @pytest.mark.slow

@@ -14,13 +14,14 @@ import os
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import functools  # noqa: E402
 import time  # noqa: E402
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from dae_jax.studies.peers.specs import Layer, Recipe  # noqa: E402
+from dae_jax.studies.peers.specs import Layer, Recipe, forward  # noqa: E402
 
 # Configurations the benchmark can time (--peers keras:<name>); DEFAULT_VARIANT is what
 # `--peers keras` uses: the fastest on the 2-core CPU, where TensorFlow's oneDNN kernels beat
@@ -42,10 +43,11 @@ def version() -> str:
 def _layers(layer: Layer) -> list[keras.layers.Layer]:
     activation = "relu" if layer.relu else None
     padding = "same" if layer.same else "valid"
+    conv = {"activation": activation, "kernel_initializer": "zeros" if layer.zero else "glorot_uniform"}
     if layer.op == "conv":
-        return [keras.layers.Conv2D(layer.size, layer.kernel, layer.stride, padding, activation=activation)]
+        return [keras.layers.Conv2D(layer.size, layer.kernel, layer.stride, padding, **conv)]
     if layer.op == "tconv":
-        return [keras.layers.Conv2DTranspose(layer.size, layer.kernel, layer.stride, padding, activation=activation)]
+        return [keras.layers.Conv2DTranspose(layer.size, layer.kernel, layer.stride, padding, **conv)]
     if layer.op == "dense":
         return [keras.layers.Dense(layer.size, activation=activation)]
     if layer.op == "bn":
@@ -63,11 +65,19 @@ def _layers(layer: Layer) -> list[keras.layers.Layer]:
     raise ValueError(f"keras peer: no translation for layer op {layer.op!r}.")
 
 
-def build(recipe: Recipe) -> keras.Sequential:
-    """The preset's autoencoder (logits out) as a built keras.Sequential."""
-    return keras.Sequential(
-        [keras.Input(recipe.image_shape), *(k for layer in recipe.layers for k in _layers(layer))], name=recipe.preset
-    )
+def build(recipe: Recipe) -> keras.Model:
+    """The preset's autoencoder (logits out) as a built functional keras.Model.
+
+    Functional, not Sequential: a "save" keeps a symbolic tensor that a later "add" sums with
+    (``specs.forward`` walks the specs once, wiring the graph). Biases start at zero, as dae-jax's.
+    """
+    inputs = keras.Input(recipe.image_shape)
+
+    def apply(i: int, x):
+        return functools.reduce(lambda y, k: k(y), _layers(recipe.layers[i]), x)
+
+    outputs = forward(recipe.layers, inputs, apply, lambda x, saved: keras.layers.Add()([x, saved]))
+    return keras.Model(inputs, outputs, name=recipe.preset)
 
 
 def param_count(model: keras.Model) -> int:

@@ -1,25 +1,31 @@
 """What a peer must rebuild: dae-jax's layer specs, parsed, and the training recipe of a model preset.
 
 The grammar is the one in the ``dae_jax.nn.layers`` docstring ("conv 32 s2 valid k5 relu",
-"pool same", "reshape 3x3x64", ...). The recipe of a preset (optimizer and its hyperparameters,
-loss, corruption) is the one of the reference config in experiments/configs that trains it.
+"pool same", "reshape 3x3x64", "save skip1", ...). The peers build the textbook layer of each raw
+spec where dae-jax's ``layers.plan`` merges some ("up" + "conv" into one conv step): the same math.
+The recipe of a preset (optimizer and its hyperparameters, loss, corruption) is the one of the
+reference config in experiments/configs that trains it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import inspect
+from collections.abc import Callable
+from typing import TypeVar
 
 
 @dataclasses.dataclass(frozen=True)
 class Layer:
-    op: str  # conv | tconv | dense | bn | pool | up | resize | flatten | reshape
+    op: str  # conv | tconv | dense | bn | pool | up | resize | flatten | reshape | save | add
     size: int = 0  # features (conv, tconv), units (dense) or target side (resize)
     stride: int = 1
     kernel: int = 3
     same: bool = True  # 'same' padding (conv, tconv, pool); pool's default is 'valid'
     relu: bool = False
     shape: tuple[int, ...] = ()  # reshape target (H, W, C)
+    zero: bool = False  # conv, tconv: kernel (and bias) start at 0, e.g. a residual branch that starts as a no-op
+    name: str = ""  # save, add: the saved activation's name
 
 
 def parse(spec: str) -> Layer:
@@ -30,13 +36,15 @@ def parse(spec: str) -> Layer:
     if op in ("conv", "tconv"):
         kernel = int(next((w[1:] for w in options if w.startswith("k")), 3))
         stride = 2 if "s2" in options else 1
-        return Layer(op, int(options[0]), stride, kernel, "valid" not in options, relu)
+        return Layer(op, int(options[0]), stride, kernel, "valid" not in options, relu, zero="zero" in options)
     if op in ("dense", "resize"):
         return Layer(op, int(options[0]), relu=relu)
     if op == "pool":
         return Layer(op, same="same" in options)
     if op == "reshape":
         return Layer(op, shape=tuple(int(d) for d in options[0].split("x")))
+    if op in ("save", "add"):
+        return Layer(op, name=options[0])
     if op in ("bn", "up", "flatten"):
         return Layer(op)
     raise ValueError(f"Unknown layer spec {spec!r}; see the dae_jax.nn.layers docstring for the valid ones.")
@@ -54,11 +62,48 @@ class Recipe:
     optimizer: str
     hyperparameters: dict  # every argument of dae_jax.optimizers.<optimizer>, defaults filled in
     sigma: float | None  # Gaussian noise std, clipped to [0, 1]; None: no corruption
+    # The config's lr_schedule, for the record: the peers keep learning_rate constant. Timing steps, that is
+    # one scalar per step; a study that trains a peer to a quality must check it is "constant".
+    lr_schedule: str = "constant"
 
 
-# The presets the peers rebuild: the MNIST reference recipes (superres has skip connections and
-# RGB super-resolution data, which the peers do not implement).
-PRESETS = ("conv32", "conv32_16", "bn_dense576", "conv64", "dense64", "dense32")
+# The presets the peers rebuild: every MNIST preset. Not superres: its configs train on RGB photographs
+# (48x48x3, 64x64x3) corrupted by JPEG ('jpeg', its first config by name: jpeg_artifacts), 'downscale' or
+# 'low_resolution', which the peers' train steps do not implement and benchmark.load_images (MNIST) does not feed.
+PRESETS = (
+    "conv32",
+    "conv32_16",
+    "bn_dense576",
+    "conv64",
+    "dense64",
+    "dense32",
+    "linear16",
+    "unet32",
+    "unet32_residual",
+)
+
+T = TypeVar("T")
+
+
+def forward(layers: tuple[Layer, ...], x: T, apply: Callable[[int, T], T], add: Callable[[T, T], T]) -> T:
+    """x through ``layers``: ``apply(i, x)`` for ``layers[i]``, and a dict of saved activations for "save"/"add".
+
+    The one walk both peers share: torch runs it in every forward pass, Keras once on symbolic tensors
+    to wire its functional graph. An "add" needs exactly the saved shape, as in dae-jax: torch would
+    otherwise broadcast, say, a saved 1-channel input over 32 channels without a word.
+    """
+    saved: dict[str, T] = {}
+    for i, layer in enumerate(layers):
+        if layer.op == "save":
+            saved[layer.name] = x
+        elif layer.op == "add":
+            if layer.name not in saved or tuple(saved[layer.name].shape) != tuple(x.shape):
+                found = tuple(saved[layer.name].shape) if layer.name in saved else "nothing"
+                raise ValueError(f"'add {layer.name}' on a {tuple(x.shape)} activation; saved: {found}.")
+            x = add(x, saved[layer.name])
+        else:
+            x = apply(i, x)
+    return x
 
 
 def _reference_configs() -> dict[str, str]:
@@ -104,4 +149,5 @@ def recipe(preset: str) -> Recipe:
         optimizer=config.optimizer,
         hyperparameters=defaults | {k: v for k, v in given.items() if v is not None},
         sigma=sigma,
+        lr_schedule=config.lr_schedule,
     )

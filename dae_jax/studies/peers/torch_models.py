@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dae_jax.studies.peers.specs import Layer, Recipe
+from dae_jax.studies.peers.specs import Layer, Recipe, forward
 
 # Configurations the benchmark can time (--peers torch:<name>); DEFAULT_VARIANT is what
 # `--peers torch` uses. threads None: one per core. channels_last is about 2x NCHW on the 2-core
@@ -106,18 +106,44 @@ def _modules(layer: Layer) -> list[nn.Module]:
         mods = [nn.Flatten()]
     elif layer.op == "reshape":
         mods = [Reshape(layer.shape)]
+    elif layer.op in ("save", "add"):
+        mods = []  # Net.forward does these (specs.forward)
     else:
         raise ValueError(f"torch peer: no translation for layer op {layer.op!r}.")
     return [*mods, nn.ReLU()] if layer.relu else mods
 
 
-def build(recipe: Recipe) -> nn.Sequential:
-    """The preset's autoencoder as one nn.Sequential, parameters materialised for ``recipe.image_shape``."""
-    net = nn.Sequential(*(m for layer in recipe.layers for m in _modules(layer)))
+class Net(nn.Module):
+    """The autoencoder: one nn.Sequential per layer spec (empty for "save"/"add"), walked by ``specs.forward``.
+
+    Not one nn.Sequential, which cannot keep the activations that skip connections add later. Memory
+    formats pass through: a channels_last activation plus a saved channels_last one stays channels_last.
+    """
+
+    def __init__(self, layers: tuple[Layer, ...]):
+        super().__init__()
+        self.layers = layers
+        self.blocks = nn.ModuleList(nn.Sequential(*_modules(layer)) for layer in layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return forward(self.layers, x, lambda i, y: self.blocks[i](y), torch.add)
+
+
+def build(recipe: Recipe) -> Net:
+    """The preset's autoencoder, parameters materialised for ``recipe.image_shape``.
+
+    A "zero" conv gets a zero kernel and a zero bias (torch draws its biases at random; dae-jax's start at
+    0), so that, as in dae-jax, a residual branch ending in it starts as a no-op.
+    """
+    net = Net(recipe.layers)
     h, w, c = recipe.image_shape
     net.eval()
     with torch.no_grad():
         net(torch.zeros(2, c, h, w))  # materialises the lazy layers
+        for layer, block in zip(recipe.layers, net.blocks, strict=True):
+            for conv in (m for m in block if layer.zero and isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))):
+                conv.weight.zero_()
+                conv.bias.zero_()
     return net.train()
 
 
