@@ -68,6 +68,17 @@ BLIND = {
         }
     },
 }
+# conv32_16 given each image's estimated noise std as a second input channel (dae_jax.nn.noise_level): still
+# blind (nothing but the image goes in), but told how much to smooth, which its 3x3 convs cannot sum up.
+NOISE_LEVEL_ENCODER = ("noise_level", "conv 32 relu", "pool", "conv 16 relu", "pool")
+# The four specialists' total budget (4 x 10 epochs) spent on one model, and a specialist given it too.
+BUDGET = {
+    "blind + estimated sigma channel": BLIND["blind [0, 0.7]"] | {"model.encoder": NOISE_LEVEL_ENCODER},
+    "blind [0, 0.7], 40 epochs": BLIND["blind [0, 0.7]"] | {"num_epochs": 40},
+    "blind + estimated sigma channel, 40 epochs": BLIND["blind [0, 0.7]"]
+    | {"model.encoder": NOISE_LEVEL_ENCODER, "num_epochs": 40},
+    "sigma 0.1, 40 epochs": {"corruption": gaussian(0.1), "num_epochs": 40},
+}
 # The best-denoiser ablation at sigma 0.5: unet32_best's recipe at 10 epochs (every row the same budget), then
 # one change at a time, each row keeping the ones above it.
 ABLATION = {
@@ -101,11 +112,13 @@ STUDIES = {
     ),
     "noise_blind": Study(
         "conv32_16_adam",
-        {f"sigma {s}": {"corruption": gaussian(s)} for s in SIGMAS} | BLIND,
+        {f"sigma {s}": {"corruption": gaussian(s)} for s in SIGMAS} | BLIND | BUDGET,
         {f"sigma {s}": {"corruption": gaussian(s)} for s in SIGMAS}
         | {k: {"corruption": CORRUPTIONS[k]} for k in ("masking 0.5", "salt & pepper 0.2")},
         "One blind denoiser (sigma drawn per image from [0, 0.7]; and one that also sees masking and salt &"
-        " pepper) against the per-sigma specialists, conv32_16_adam's dae-jax recipe, 10 epochs each.",
+        " pepper) against the per-sigma specialists, conv32_16_adam's dae-jax recipe, 10 epochs each unless the"
+        " row says; then one given each image's estimated noise std as an input channel, and the four"
+        " specialists' total budget (40 epochs) spent on one blind model (and on the sigma 0.1 specialist).",
     ),
     "ablation_unet32": Study(
         "unet32_best",
