@@ -158,17 +158,13 @@ def _run(path: Path, what: str, function, *args):
 # ---- overrides -----------------------------------------------------------------------------------
 
 
-# Nodes whose keys are not all in ``base``: a model preset's fields (encoder, decoder, ...) are checked when the
-# model is built (``dae_jax.nn.models.make`` names the ones a preset does not take).
-_OPEN = ("config.model",)
-
-
 def _node(config: ConfigDict, field: str) -> tuple[ConfigDict, str]:
-    """(the ConfigDict holding ``field``, its last name); ValueError naming an unknown field."""
+    """(the ConfigDict holding ``field``, its last name); ValueError naming an unknown field. ``config.model``
+    also takes keys ``base`` lacks (a preset's encoder, decoder, ...): ``models.make`` names one it does not."""
     *parents, leaf = field.split(".")
     node, path = config, "config"
     for name in [*parents, leaf]:
-        new_key = name == leaf and path in _OPEN and isinstance(node, ConfigDict)
+        new_key = name == leaf and path == "config.model" and isinstance(node, ConfigDict)
         if not new_key and (not isinstance(node, ConfigDict) or name not in node):
             close = difflib.get_close_matches(name, list(node.keys()) if isinstance(node, ConfigDict) else [], 1)
             hint = f"; did you mean {close[0]!r}?" if close else " (dae_jax.configs.base documents them)"
