@@ -144,8 +144,8 @@ def test_eval_step_in_chunks_scores_every_image_as_the_whole_batch_does(mnist_sa
     from dae_jax.eval import metrics
 
     assert steps.eval_chunk(200) == 100 and steps.eval_chunk(125) == 25 and steps.eval_chunk(127) == 127
-    setup, mesh = setup_of("bn_dense576"), sharding.make_mesh()  # BatchNorm: inference mode, per image
-    variables = _state(model="bn_dense576").variables()
+    setup, mesh = setup_of("conv32"), sharding.make_mesh()
+    variables = _state().variables()
     eval_step = sharding.data_parallel(steps.make_eval_step(setup), mesh, False)
     arrays = {k: v[:300] for k, v in mnist_sample.items()}
     key = jax.random.key(3)
