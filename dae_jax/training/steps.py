@@ -68,7 +68,7 @@ def make_train_step(setup: Setup) -> Callable[[TrainState, Batch, jax.Array], tu
                 (value, _), grads = grad_fn(state.params, *chunk)
                 return jax.tree.map(jnp.add, sums, (value, grads)), None
 
-            chunks = [x.reshape(n // micro_batch, micro_batch, *x.shape[1:]) for x in (noisy, clean)]
+            chunks = _chunked((noisy, clean), micro_batch)
             zeros = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, state.params))
             (total, grads), _ = lax.scan(accumulate, zeros, chunks)
             batch_stats = state.batch_stats
@@ -81,6 +81,11 @@ def make_train_step(setup: Setup) -> Callable[[TrainState, Batch, jax.Array], tu
         return state, {"loss": lax.pmean(total / n, DATA_AXIS)}
 
     return train_step
+
+
+def _chunked(arrays: tuple[jax.Array, ...], m: int) -> list[jax.Array]:
+    """Each [n, ...] array as [n // m, m, ...]: the chunks a ``lax.scan``/``lax.map`` body takes one by one."""
+    return [x.reshape(x.shape[0] // m, m, *x.shape[1:]) for x in arrays]
 
 
 # On CPU the eval step scores a device's batch in chunks of at most this many images under ``lax.map``:
@@ -118,8 +123,7 @@ def make_eval_step(setup: Setup) -> Callable[[dict, Batch, jax.Array], Metrics]:
 
         n = clean.shape[0]
         m = eval_chunk(n)
-        chunks = [x.reshape(n // m, m, *x.shape[1:]) for x in (given, clean, batch["index"])]
-        per_image = {k: v.reshape(n) for k, v in lax.map(score, chunks).items()}
+        per_image = {k: v.reshape(n) for k, v in lax.map(score, _chunked((given, clean, batch["index"]), m)).items()}
         mask = batch["mask"]
         sums = {k: lax.psum(jnp.sum(jnp.where(mask, v, 0.0)), DATA_AXIS) for k, v in per_image.items()}
         sums["count"] = lax.psum(jnp.sum(mask.astype(jnp.float32)), DATA_AXIS)
