@@ -122,8 +122,8 @@ def make_eval_step(setup: Setup) -> Callable[[dict, Batch, jax.Array], Metrics]:
             return per_image | {f"noisy_{k}": v for k, v in metrics.image_metrics(noisy, clean).items()}
 
         n = clean.shape[0]
-        m = eval_chunk(n)
-        per_image = {k: v.reshape(n) for k, v in lax.map(score, _chunked((given, clean, batch["index"]), m)).items()}
+        chunks = _chunked((given, clean, batch["index"]), eval_chunk(n))
+        per_image = {k: v.reshape(n) for k, v in lax.map(score, chunks).items()}
         mask = batch["mask"]
         sums = {k: lax.psum(jnp.sum(jnp.where(mask, v, 0.0)), DATA_AXIS) for k, v in per_image.items()}
         sums["count"] = lax.psum(jnp.sum(mask.astype(jnp.float32)), DATA_AXIS)
