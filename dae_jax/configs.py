@@ -38,7 +38,7 @@ def base() -> ConfigDict:
     # "fresh": new noise for every image at every step (dae-jax's default); "fixed": each training image's
     # noise drawn once and reused every epoch, as the Keras write-ups' precomputed x_train_noisy.
     c.train_noise = "fresh"
-    c.loss = "bce"  # dae_jax.nn.losses.LOSSES: "bce" (sigmoid output) or "mse" (linear output)
+    c.loss = "bce"  # dae_jax.nn.losses.LOSSES: "bce" (sigmoid output), "mse" or "psnr" (linear)
     c.optimizer = "adadelta"  # dae_jax.optimizers.OPTIMIZERS
     c.learning_rate = placeholder(float)  # None: the optimizer's Keras default
     c.optimizer_kwargs = ConfigDict()  # e.g. {"rho": 0.95}

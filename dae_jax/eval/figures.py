@@ -45,11 +45,15 @@ def image_rows(rows: dict[str, np.ndarray], path: str | Path, title: str | None 
 
 
 def loss_curves(records: list[dict], loss: str, path: str | Path, title: str | None = None) -> None:
-    """Train and validation ``loss`` ("bce" or "mse") per epoch, from the records of ``metrics.jsonl``."""
+    """Train and validation ``loss`` ("bce", "mse" or "psnr") per epoch, from the records of ``metrics.jsonl``.
+
+    The "psnr" loss is minus the PSNR; its train curve is drawn as the PSNR, beside the validation PSNR.
+    """
     epochs = [r["epoch"] for r in records]
+    sign = -1.0 if loss == "psnr" else 1.0
     fig, axes = _subplots(1, 1, (5, 3.2))
     ax = axes[0, 0]
-    ax.plot(epochs, [r["train_loss"] for r in records], "o-", label="train loss")
+    ax.plot(epochs, [sign * r["train_loss"] for r in records], "o-", label=f"train {loss}")
     if all(f"val_{loss}" in r for r in records):  # a folder too small for a validation split has none
         ax.plot(epochs, [r[f"val_{loss}"] for r in records], "s-", label=f"validation {loss}")
     ax.set_xlabel("epoch")

@@ -52,15 +52,31 @@ def mse(outputs: jax.Array, targets: jax.Array) -> jax.Array:
     return _per_image_mean(jnp.square(outputs - targets))
 
 
+# Keeps log(MSE) finite for an exact reconstruction (PSNR 100 dB at most).
+_MSE_FLOOR = 1e-10
+
+
+def negative_psnr(outputs: jax.Array, targets: jax.Array) -> jax.Array:
+    """Minus the PSNR (dB, data range 1) per image: 10 log10(MSE), for linear outputs.
+
+    The reported test PSNR is the mean of per-image PSNRs, so this loss is that metric itself:
+    its gradient is MSE's divided by each image's own MSE, so an image already restored well
+    (a clean '1') weighs as much, in dB, as a hard one, where MSE lets the hard ones dominate.
+    """
+    return (10.0 / jnp.log(10.0)) * jnp.log(mse(outputs, targets) + _MSE_FLOOR)
+
+
 LOSSES: dict[str, Callable[[jax.Array, jax.Array], jax.Array]] = {
     "bce": bce_with_logits,
     "mse": mse,
+    "psnr": negative_psnr,
 }
 
 # What turns a model's raw output into an image, for each loss.
 OUTPUT_ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "bce": jax.nn.sigmoid,
     "mse": lambda x: x,
+    "psnr": lambda x: x,
 }
 
 

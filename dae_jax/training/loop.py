@@ -237,7 +237,7 @@ class _Loop:
         record |= {f"val_{k}": v for k, v in scores.items()}
         check_scores(scores, f"validation after step {step}", config, self.workdir)
         writer.write(step, record)
-        shown = f", val {config.loss} {scores[config.loss]:.4f}, val psnr {scores['psnr']:.2f} dB" if scores else ""
+        shown = f"{_loss_shown(config, scores, 'val ')}, val psnr {scores['psnr']:.2f} dB" if scores else ""
         log.info(
             "epoch %d: train loss %.4f%s, %s img/s",
             epoch + 1,
@@ -283,13 +283,17 @@ def _test(
         with timer.phase("figures"):
             _figures_and_analyses(setup, state, feed, history, workdir)
     log.info(
-        "test (%d images): PSNR %.2f dB (noisy input %.2f), SSIM %.4f (noisy input %.4f), %s %.4f",
+        "test (%d images): PSNR %.2f dB (noisy input %.2f), SSIM %.4f (noisy input %.4f)%s",
         result["num_test_images"],
         result["psnr"],
         result["noisy_psnr"],
         result["ssim"],
         result["noisy_ssim"],
-        config.loss.upper(),
-        result[config.loss],
+        _loss_shown(config, result),
     )
     return result
+
+
+def _loss_shown(config: ml_collections.ConfigDict, scores: dict, prefix: str = "") -> str:
+    """The loss's own score for a log line (", val bce 0.1000"); none for "psnr", which the line gives in dB."""
+    return "" if config.loss == "psnr" else f", {prefix}{config.loss} {scores[config.loss]:.4f}"

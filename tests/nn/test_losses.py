@@ -1,4 +1,4 @@
-"""Losses: values and gradients of the fast formulations against optax's."""
+"""Losses: values and gradients of the fast formulations against optax's, and the PSNR loss against the metric."""
 
 import jax
 import jax.numpy as jnp
@@ -26,3 +26,20 @@ def test_bce_matches_optax_values_and_gradients():
 def test_mse_per_image():
     a, b = jnp.zeros((2, 3, 3, 1)), jnp.ones((2, 3, 3, 1)).at[1].set(2.0)
     np.testing.assert_allclose(losses.mse(a, b), [1.0, 4.0])
+
+
+def test_psnr_loss_is_minus_the_scored_psnr_and_weighs_images_by_their_own_error():
+    from dae_jax.eval import metrics
+
+    targets = jax.random.uniform(jax.random.key(0), (3, 28, 28, 1))
+    # Three images restored to three error levels: about 10, 20 and 40 dB.
+    outputs = targets + jnp.array([0.3, 0.1, 0.01])[:, None, None, None] * jax.random.normal(
+        jax.random.key(1), targets.shape
+    )
+    np.testing.assert_allclose(losses.negative_psnr(outputs, targets), -metrics.psnr(outputs, targets), rtol=1e-5)
+    # d(10 log10 MSE_i)/d outputs = 10 / ln 10 * dMSE_i / MSE_i: an image's gradient scales as 1 / its MSE.
+    grads = jax.grad(lambda o: losses.negative_psnr(o, targets).sum())(outputs)
+    mse_grads = jax.grad(lambda o: losses.mse(o, targets).sum())(outputs)
+    scale = 10.0 / np.log(10.0) / losses.mse(outputs, targets)
+    np.testing.assert_allclose(grads, mse_grads * scale[:, None, None, None], rtol=1e-4, atol=1e-6)
+    assert np.isfinite(losses.negative_psnr(targets, targets)).all()  # an exact reconstruction: 100 dB, not inf
