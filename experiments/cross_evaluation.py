@@ -131,6 +131,17 @@ STUDIES = {
         " above plus one change.",
         cumulative=True,
     ),
+    "loss_unet32": Study(
+        "unet32_residual",
+        {
+            "MSE (the ablation's last row)": {"num_epochs": 10},
+            "+ PSNR loss (10 log10 of each image's MSE)": {"num_epochs": 10, "loss": "psnr"},
+        },
+        {"sigma 0.5": {"corruption": gaussian(0.5)}},
+        "The PSNR loss against MSE for the best denoiser's setup (unet32_residual) at Gaussian sigma 0.5, 10 epochs"
+        " each: the test PSNR is a mean of per-image PSNRs, and this loss is that mean.",
+        cumulative=True,
+    ),
     "cross_dataset": Study(
         "conv32_16_adam",
         {"MNIST": {"data.dataset": "mnist"}, "Fashion-MNIST": {"data.dataset": "fashion_mnist"}},

@@ -25,6 +25,7 @@ SECTIONS = (
     "noise_sweep",
     "noise_sweep_unet32",
     "ablation_unet32",
+    "loss_unet32",
     "noise_blind",
     "corruption_types",
     "cross_dataset",
