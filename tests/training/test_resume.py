@@ -183,7 +183,7 @@ def _override(**fields):
         ({"batch_size": 0}, "batch_size must be a positive integer"),
         ({"eval_batch_size": 100}, "eval_batch_size|batch_size=100 does not split"),
         ({"num_epochs": 0}, "num_epochs must be a positive integer"),
-        ({"loss": "l1"}, r"config.loss: unknown loss 'l1'; choose one of \['bce', 'mse'\]"),
+        ({"loss": "l1"}, r"config.loss: unknown loss 'l1'; choose one of \['bce', 'mse', 'psnr'\]"),
         ({"optimizer": "rmsprop"}, r"Unknown optimizer 'rmsprop'; choose one of \['adadelta', 'adam', 'sgd'\]"),
         ({"learning_rate": -1.0}, "learning_rate must be a number > 0"),
         ({"optimizer_kwargs": {"momentum": 0.9}}, "Optimizer 'adadelta' has no parameter 'momentum'"),
