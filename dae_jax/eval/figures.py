@@ -14,6 +14,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from dae_jax import corruptions, files
+from dae_jax.nn import losses
 
 
 def _subplots(rows: int, columns: int, figsize, **kwargs) -> tuple[Figure, np.ndarray]:
@@ -47,10 +48,11 @@ def image_rows(rows: dict[str, np.ndarray], path: str | Path, title: str | None 
 def loss_curves(records: list[dict], loss: str, path: str | Path, title: str | None = None) -> None:
     """Train and validation ``loss`` ("bce", "mse" or "psnr") per epoch, from the records of ``metrics.jsonl``.
 
-    The "psnr" loss is minus the PSNR; its train curve is drawn as the PSNR, beside the validation PSNR.
+    The train loss is drawn as the validation score it is a multiple of (``losses.SCORE_SIGNS``): the "psnr"
+    loss, minus the PSNR, as the PSNR.
     """
     epochs = [r["epoch"] for r in records]
-    sign = -1.0 if loss == "psnr" else 1.0
+    sign = losses.SCORE_SIGNS[loss]
     fig, axes = _subplots(1, 1, (5, 3.2))
     ax = axes[0, 0]
     ax.plot(epochs, [sign * r["train_loss"] for r in records], "o-", label=f"train {loss}")

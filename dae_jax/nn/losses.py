@@ -79,6 +79,10 @@ OUTPUT_ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "psnr": lambda x: x,
 }
 
+# Each loss's value as a multiple of the validation score of its name (val_bce, val_mse, val_psnr):
+# the "psnr" loss is minus the PSNR, so a loss curve drawn beside the validation score is flipped.
+SCORE_SIGNS: dict[str, float] = {"bce": 1.0, "mse": 1.0, "psnr": -1.0}
+
 
 def get(name: str) -> Callable[[jax.Array, jax.Array], jax.Array]:
     if name not in LOSSES:

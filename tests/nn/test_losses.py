@@ -43,3 +43,7 @@ def test_psnr_loss_is_minus_the_scored_psnr_and_weighs_images_by_their_own_error
     scale = 10.0 / np.log(10.0) / losses.mse(outputs, targets)
     np.testing.assert_allclose(grads, mse_grads * scale[:, None, None, None], rtol=1e-4, atol=1e-6)
     assert np.isfinite(losses.negative_psnr(targets, targets)).all()  # an exact reconstruction: 100 dB, not inf
+
+
+def test_every_loss_has_an_output_activation_and_a_score_sign():
+    assert set(losses.OUTPUT_ACTIVATIONS) == set(losses.LOSSES) == set(losses.SCORE_SIGNS)
