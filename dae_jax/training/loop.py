@@ -25,9 +25,9 @@ from dae_jax.data import pipeline
 from dae_jax.eval import analysis, figures
 from dae_jax.nn import models
 from dae_jax.setup import Setup
-from dae_jax.training import feeds, preemption, timings
+from dae_jax.training import divergence, feeds, preemption, timings
 from dae_jax.training import workdir as workdir_lib
-from dae_jax.training.checkpoints import MANIFEST, Checkpoints
+from dae_jax.training.checkpoints import Checkpoints
 from dae_jax.training.state import Run, TrainState, all_finite, create_train_state
 
 log = logging.getLogger(__name__)
@@ -95,38 +95,6 @@ def _steps_per_epoch(config: ml_collections.ConfigDict, splits: pipeline.Splits)
     return steps
 
 
-def check_finite(losses: np.ndarray, first_step: int, config: ml_collections.ConfigDict, workdir: Path) -> None:
-    """Raises FloatingPointError naming the first step whose loss is NaN/inf (``losses[i]`` is step first_step+i+1).
-
-    Called before any checkpoint of those steps is written, so the last checkpoint stays good.
-    """
-    bad = np.flatnonzero(~np.isfinite(losses))
-    if bad.size:
-        raise FloatingPointError(
-            f"loss is {losses[bad[0]]} at step {first_step + bad[0] + 1}: training stopped. "
-            + _diverged_hint(config, workdir)
-        )
-
-
-def check_scores(scores: dict[str, float], what: str, config: ml_collections.ConfigDict, workdir: Path) -> None:
-    """FloatingPointError when a metric of the model's output is NaN or inf (the PSNR of an exact output aside)."""
-    broken = [k for k, v in scores.items() if not k.startswith("noisy_") and k != "psnr" and not np.isfinite(v)]
-    if broken or np.isnan(scores.get("psnr", 0.0)):
-        raise FloatingPointError(
-            f"{what}: {', '.join(broken or ['psnr'])} not finite: training stopped. " + _diverged_hint(config, workdir)
-        )
-
-
-def _diverged_hint(config: ml_collections.ConfigDict, workdir: Path) -> str:
-    saved = any((workdir / "checkpoints").glob(f"*/{MANIFEST}"))
-    kept = f"The last good checkpoint is kept in {workdir / 'checkpoints'}" if saved else "No checkpoint was saved"
-    return (
-        f"{kept}; no eval.json is written. Likely cause: "
-        f"learning rate too high (learning_rate={config.learning_rate}, optimizer={config.optimizer}); lower it "
-        "with --config.learning_rate."
-    )
-
-
 @dataclasses.dataclass
 class _Loop:
     """What every epoch of a run uses; ``epoch`` runs one."""
@@ -146,11 +114,11 @@ class _Loop:
 
     def _check(self, state: TrainState, losses: np.ndarray, first_step: int) -> None:
         """The chunk's losses and the parameters after its last update, all finite, or FloatingPointError."""
-        check_finite(losses, first_step, self.setup.config, self.workdir)
+        divergence.check_losses(losses, first_step, self.setup.config, self.workdir)
         if not bool(self.finite((state.params, state.opt_state, state.batch_stats))):
             raise FloatingPointError(
                 f"the parameters are not finite at step {int(state.step)} (after its update): training stopped. "
-                + _diverged_hint(self.setup.config, self.workdir)
+                + divergence.hint(self.setup.config, self.workdir)
             )
 
     def _save(self, state: TrainState, epoch_losses: list[np.ndarray]) -> None:
@@ -235,7 +203,7 @@ class _Loop:
         with self.timer.phase("validation"):
             scores = self.feed.score("validation", state.variables()) if self.feed.count("validation") else {}
         record |= {f"val_{k}": v for k, v in scores.items()}
-        check_scores(scores, f"validation after step {step}", config, self.workdir)
+        divergence.check_scores(scores, f"validation after step {step}", config, self.workdir)
         writer.write(step, record)
         shown = f"{_loss_shown(config, scores, 'val ')}, val psnr {scores['psnr']:.2f} dB" if scores else ""
         log.info(
@@ -276,7 +244,7 @@ def _test(
     config = setup.config
     with timer.phase("test"):
         result = feed.score("test", state.variables())
-    check_scores(result, f"test at step {int(state.step)}", config, workdir)
+    divergence.check_scores(result, f"test at step {int(state.step)}", config, workdir)
     result |= {"num_test_images": feed.count("test"), "step": int(state.step), "data_source": source.description}
     if jax.process_index() == 0:
         files.write_json(workdir / "eval.json", workdir_lib.strict_json(result))
