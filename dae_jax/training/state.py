@@ -24,15 +24,22 @@ class TrainState(train_state.TrainState):
 
 def create_train_state(setup: Setup, rng: jax.Array | None = None) -> TrainState:
     """The initial state of ``setup``'s run: parameters initialised with ``rng`` (default the run's init key)
-    for images of ``setup.image_shape``."""
-    rng = setup.keys.init if rng is None else rng
-    variables = setup.model.init(rng, jnp.zeros((1, *setup.image_shape), jnp.float32))
-    return TrainState.create(
-        apply_fn=setup.model.apply,
-        params=variables["params"],
-        tx=setup.tx,
-        batch_stats=variables.get("batch_stats", {}),
-    )
+    for images of ``setup.image_shape``.
+
+    Jitted as one program: run eagerly, the init dispatches every initialiser's ops one by one, 2-3x the
+    time (8 s for unet32_residual on a 2-core CPU, 3 s jitted); the values are the same bits either way.
+    """
+
+    def init(key: jax.Array) -> TrainState:
+        variables = setup.model.init(key, jnp.zeros((1, *setup.image_shape), jnp.float32))
+        return TrainState.create(
+            apply_fn=setup.model.apply,
+            params=variables["params"],
+            tx=setup.tx,
+            batch_stats=variables.get("batch_stats", {}),
+        )
+
+    return jax.jit(init)(setup.keys.init if rng is None else rng)
 
 
 def all_finite(tree) -> jax.Array:
