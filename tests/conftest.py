@@ -22,6 +22,10 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="dae_jax_test_xla_cache_")
     atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+# dae-jax's own cache (decoded splits) likewise: one per session, never the user's ~/.cache.
+if "DAE_JAX_CACHE_DIR" not in os.environ:
+    os.environ["DAE_JAX_CACHE_DIR"] = tempfile.mkdtemp(prefix="dae_jax_test_cache_")
+    atexit.register(shutil.rmtree, os.environ["DAE_JAX_CACHE_DIR"], ignore_errors=True)
 
 import jax  # noqa: E402
 import pytest  # noqa: E402

@@ -14,7 +14,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from dae_jax.data import builders, stream
+from dae_jax.data import array_cache, builders, stream
 from dae_jax.data.sources import Source, resolve_source
 
 log = logging.getLogger(__name__)
@@ -24,7 +24,12 @@ def load_split(b, split: str, channels: int | None = None) -> dict[str, np.ndarr
     """This process's share of a split, whole, as numpy (MNIST fits in memory many times over).
 
     An image folder's files are decoded (``channels``: 1 or 3, None as stored); they must be of one size.
+    Decoded once: later reads come from ``dae_jax.data.array_cache``.
     """
+    return array_cache.cached(b, split, channels, lambda: _read_split(b, split, channels))
+
+
+def _read_split(b, split: str, channels: int | None) -> dict[str, np.ndarray]:
     import tensorflow_datasets as tfds
 
     if "image_bytes" in b.info.features:  # ArrayRecord files: random access, this process's rows
