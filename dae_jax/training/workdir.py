@@ -25,6 +25,7 @@ import ml_collections
 
 from dae_jax import files
 from dae_jax.data.sources import Source
+from dae_jax.training import event_file
 
 log = logging.getLogger(__name__)
 
@@ -224,8 +225,6 @@ class MetricWriter:
     """Appends one JSON line per record to ``metrics.jsonl`` and scalars to TensorBoard (process 0 only)."""
 
     def __init__(self, workdir: Path, resumed_step: int):
-        from flax.metrics import tensorboard
-
         self.resumed_step = resumed_step  # the step this invocation began at
         self.path = workdir / "metrics.jsonl"
         self.enabled = jax.process_index() == 0
@@ -237,7 +236,7 @@ class MetricWriter:
                 lines = lines[:-1]  # the one line a kill can cut short
             kept = [x for i, x in enumerate(lines, 1) if _record(self.path, i, x)["step"] <= resumed_step]
             files.write_text(self.path, "".join(f"{x}\n" for x in kept))  # a kill leaves the old or the new file
-        self.tb = tensorboard.SummaryWriter(str(workdir / "tensorboard"))
+        self.tb = event_file.ScalarWriter(workdir / "tensorboard")
 
     def write(self, step: int, record: dict[str, float]) -> None:
         if not self.enabled:
@@ -247,7 +246,4 @@ class MetricWriter:
                 f.write(json.dumps({"step": step, **record}) + "\n")
         except OSError as e:
             raise OSError(e.errno, f"cannot append to {self.path}: {e.strerror}; rerun to resume") from None
-        for k, v in record.items():
-            if isinstance(v, (int, float)):
-                self.tb.scalar(k, v, step)
-        self.tb.flush()
+        self.tb.write(step, {k: v for k, v in record.items() if isinstance(v, (int, float))})
