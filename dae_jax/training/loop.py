@@ -41,7 +41,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     nothing in the workdir. SIGTERM or Ctrl-C save and raise ``preemption.Preempted``. Where the seconds
     went: ``timings.json`` (``dae_jax.training.timings``).
     """
-    timer = timings.Timings()
+    with timings.Timings() as timer:  # from here: what start-up and compilation cost
+        return _train_and_evaluate(config, workdir, timer)
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir, timer: timings.Timings) -> Run:
     config = configs.prepared(config)
     workdir = workdir_lib.check_writable(workdir if workdir is not None else tempfile.mkdtemp(prefix="dae_jax_"))
     mesh = sharding.make_mesh()

@@ -8,6 +8,11 @@ evaluation step's compilation included), ``checkpoints`` and ``figures`` (with t
 ``total`` is the whole ``train_and_evaluate`` call; what is left of it (loss and finiteness checks,
 logging, metric writes) is ``other``.
 
+Start-up, apart from the phases: ``launch`` (the process's start to ``train_and_evaluate``'s: the
+imports and the CLI; Linux's ``/proc``, absent elsewhere), ``compile`` (seconds JAX spent tracing,
+lowering and compiling, in whichever phase, overlaps counted once) and ``startup`` (launch to the first
+step: ``launch`` + ``prepare`` + the first chunk's compilation).
+
 ``timings.json`` is a list with one record per invocation that finished (a resumed run adds its own,
 ``from_step`` saying where it began; a preempted or failed invocation writes none), as measured on
 process 0.
@@ -18,25 +23,66 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import jax
+import jax.monitoring
 
 from dae_jax import files
 
 log = logging.getLogger(__name__)
 PHASES = ("prepare", "first_chunk", "train", "validation", "checkpoints", "test", "figures")
+COMPILE_EVENTS = frozenset(
+    f"/jax/core/compile/{name}_duration" for name in ("jaxpr_trace", "jaxpr_to_mlir_module", "backend_compile")
+)
+
+
+def process_age() -> float | None:
+    """Seconds since this process started (from Linux's /proc, 10 ms ticks), None where there is no /proc."""
+    try:
+        stat = Path("/proc/self/stat").read_text()
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except OSError:
+        return None
+    start_ticks = int(stat.rsplit(")", 1)[1].split()[19])  # field 22, counted after the parenthesised name
+    return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+
+
+def covered(spans: list[tuple[float, float]], start: float = float("-inf"), end: float = float("inf")) -> float:
+    """Seconds of [start, end] that the union of ``spans`` covers (nested compilations counted once)."""
+    total, reach = 0.0, start
+    for a, b in sorted(spans):
+        a, b = max(a, reach), min(b, end)
+        if b > a:
+            total, reach = total + b - a, b
+    return total
 
 
 @dataclasses.dataclass
 class Timings:
-    """Seconds per phase, summed over every time the phase ran; started when made."""
+    """Seconds per phase, summed over every time the phase ran; started when made. Used as a context
+    manager, it also records JAX's compilations (``compile``, ``startup``) until the block ends."""
 
     seconds: dict[str, float] = dataclasses.field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
     started: float = dataclasses.field(default_factory=time.perf_counter)
+    age: float | None = dataclasses.field(default_factory=process_age)  # the process's, when made
     chunks: int = 0  # calls of steps so far
+    compiles: list[tuple[float, float]] = dataclasses.field(default_factory=list)  # time.time() spans
+    first_chunk_span: tuple[float, float] | None = None  # time.time()
+
+    def __enter__(self) -> Timings:
+        jax.monitoring.register_event_time_span_listener(self._compiled)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        jax.monitoring.unregister_event_time_span_listener(self._compiled)
+
+    def _compiled(self, event: str, start_time: float, end_time: float, **_) -> None:
+        if event in COMPILE_EVENTS:
+            self.compiles.append((start_time, end_time))
 
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -55,12 +101,21 @@ class Timings:
     def chunk(self, seconds: float) -> None:
         """One jitted call of steps took ``seconds``: the first is ``first_chunk``, the others ``train``."""
         self.add("train" if self.chunks else "first_chunk", seconds)
+        if not self.chunks:
+            now = time.time()
+            self.first_chunk_span = (now - seconds, now)
         self.chunks += 1
 
     def record(self) -> dict[str, float]:
-        """Every phase's seconds, ``other`` and ``total`` (now minus the start), rounded to ms."""
+        """Every phase's seconds, ``other`` and ``total`` (now minus the start), then the start-up's, rounded to ms."""
         total = time.perf_counter() - self.started
         out = dict(self.seconds) | {"other": total - sum(self.seconds.values()), "total": total}
+        now = time.time()
+        out["compile"] = covered(self.compiles, now - total, now)
+        if self.age is not None:
+            out["launch"] = self.age
+            if self.first_chunk_span is not None:
+                out["startup"] = self.age + self.seconds["prepare"] + covered(self.compiles, *self.first_chunk_span)
         return {k: round(v, 3) for k, v in out.items()}
 
     def finish(self, workdir: Path, from_step: int) -> dict[str, float]:
@@ -77,4 +132,7 @@ class Timings:
 def summary(record: dict[str, float]) -> str:
     """One log line from a ``Timings.record()``: ``seconds: prepare 4.1, first_chunk 2.0, ...; total 61.2``."""
     parts = ", ".join(f"{k} {record[k]:.1f}" for k in (*PHASES, "other"))
-    return f"seconds: {parts}; total {record['total']:.1f}"
+    line = f"seconds: {parts}; total {record['total']:.1f}; compiling {record['compile']:.1f} of it"
+    if "startup" in record:
+        line += f"; start-up {record['startup']:.1f} (launch to first step; {record['launch']:.1f} before the run)"
+    return line

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from dae_jax.training import timings
+
 
 @pytest.mark.slow
 def test_entry_point_trains_evaluates_and_resumes(tmp_path, run_train):
@@ -23,7 +25,9 @@ def test_entry_point_trains_evaluates_and_resumes(tmp_path, run_train):
     assert list((workdir / "tensorboard").iterdir())
     (seconds,) = json.loads((workdir / "timings.json").read_text())  # where the wall-clock went
     assert all(seconds[k] > 0 for k in ("prepare", "first_chunk", "train", "validation", "checkpoints", "test"))
-    assert abs(sum(v for k, v in seconds.items() if k != "total") - seconds["total"]) < 0.01
+    assert abs(sum(seconds[k] for k in (*timings.PHASES, "other")) - seconds["total"]) < 0.01
+    assert 0 < seconds["compile"] < seconds["total"]
+    assert seconds["launch"] + seconds["prepare"] < seconds["startup"] < seconds["launch"] + seconds["total"]
     assert "seconds: prepare" in out
 
     # Same workdir, one more epoch, through the console script: resumes at the saved step.

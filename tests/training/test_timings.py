@@ -3,6 +3,8 @@
 import json
 import time
 
+import jax
+import jax.numpy as jnp
 import pytest
 
 from dae_jax.training import timings
@@ -18,7 +20,7 @@ def test_phases_add_up_to_the_total():
     record = timer.record()
     assert record["train"] >= 0.04 and record["validation"] == 0.5 and record["test"] == 0.0
     assert record["total"] >= 0.04  # add()'s seconds are claimed, not slept: "other" takes the difference
-    assert sum(v for k, v in record.items() if k != "total") == pytest.approx(record["total"], abs=0.005)
+    assert sum(record[k] for k in (*timings.PHASES, "other")) == pytest.approx(record["total"], abs=0.005)
     line = timings.summary(record)
     assert line.startswith("seconds: prepare 0.0, first_chunk 0.0, train ") and ", validation 0.5, " in line
 
@@ -43,3 +45,21 @@ def test_each_finished_invocation_appends_its_record(tmp_path):
 def test_an_unknown_phase_is_named():
     with pytest.raises(ValueError, match="unknown phase 'compile'"):
         timings.Timings().add("compile", 1.0)
+
+
+def test_overlapping_spans_count_once_and_are_clipped_to_the_window():
+    spans = [(0.0, 4.0), (1.0, 2.0), (3.0, 6.0), (8.0, 9.0)]  # nested and overlapping: 0-6 and 8-9
+    assert timings.covered(spans) == 7.0
+    assert timings.covered(spans, 5.0, 8.5) == 1.5
+
+
+def test_compilation_and_start_up_are_measured_while_entered():
+    with timings.Timings() as timer:
+        jax.jit(lambda x: jnp.sin(x) * 3 + 1)(jnp.arange(7.0)).block_until_ready()  # a program of its own
+        timer.chunk(0.01)
+        record = timer.record()
+    assert 0 < record["compile"] <= record["total"]
+    assert record["launch"] > 0  # this test process started before the timer (Linux /proc)
+    assert record["startup"] == pytest.approx(record["launch"] + record["prepare"], abs=0.02)  # no compile in it
+    jax.jit(lambda x: jnp.cos(x) - 2)(jnp.arange(5.0)).block_until_ready()
+    assert timer.record()["compile"] == record["compile"]  # outside the block: not listened to
