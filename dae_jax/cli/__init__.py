@@ -51,9 +51,11 @@ def main(argv: list[str] | None = None) -> None:
     if hasattr(module, "main"):  # bench: another program's command line
         module.main(args)
         return
+    from dae_jax import cache
     from dae_jax.cli import common
 
     namespace = module.parse(args) if hasattr(module, "parse") else module.build().parse_args(args)
     common.quiet_logs(namespace.verbose)
     name = getattr(namespace, "command", command)
+    cache.use_for_compilation()  # a second run's start skips most compilation (dae_jax.cache)
     common.guarded(name, namespace.debug, lambda: module.run(namespace))

@@ -8,8 +8,8 @@ another split is a miss, never a stale hit. An entry that cannot be read is read
 replaced; one that cannot be written is only logged (the cache is an optimisation, never a reason to
 fail a run).
 
-Where: ``$DAE_JAX_CACHE_DIR/arrays`` (default ``$XDG_CACHE_HOME/dae_jax`` or ``~/.cache/dae_jax``);
-``DAE_JAX_CACHE_DIR=off`` turns it off. Entries are never removed: delete the folder to reclaim space.
+Where: ``arrays/`` of dae-jax's cache folder (``dae_jax.cache``: ``DAE_JAX_CACHE_DIR``, ``off`` to turn
+it off). Entries are never removed: delete the folder to reclaim space.
 """
 
 from __future__ import annotations
@@ -26,17 +26,9 @@ import jax
 import numpy as np
 
 from dae_jax import files
+from dae_jax.cache import cache_dir
 
 log = logging.getLogger(__name__)
-OFF = ("off", "0", "false", "no")
-
-
-def cache_dir() -> Path | None:
-    """dae-jax's cache folder (``DAE_JAX_CACHE_DIR``, else the XDG cache home), None when turned off."""
-    chosen = os.environ.get("DAE_JAX_CACHE_DIR")
-    if chosen is not None:
-        return None if chosen.strip().lower() in OFF or not chosen.strip() else Path(chosen).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dae_jax"
 
 
 def _key(builder, split: str, channels: int | None) -> str | None:

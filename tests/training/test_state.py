@@ -11,7 +11,15 @@ from tests.conftest import setup_of
     "model, fields",
     [
         ("conv32", {"optimizer": "adadelta"}),
-        ("bn_dense576", {"optimizer": "sgd", "model.kernel_init": "glorot_uniform"}),
+        (  # a small model with bn_dense576's layer kinds: BatchNorm statistics, strided and transposed convs
+            "conv32",
+            {
+                "optimizer": "sgd",
+                "model.kernel_init": "glorot_uniform",
+                "model.encoder": ("conv 8 relu", "bn", "conv 8 s2 relu", "bn", "flatten", "dense 16"),
+                "model.decoder": ("dense 1568 relu", "reshape 14x14x8", "tconv 8 s2 relu", "conv 1"),
+            },
+        ),
     ],
 )
 def test_jitted_init_is_the_eager_init_bit_for_bit(model, fields):
