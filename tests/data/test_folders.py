@@ -108,6 +108,7 @@ def test_host_corruptions_are_keyed_registered_and_composable():
         host_corruptions.split({"name": "jpeg", "quality": 0})
 
 
+@pytest.mark.slow  # 20 s on 2 cores
 def test_whole_image_evaluation_equals_a_per_image_loop(folder):
     setup, config = _setup(*folder)
     splits = pipeline.prepare(config.data, channels=3)

@@ -129,6 +129,7 @@ def test_missing_fashion_mnist_says_how_to_install_it(tmp_path, monkeypatch):
 FASHION_DIR = sources.DATASETS["fashion_mnist"].default_dir
 
 
+@pytest.mark.slow  # builds all 70,000 images into TFDS: 35 s on 2 cores
 @pytest.mark.skipif(
     not Path(FASHION_DIR).is_dir(),
     reason=f"{FASHION_DIR} is absent: install it with `apt-get install dataset-fashion-mnist` (.ci/run does)",

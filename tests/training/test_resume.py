@@ -226,6 +226,7 @@ def test_missing_restore_step_is_named(tmp_path):
         ckpts.resume(state, config, 1)[0]
 
 
+@pytest.mark.slow  # two runs on a streamed folder: 25 s on 2 cores
 def test_resuming_on_a_changed_image_folder_is_refused(tmp_path):
     """A streamed folder's epoch order depends on its listing: a resume after files changed would not be exact."""
     for i in range(24):
