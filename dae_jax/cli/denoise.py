@@ -58,10 +58,11 @@ def image_pairs(inputs: list[str], out: Path) -> list[tuple[Path, Path]]:
 
 
 def run(args: argparse.Namespace) -> None:
-    from dae_jax import files
+    from dae_jax import files, sharding
     from dae_jax.data import image_files
     from dae_jax.eval import denoiser
 
+    sharding.use_cpu_cores()  # one XLA:CPU device per core: a batch is split over every core
     pairs = image_pairs(args.inputs, Path(args.out))
     # Before anything is read or written: no input replaced, nothing written through a link out of --out.
     files.check_outputs([t for _, t in pairs], args.out, [s for s, _ in pairs], args.overwrite)

@@ -35,9 +35,10 @@ def _save(path: str, array) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from dae_jax import files
+    from dae_jax import files, sharding
     from dae_jax.eval import denoiser, evaluation
 
+    sharding.use_cpu_cores()  # one XLA:CPU device per core: a batch is split over every core
     if args.labels and Path(args.labels).resolve() == Path(args.out).resolve():
         raise common.UsageError("--labels and --out name the same file")
     for out in filter(None, (args.out, args.labels)):

@@ -11,15 +11,25 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from jax import lax
+from jax.sharding import PartitionSpec as P
 
+from dae_jax import sharding
 from dae_jax.eval import layout, tiling
 from dae_jax.nn import models
 from dae_jax.setup import Setup
 from dae_jax.training import checkpoints
 from dae_jax.training.state import create_train_state
 
-# Batches are padded up to one of these sizes so a call of any size reuses a compiled function.
-BUCKETS = (1, 8, 64, 256)
+# Batches are padded up to one of these sizes (then to a multiple of the device count) so a call of any size
+# reuses one of a few compiled functions; powers of two, so padding is less than half of any call and the
+# usual batch sizes (32, 128) are not padded at all.
+BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+# On CPU a convolutional model takes a device's rows this many at a time under ``lax.map``, their
+# activations staying in cache. Measured at batch 128 on 2 cores, images/s against one piece: conv32_16
+# 1.5-1.7x, conv32 1.4x, conv64 1.2x, bn_dense576 1.1x, unet32_residual about 1x; the dense presets (matrix
+# products, 0.6x) run in one piece.
+CHUNK = 8
 
 
 @dataclasses.dataclass(frozen=True, eq=False)  # eq=False: hashed by identity (evaluation caches its steps)
@@ -47,22 +57,50 @@ class Denoiser:
         return self.setup.image_shape
 
     @functools.cached_property
+    def _mesh(self) -> jax.sharding.Mesh:
+        """This process's devices: a batch is split over them (one XLA:CPU device per core after
+        ``sharding.use_cpu_cores``; on one device a CPU would denoise on one core)."""
+        return sharding.make_mesh(jax.local_devices())
+
+    @functools.cached_property
+    def _replicated_variables(self):
+        return jax.device_put(self.variables, sharding.replicated(self._mesh))  # once, not every call
+
+    @functools.cached_property
     def _apply(self):
         setup = self.setup
         return {
-            "denoise": jax.jit(setup.output),
-            "encode": jax.jit(lambda v, x: setup.model.apply(v, x, method=setup.model.encode)),
-            "decode": jax.jit(lambda v, z: setup.output(v, z, method=setup.model.decode)),
+            "denoise": self._split(setup.output),
+            "encode": self._split(lambda v, x: setup.model.apply(v, x, method=setup.model.encode)),
+            "decode": self._split(lambda v, z: setup.output(v, z, method=setup.model.decode)),
         }
 
+    def _split(self, fn):
+        """``fn(variables, x [n, ...]) -> [n, ...]`` as jit(shard_map): variables replicated, rows split over the
+        devices, and on CPU a convolutional model's rows ``CHUNK`` at a time."""
+        chunked = jax.default_backend() == "cpu" and models.is_convolutional(self.model)
+
+        def per_device(variables, x):
+            n = x.shape[0]
+            if not chunked or n % CHUNK or n == CHUNK:
+                return fn(variables, x)
+            out = lax.map(lambda rows: fn(variables, rows), x.reshape(n // CHUNK, CHUNK, *x.shape[1:]))
+            return out.reshape(n, *out.shape[2:])
+
+        axis = sharding.DATA_AXIS
+        mapped = jax.shard_map(per_device, mesh=self._mesh, in_specs=(P(), P(axis)), out_specs=P(axis))
+        return jax.jit(mapped)
+
     def _batched(self, name: str, x: np.ndarray) -> np.ndarray:
+        devices = self._mesh.devices.size
         out = []
         for start in range(0, len(x), BUCKETS[-1]):
             chunk = x[start : start + BUCKETS[-1]]
-            size = next(b for b in BUCKETS if b >= len(chunk))
-            padded = np.concatenate([chunk, np.zeros((size - len(chunk), *chunk.shape[1:]), chunk.dtype)])
-            out.append(np.asarray(self._apply[name](self.variables, padded))[: len(chunk)])
-        return np.concatenate(out)
+            size = -(-next(b for b in BUCKETS if b >= len(chunk)) // devices) * devices
+            if size > len(chunk):  # copied only when padded: a call is a few hundred microseconds for small models
+                chunk = np.concatenate([chunk, np.zeros((size - len(chunk), *chunk.shape[1:]), chunk.dtype)])
+            out.append(np.asarray(self._apply[name](self._replicated_variables, chunk))[: len(x) - start])
+        return np.concatenate(out)  # a writable array of its own, also for one chunk
 
     def denoise(self, noisy):
         """Clean images from noisy ones, in the layout and dtype family they were given."""
@@ -107,7 +145,8 @@ class Denoiser:
                 f"{skips}, so codes alone cannot be decoded; use denoise(images)."
             )
         codes = np.asarray(codes, np.float32)
-        code_shape = jax.eval_shape(self._apply["encode"], self.variables, jnp.zeros((1, *self.image_shape))).shape[1:]
+        probe = jnp.zeros((self._mesh.devices.size, *self.image_shape))  # rows split evenly over the devices
+        code_shape = jax.eval_shape(self._apply["encode"], self.variables, probe).shape[1:]
         if codes.shape[1:] != code_shape:
             raise ValueError(
                 f"codes have shape {codes.shape}; the model's codes are [N, {', '.join(map(str, code_shape))}]."

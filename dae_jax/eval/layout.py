@@ -49,10 +49,10 @@ def to_model_input(images, image_shape: tuple[int, int, int]) -> tuple[np.ndarra
         raise ValueError(f"images have {x.shape[3]} channels but the model takes {c}; shape {images.shape}.")
     if layout.uint8:
         return x.astype(np.float32) / 255.0, layout
-    x = x.astype(np.float32)
-    if not np.isfinite(x).all():
+    x = np.asarray(x, np.float32)  # no copy of float32 images
+    lo, hi = float(x.min()), float(x.max())  # NaN if any is NaN, +-inf if any is infinite: one pass each
+    if not (np.isfinite(lo) and np.isfinite(hi)):
         raise ValueError("images contain NaN or inf values.")
-    lo, hi = float(x.min()), float(x.max())
     if lo < 0.0 or hi > 1.0:
         hint = " (they look like 0-255 values: divide by 255 or pass uint8)" if hi <= 255.0 and lo >= 0.0 else ""
         raise ValueError(f"float images must lie in [0, 1], these span [{lo:g}, {hi:g}]{hint}.")

@@ -99,6 +99,11 @@ def scan_friendly(model: Autoencoder) -> bool:
     return model.fast and all(map(fast_in_scan, plan(model.encoder) + plan(model.decoder)))
 
 
+def is_convolutional(model: Autoencoder) -> bool:
+    """Whether the model has convolutions (transposed ones included), not only dense layers."""
+    return any(spec.split()[0] in ("conv", "tconv") for spec in (*model.encoder, *model.decoder))
+
+
 def has_batch_norm(model: Autoencoder) -> bool:
     """Whether the model has BatchNorm layers (whose statistics a micro-batched step would change)."""
     return any(spec.split()[0] == "bn" for spec in (*model.encoder, *model.decoder))

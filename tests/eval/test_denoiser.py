@@ -46,6 +46,21 @@ def test_load_denoise_matches_the_model_in_every_layout(saved):
     assert d.denoise(np.zeros((300, 28, 28, 1), np.float32)).shape == (300, 28, 28, 1)  # 256 + 64-bucket
 
 
+def test_a_batch_is_split_over_the_devices_in_chunks_and_keeps_the_models_values(saved):
+    workdir, state = saved
+    d = denoiser.load(workdir)
+    x = np.random.default_rng(1).random((200, 28, 28, 1), dtype=np.float32)  # the 256-bucket: 32 rows a device
+    want = np.asarray(jax.nn.sigmoid(state.apply_fn(state.variables(), x)))
+    np.testing.assert_allclose(d.denoise(x), want, atol=1e-6)
+    program = d._apply["denoise"].lower(d._replicated_variables, np.zeros((256, 28, 28, 1), np.float32)).as_text()
+    assert f"num_partitions = {jax.local_device_count()}" in program  # every device takes a share
+    assert "while" in program  # its rows denoiser.CHUNK at a time (lax.map), a conv model on CPU
+    dense = denoiser.Denoiser(setup=setup_of("dense32"), variables=create_train_state(setup_of("dense32")).variables())
+    assert (
+        "while" not in dense._apply["denoise"].lower(dense._replicated_variables, np.zeros((256, 28, 28, 1))).as_text()
+    )
+
+
 BAD = [
     ([[0.5] * 28] * 28, "numpy or jax array"),
     (np.zeros((28, 28), np.int64), "dtype int64"),
