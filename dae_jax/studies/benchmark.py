@@ -1,7 +1,12 @@
-"""Train-step throughput of dae-jax's model presets, side by side with PyTorch and Keras peers.
+"""Train-step (or inference) throughput of dae-jax's model presets, side by side with PyTorch and Keras peers.
 
   dae-jax bench --presets conv32,conv32_16 --batch-sizes 128,512 --repeats 5 --steps 20 \\
       --peak-gflops 333 --peers torch,keras --out results/benchmarks/cpu.json
+  dae-jax bench --task infer --batch-sizes 128 --peers torch,keras,keras:predict_on_batch  # denoising
+
+``--task infer`` times denoising instead: dae-jax's ``Denoiser.denoise`` (and, as variant
+``evaluate``, ``dae_jax.evaluate``) against torch under ``inference_mode`` and Keras ``predict``, on
+the same noisy batches (``dae_jax.studies.inference``; the peers' ``Predictor`` classes).
 
 (``dae-jax bench`` runs this module: ``python -m dae_jax.studies.benchmark``.)
 
@@ -31,33 +36,43 @@ side, and the summary table takes the fastest. They are the optional ``bench`` e
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import multiprocessing
 import os
-import platform
 import signal
 import statistics
 import sys
 import time
-import traceback
 from pathlib import Path
 
 import numpy as np
 
 from dae_jax import files
+from dae_jax.studies.bench_report import fastest_peers, machine, markdown, summarize, table_line
+from dae_jax.studies.workers import Worker, parse_peers
 
-# The framework of each peer and the module that implements it (imported only in its worker process).
-PEERS = {"torch": "dae_jax.studies.peers.torch_models", "keras": "dae_jax.studies.peers.keras_models"}
-PEER_PACKAGES = {"torch": ("torch",), "keras": ("keras", "tensorflow")}
-NOTES = (
-    "Each framework trains the same architecture (equal parameter counts) with the same optimizer, "
-    "hyperparameters, loss and batch; every step converts the clean uint8 batch to float and draws its own "
-    "Gaussian noise inside the step, as dae-jax's train step does.",
+COMMON_NOTES = (
     "Batches are already in memory: the input pipeline is not timed. Each framework runs in its own process, "
     "warmed up (compilation excluded) and timed alternately with the others.",
     "speedup = dae-jax images/s / peer images/s (medians over repeats); > 1 means dae-jax is faster.",
 )
+NOTES = {
+    "train": (
+        "Each framework trains the same architecture (equal parameter counts) with the same optimizer, "
+        "hyperparameters, loss and batch; every step converts the clean uint8 batch to float and draws its own "
+        "Gaussian noise inside the step, as dae-jax's train step does.",
+        *COMMON_NOTES,
+    ),
+    "infer": (
+        "Each framework denoises batches of the same noisy float32 NHWC images in [0, 1] with the same "
+        "architecture (untrained weights: the arithmetic does not depend on them), one call per batch, numpy in "
+        "and numpy out in [0, 1] (the output activation included), as a user of its API writes it: dae-jax "
+        "Denoiser.denoise, torch inference_mode, Keras predict / predict_on_batch. dae-jax:evaluate is "
+        "dae_jax.evaluate on the batch's clean uint8 images: its fixed noise, the model and 8 metrics per image.",
+        *COMMON_NOTES,
+    ),
+}
+# dae-jax's second variant of each task, timed beside its default (--resident).
+OWN_VARIANTS = {"train": "resident", "infer": "evaluate"}
 
 
 def load_images(count: int) -> np.ndarray:
@@ -153,122 +168,6 @@ def _state_and_step(config, mesh):
     return initial, steps.make_train_step(setup), setup
 
 
-def _runner_class(framework: str):
-    if framework == "dae-jax":
-        return JaxRunner
-    return importlib.import_module(PEERS[framework]).Runner
-
-
-def _version_and_variant(framework: str, variant: str | None) -> tuple[str, str | None]:
-    """The framework's version string and the variant a worker runs (a peer's default when None)."""
-    if framework == "dae-jax":
-        import jax
-
-        import dae_jax
-        from dae_jax import sharding
-
-        sharding.use_cpu_cores()  # one XLA:CPU device per core, as dae-jax train runs (before JAX starts)
-        return f"dae-jax {dae_jax.__version__}, jax {jax.__version__}", variant
-    module = importlib.import_module(PEERS[framework])
-    return module.version(), variant or module.DEFAULT_VARIANT  # the Runner refuses an unknown variant
-
-
-def serve(conn, framework: str, variant: str | None) -> None:
-    """Worker process: builds a runner per ``("build", recipe, batch_size, images, warmup)``, times ``("run", steps)``.
-
-    Every reply is ``("ok", value)`` or ``("error", message)``; ``("stop",)`` ends it.
-    """
-    runner = None
-    try:
-        cls = _runner_class(framework)
-        version, variant = _version_and_variant(framework, variant)
-        conn.send(("ok", (version, variant)))
-    except Exception as e:  # noqa: BLE001 - reported to the parent, which decides
-        conn.send(("error", f"{type(e).__name__}: {e}"))
-        return
-    while True:
-        try:
-            command, *args = conn.recv()
-        except EOFError:  # the parent is gone
-            return
-        if command == "stop":
-            return
-        try:
-            if command == "build":
-                recipe, batch_size, images, warmup = args
-                runner = None  # free the previous model before building the next
-                runner = cls(recipe, batch_size, images, variant)
-                runner.run(warmup)
-                info = {"params": runner.params, "description": runner.description}
-                info |= {k: getattr(runner, k) for k in ("flops_per_image", "device") if hasattr(runner, k)}
-                conn.send(("ok", info))
-            else:
-                conn.send(("ok", runner.run(*args)))
-        except Exception as e:  # noqa: BLE001
-            conn.send(("error", f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}"))
-
-
-class Worker:
-    """A framework in its own process (spawned, so no thread pool is shared with the parent or the others)."""
-
-    def __init__(self, framework: str, variant: str | None):
-        self.framework, self.name = framework, framework if variant is None else f"{framework}:{variant}"
-        context = multiprocessing.get_context("spawn")
-        self.conn, child = context.Pipe()
-        self.process = context.Process(target=serve, args=(child, framework, variant), daemon=True)
-        self.process.start()
-        self.version = None
-
-    def start(self) -> None:
-        """Waits until the framework is imported; learns its version and the variant it runs."""
-        self.version, self.variant = self.receive()
-        self.name = self.framework if self.variant is None else f"{self.framework}:{self.variant}"
-
-    def receive(self):
-        if not self.conn.poll(900):
-            raise TimeoutError(f"{self.name}: worker gave no answer in 15 minutes.")
-        status, value = self.conn.recv()
-        if status == "error":
-            raise RuntimeError(f"{self.name}: {value}")
-        return value
-
-    def send(self, *command) -> None:
-        self.conn.send(command)
-
-    def call(self, *command):
-        self.send(*command)
-        return self.receive()
-
-    def close(self) -> None:
-        if self.process.is_alive():
-            try:
-                self.conn.send(("stop",))
-            except OSError:  # the worker is gone already
-                pass
-        self.process.join(30)
-        if self.process.is_alive():
-            self.process.kill()
-
-
-def parse_peers(text: str) -> list[tuple[str, str | None]]:
-    """``"torch,keras:step"`` -> [("torch", default variant), ("keras", "step")]; absent frameworks dropped."""
-    peers = []
-    for item in filter(None, (s.strip() for s in text.split(","))):
-        framework, _, variant = item.partition(":")
-        if framework not in PEERS:
-            raise ValueError(f"Unknown peer {framework!r}; choose from {sorted(PEERS)} (e.g. --peers torch,keras).")
-        missing = [p for p in PEER_PACKAGES[framework] if importlib.util.find_spec(p) is None]
-        if missing:
-            print(
-                f"notice: {', '.join(missing)} not installed: skipping the {framework} peer "
-                '(install the peers with pip install -e ".[bench]").',
-                flush=True,
-            )
-            continue
-        peers.append((framework, variant or None))
-    return peers
-
-
 def _ints(text: str) -> list[int]:
     try:
         values = [int(s) for s in text.split(",") if s.strip()]
@@ -279,46 +178,14 @@ def _ints(text: str) -> list[int]:
     return values
 
 
-def machine() -> dict:
-    """CPU model, logical cores and vector extensions (from /proc/cpuinfo where there is one)."""
-    info = {"cpu_model": platform.processor() or platform.machine(), "logical_cores": os.cpu_count()}
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        fields = dict(line.split(":", 1) for line in cpuinfo.read_text().splitlines() if ":" in line and line.strip())
-        fields = {k.strip(): v.strip() for k, v in fields.items()}
-        flags = fields.get("flags", "").split()
-        info |= {
-            "cpu_model": fields.get("model name", info["cpu_model"]),
-            "cpu_family_model": f"{fields.get('cpu family')}/{fields.get('model')}",  # 26/2: AMD Zen 5
-            "cpu_mhz": float(fields["cpu MHz"]) if "cpu MHz" in fields else None,
-            "vector_extensions": [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile") if f in flags],
-        }
-    return info | {"os": platform.platform(), "python": platform.python_version()}
-
-
-def summarize(times: list[float], steps: int, batch_size: int, flops_per_image: float, peak: float | None) -> dict:
-    """Per-step and per-image numbers from the seconds of each repeat."""
-    best, median = min(times) / steps, statistics.median(times) / steps
-    gflops = flops_per_image * batch_size / median / 1e9
-    return {
-        "seconds_per_repeat": times,
-        "ms_per_step_min": 1e3 * best,
-        "ms_per_step_median": 1e3 * median,
-        "images_per_s_median": batch_size / median,
-        "images_per_s_max": batch_size / best,
-        "gflops_per_s_median": gflops,
-        "fraction_of_peak": gflops / peak if peak else None,
-    }
-
-
 def measure(args: argparse.Namespace) -> tuple[list[dict], dict]:
     """Rows of results for every (preset, batch size, framework), and each framework's version."""
     from dae_jax.studies.peers import specs
 
     recipes = [specs.recipe(p) for p in args.presets]  # unknown presets fail here, before any process starts
     images = load_images(min(5000, 4 * max(args.batch_sizes)))
-    own = [("dae-jax", None)] + ([("dae-jax", "resident")] if args.resident else [])
-    workers = [Worker(framework, variant) for framework, variant in [*own, *args.peers]]
+    own = [("dae-jax", None)] + ([("dae-jax", OWN_VARIANTS[args.task])] if args.resident else [])
+    workers = [Worker(framework, variant, args.task) for framework, variant in [*own, *args.peers]]
     rows = []
     try:
         for w in workers:  # the imports run in parallel
@@ -353,113 +220,11 @@ def measure(args: argparse.Namespace) -> tuple[list[dict], dict]:
                     }
                     row["dae_jax_speedup"] = jax_rate / row["images_per_s_median"]
                     rows.append(row)
-                    print(_table_line(row), flush=True)
+                    print(table_line(row), flush=True)
     finally:
         for w in workers:
             w.close()
     return rows, {"device": device, "versions": {w.framework: w.version for w in workers}}
-
-
-def fastest_peers(rows: list[dict]) -> list[dict]:
-    """Per (preset, batch size): dae-jax's images/s, the fastest variant of each peer, and dae-jax's speedup over
-    the faster peer (medians)."""
-    summary = []
-    for key in dict.fromkeys((r["preset"], r["batch_size"]) for r in rows):
-        group = [r for r in rows if (r["preset"], r["batch_size"]) == key]
-        entry = {"preset": key[0], "config": group[0]["config"], "batch_size": key[1]}
-        entry["dae-jax"] = next(
-            r["images_per_s_median"] for r in group if r["framework"] == "dae-jax" and not r["variant"]
-        )
-        resident = [r["images_per_s_median"] for r in group if r["framework"] == "dae-jax" and r["variant"]]
-        entry["dae-jax:resident"] = resident[0] if resident else None
-        for framework in PEERS:
-            peers = [r for r in group if r["framework"] == framework]
-            if peers:
-                best = max(peers, key=lambda r: r["images_per_s_median"])
-                entry[framework] = {"variant": best["variant"], "images_per_s_median": best["images_per_s_median"]}
-        rates = [entry[f]["images_per_s_median"] for f in PEERS if f in entry]
-        entry["dae_jax_speedup_over_fastest_peer"] = entry["dae-jax"] / max(rates) if rates else None
-        entry["resident_speedup_over_fastest_peer"] = (
-            entry["dae-jax:resident"] / max(rates) if rates and entry["dae-jax:resident"] else None
-        )
-        summary.append(entry)
-    return summary
-
-
-def _summary_line(entry: dict) -> str:
-    def peer(framework: str) -> str:
-        if framework not in entry:
-            return "not run"
-        return f"{entry[framework]['images_per_s_median']:,.0f} ({entry[framework]['variant']})"
-
-    def ratio(x: float | None) -> str:
-        return "" if x is None else f"{x:.2f}"
-
-    resident = entry["dae-jax:resident"]
-    return (
-        f"| {entry['preset']} ({entry['config']}) | {entry['batch_size']} | {entry['dae-jax']:,.0f} "
-        f"| {'' if resident is None else f'{resident:,.0f}'} | {peer('torch')} | {peer('keras')} "
-        f"| {ratio(entry['dae_jax_speedup_over_fastest_peer'])} "
-        f"| {ratio(entry['resident_speedup_over_fastest_peer'])} |"
-    )
-
-
-SUMMARY_HEADER = (
-    "| preset (config) | batch | dae-jax images/s | dae-jax resident images/s | fastest torch images/s "
-    "| fastest keras images/s | dae-jax / faster peer | resident / faster peer |\n|---|---|---|---|---|---|---|---|"
-)
-TABLE_HEADER = (
-    "| preset (config) | batch | framework | ms/step min | ms/step median | images/s | GFLOP/s | % of peak "
-    "| dae-jax speedup |\n|---|---|---|---|---|---|---|---|---|"
-)
-
-
-def _table_line(row: dict) -> str:
-    peak = "" if row["fraction_of_peak"] is None else f"{100 * row['fraction_of_peak']:.1f}"
-    name = row["framework"] + (f":{row['variant']}" if row["variant"] else "")
-    return (
-        f"| {row['preset']} ({row['config']}) | {row['batch_size']} | {name} | {row['ms_per_step_min']:.1f} "
-        f"| {row['ms_per_step_median']:.1f} | {row['images_per_s_median']:,.0f} | {row['gflops_per_s_median']:.1f} "
-        f"| {peak} | {row['dae_jax_speedup']:.2f} |"
-    )
-
-
-def markdown(report: dict) -> str:
-    """The report as a markdown page: command, machine, versions, notes, table."""
-    m, s = report["machine"], report["settings"]
-    loads = [x for r in report["results"] for x in r["load_average_1min"]]
-    lines = [
-        "# Train-step throughput: dae-jax and peers",
-        "",
-        f"Command: `{report['command']}`",
-        "",
-        f"Machine: {m['cpu_model']}, {m['logical_cores']} logical cores, {', '.join(m.get('vector_extensions', []))}; "
-        f"jax device: {report['device']['device_kind']} x{report['device']['count']} ({report['device']['platform']}). "
-        f"1-minute load average while timing (other jobs share the CPU): {min(loads):.1f} to {max(loads):.1f}.",
-        "",
-        "Versions: " + "; ".join(f"{k}: {v}" for k, v in report["versions"].items()) + ".",
-        "",
-        f"Settings: {s['steps']} steps per repeat, {s['repeats']} repeats, {s['warmup']} warm-up steps; "
-        "FLOPs per image: model FLOPs, from XLA's cost analysis of the train step with the textbook layers "
-        "(the work each framework's layers do; dae-jax's upsample-convs do less, so its GFLOP/s is an effective "
-        f"rate); peak {s['peak_gflops'] or 'not given'} GFLOP/s.",
-        "",
-        *(f"- {note}" for note in report["notes"]),
-        "",
-        SUMMARY_HEADER,
-        *(_summary_line(entry) for entry in report["summary"]),
-        "",
-        "Every framework and variant:",
-        "",
-        TABLE_HEADER,
-        *(_table_line(row) for row in report["results"]),
-        "",
-        "Configurations: "
-        + "; ".join(sorted({f"{r['framework']}: {r['description']}" for r in report["results"]}))
-        + ".",
-        "",
-    ]
-    return "\n".join(lines)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -468,7 +233,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="dae-jax bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--presets", default=",".join(specs.PRESETS), help="model presets, comma-separated")
     parser.add_argument("--batch-sizes", default="128,512", help="global batch sizes, comma-separated")
-    parser.add_argument("--steps", type=int, default=20, help="train steps per timed repeat")
+    parser.add_argument("--steps", type=int, default=20, help="train steps (or batches denoised) per timed repeat")
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats per framework (min and median)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps after building (compilation)")
     parser.add_argument("--pause", type=float, default=0.2, help="seconds of idle CPU before each timed repeat")
@@ -478,7 +243,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--resident",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="also time dae-jax's device-resident fast path (lax.scan over the steps)",
+        help="also time dae-jax's second variant: its device-resident loop (lax.scan over the steps) when "
+        "training, dae_jax.evaluate when denoising",
+    )
+    parser.add_argument(
+        "--task", choices=sorted(NOTES), default="train", help="time train steps, or denoising (inference)"
     )
     parser.add_argument("--out", default=None, help="write the report to this .json (and the table to .md)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out report")
@@ -516,7 +285,8 @@ def main(argv: list[str] | None = None) -> dict:
         "device": found["device"],
         "versions": found["versions"],
         "settings": {k: getattr(args, k) for k in ("steps", "repeats", "warmup", "pause", "peak_gflops")},
-        "notes": list(NOTES),
+        "task": args.task,
+        "notes": list(NOTES[args.task]),
         "results": rows,
         "summary": fastest_peers(rows),
     }

@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> dict:
     import jax
 
     from dae_jax import sharding
-    from dae_jax.studies.benchmark import machine
+    from dae_jax.studies.bench_report import machine
 
     config = load_config(args)
     config.device_resident = {"auto": None, "host": False, "resident": True}[args.loop]

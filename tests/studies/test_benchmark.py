@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from dae_jax.nn import models
-from dae_jax.studies import benchmark, time_to_quality
+from dae_jax.studies import benchmark, time_to_quality, workers
 from dae_jax.studies.peers import specs
 
 
@@ -114,7 +114,7 @@ def test_benchmark_end_to_end_writes_json_and_table(tmp_path):
     saved = json.loads(out.read_text())
     assert saved == json.loads(json.dumps(report))
     frameworks = [r["framework"] for r in saved["results"]]
-    installed = [f for f, packages in benchmark.PEER_PACKAGES.items() if all(map(importlib.util.find_spec, packages))]
+    installed = [f for f, packages in workers.PEER_PACKAGES.items() if all(map(importlib.util.find_spec, packages))]
     assert frameworks == ["dae-jax", "dae-jax", *installed]  # the step, the resident loop, every installed peer
     assert [r["variant"] for r in saved["results"]][:2] == [None, "resident"]
     for row in saved["results"]:
@@ -130,9 +130,36 @@ def test_benchmark_end_to_end_writes_json_and_table(tmp_path):
     assert "| conv32_16 (conv32_16_adam) | 16 | dae-jax |" in out.with_suffix(".md").read_text()
 
 
+@pytest.mark.slow
+def test_inference_benchmark_times_every_framework_on_the_same_model(tmp_path):
+    out = tmp_path / "infer.json"
+    argv = "--task infer --presets conv32_16 --batch-sizes 16 --steps 2 --repeats 1 --warmup 1 --pause 0"
+    report = benchmark.main([*argv.split(), "--peers", "torch,keras,keras:predict_on_batch", "--out", str(out)])
+    installed = [f for f, packages in workers.PEER_PACKAGES.items() if all(map(importlib.util.find_spec, packages))]
+    names = [(r["framework"], r["variant"]) for r in report["results"]]
+    peers = {"torch": [("torch", "channels_last")], "keras": [("keras", "predict"), ("keras", "predict_on_batch")]}
+    assert names == [("dae-jax", None), ("dae-jax", "evaluate"), *(n for f in installed for n in peers[f])]
+    assert {r["params"] for r in report["results"]} == {12_193}  # one architecture in every framework
+    assert all(r["images_per_s_median"] > 0 for r in report["results"])
+    assert "Denoiser.denoise" in report["results"][0]["description"] and report["task"] == "infer"
+    (summary,) = report["summary"]
+    assert summary["dae-jax:evaluate"] > 0 and "evaluate / faster peer" in out.with_suffix(".md").read_text()
+    assert out.with_suffix(".md").read_text().startswith("# Inference throughput")
+
+
+def test_noisy_batches_are_the_same_clipped_inputs_for_every_framework():
+    images = benchmark.load_images(40)
+    first, again = specs.noisy_batches(images, 16, 0.5), specs.noisy_batches(images, 16, 0.5)
+    assert len(first) == 2 and first[0].shape == (16, 28, 28, 1) and first[0].dtype == np.float32
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+    assert 0.0 <= first[0].min() and first[0].max() <= 1.0 and first[0].std() > 0.2  # noisy, clipped
+    clean = specs.noisy_batches(images, 16, None)[1]
+    np.testing.assert_array_equal(clean, images[16:32] / np.float32(255))
+
+
 def test_missing_peer_is_skipped_with_a_notice(monkeypatch, capsys):
-    monkeypatch.setitem(benchmark.PEER_PACKAGES, "torch", ("no_such_package_for_dae_jax",))
-    assert benchmark.parse_peers("torch") == []
+    monkeypatch.setitem(workers.PEER_PACKAGES, "torch", ("no_such_package_for_dae_jax",))
+    assert workers.parse_peers("torch") == []
     assert 'skipping the torch peer (install the peers with pip install -e ".[bench]")' in capsys.readouterr().out
 
 

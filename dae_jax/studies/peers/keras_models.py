@@ -21,7 +21,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from dae_jax.studies.peers.specs import Layer, Recipe, forward  # noqa: E402
+from dae_jax.studies.peers.specs import Layer, Recipe, forward, noisy_batches  # noqa: E402
 
 # Configurations the benchmark can time (--peers keras:<name>); DEFAULT_VARIANT is what
 # `--peers keras` uses: the fastest on the 2-core CPU, where TensorFlow's oneDNN kernels beat
@@ -140,6 +140,8 @@ def compiled(recipe: Recipe, jit_compile: bool, seed: int = 0) -> Denoiser:
 class Runner:
     """Times ``steps`` train steps of ``recipe`` on batches of ``images`` (uint8 [N, H, W, C], N >= batch_size)."""
 
+    DEFAULT_VARIANT = DEFAULT_VARIANT
+
     def __init__(self, recipe: Recipe, batch_size: int, images: np.ndarray, variant: str = DEFAULT_VARIANT):
         if variant not in VARIANTS:
             raise ValueError(f"Unknown keras variant {variant!r}; choose one of {sorted(VARIANTS)}.")
@@ -166,4 +168,56 @@ class Runner:
             for i in range(steps):
                 logs = self.step(self.batches[i % len(self.batches)])
             tf.nest.map_structure(lambda t: t.numpy(), logs)  # waits for the last step
+        return time.perf_counter() - start
+
+
+# How the inference benchmark calls Keras (--task infer --peers keras:<name>). "predict": one
+# model.predict over every batch of a repeat at batch_size, as a Keras user denoises many images;
+# "predict_on_batch": one call per batch, as dae-jax's and torch's are timed. jit_compile off: on the
+# 2-core CPU TensorFlow's oneDNN kernels beat its XLA backend (see VARIANTS); "_xla" turns it on.
+PREDICT_VARIANTS = {
+    "predict": {"on_batch": False, "jit_compile": False},
+    "predict_xla": {"on_batch": False, "jit_compile": True},
+    "predict_on_batch": {"on_batch": True, "jit_compile": False},
+}
+
+
+class Predictor:
+    """Times denoising ``steps`` batches (``specs.noisy_batches`` of ``images``) with Keras' predict: numpy
+    float32 NHWC in [0, 1] in, numpy in [0, 1] out (a BCE model's sigmoid is part of the model)."""
+
+    DEFAULT_VARIANT = "predict"
+
+    def __init__(self, recipe: Recipe, batch_size: int, images: np.ndarray, variant: str = DEFAULT_VARIANT):
+        if variant not in PREDICT_VARIANTS:
+            raise ValueError(f"Unknown keras predict variant {variant!r}; choose one of {sorted(PREDICT_VARIANTS)}.")
+        options = PREDICT_VARIANTS[variant]
+        keras.utils.set_random_seed(0)
+        net = build(recipe)
+        self.params = param_count(net)
+        outputs = keras.layers.Activation("sigmoid")(net.output) if recipe.loss == "bce" else net.output
+        self.model = keras.Model(net.input, outputs)
+        self.model.compile(jit_compile=options["jit_compile"])
+        self.batches, self.batch_size, self.on_batch = (
+            noisy_batches(images, batch_size, recipe.sigma),
+            batch_size,
+            options["on_batch"],
+        )
+        how = (
+            "predict_on_batch per batch"
+            if self.on_batch
+            else f"predict(batch_size={batch_size}) over a repeat's batches"
+        )
+        self.description = f"{version()}, {how}, jit_compile={options['jit_compile']}"
+
+    def run(self, steps: int) -> float:
+        """Seconds to denoise ``steps`` batches into numpy arrays."""
+        batches = [self.batches[i % len(self.batches)] for i in range(steps)]
+        joined = None if self.on_batch else np.concatenate(batches)  # made before the clock starts
+        start = time.perf_counter()
+        if self.on_batch:
+            for batch in batches:
+                self.model.predict_on_batch(batch)
+        else:
+            self.model.predict(joined, batch_size=self.batch_size, verbose=0)
         return time.perf_counter() - start

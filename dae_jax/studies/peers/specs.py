@@ -14,6 +14,8 @@ import inspect
 from collections.abc import Callable
 from typing import TypeVar
 
+import numpy as np
+
 
 @dataclasses.dataclass(frozen=True)
 class Layer:
@@ -151,3 +153,14 @@ def recipe(preset: str) -> Recipe:
         sigma=sigma,
         lr_schedule=config.lr_schedule,
     )
+
+
+def noisy_batches(images: np.ndarray, batch_size: int, sigma: float | None) -> list[np.ndarray]:
+    """What every framework denoises when inference is timed: whole batches of ``images`` (uint8 [N, H, W, C])
+    as float32 [batch_size, H, W, C] in [0, 1], with clipped Gaussian noise of ``sigma`` (seed 0: the same
+    inputs in every worker process)."""
+    n = len(images) // batch_size * batch_size
+    clean = images[:n].astype(np.float32) / 255.0
+    noise = np.random.default_rng(0).normal(size=clean.shape).astype(np.float32)
+    noisy = clean if sigma is None else np.clip(clean + sigma * noise, 0.0, 1.0)
+    return [np.ascontiguousarray(noisy[i : i + batch_size]) for i in range(0, n, batch_size)]

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dae_jax.studies.peers.specs import Layer, Recipe, forward
+from dae_jax.studies.peers.specs import Layer, Recipe, forward, noisy_batches
 
 # Configurations the benchmark can time (--peers torch:<name>); DEFAULT_VARIANT is what
 # `--peers torch` uses. threads None: one per core. channels_last is about 2x NCHW on the 2-core
@@ -162,19 +162,29 @@ def make_optimizer(recipe: Recipe, params) -> torch.optim.Optimizer:
     raise ValueError(f"torch peer: no translation for optimizer {recipe.optimizer!r}.")
 
 
+def _model(recipe: Recipe, variant: str) -> tuple[nn.Module, nn.Module, torch.memory_format, str]:
+    """(the preset's net, the module to call: the net or its torch.compile, the memory format, a description),
+    with torch's threads and seed set as ``variant`` says."""
+    if variant not in VARIANTS:
+        raise ValueError(f"Unknown torch variant {variant!r}; choose one of {sorted(VARIANTS)}.")
+    options = VARIANTS[variant]
+    torch.set_num_threads(options["threads"] or os.cpu_count() or 1)
+    torch.manual_seed(0)
+    memory_format = torch.channels_last if options["channels_last"] else torch.contiguous_format
+    net = build(recipe).to(memory_format=memory_format)
+    knobs = [k for k in ("channels_last", "compile") if options[k]] or ["eager NCHW"]
+    description = f"torch {version()}, {torch.get_num_threads()} threads, {' + '.join(knobs)}"
+    return net, torch.compile(net) if options["compile"] else net, memory_format, description
+
+
 class Runner:
     """Times ``steps`` train steps of ``recipe`` on batches of ``images`` (uint8 [N, H, W, C], N >= batch_size)."""
 
+    DEFAULT_VARIANT = DEFAULT_VARIANT
+
     def __init__(self, recipe: Recipe, batch_size: int, images: np.ndarray, variant: str = DEFAULT_VARIANT):
-        if variant not in VARIANTS:
-            raise ValueError(f"Unknown torch variant {variant!r}; choose one of {sorted(VARIANTS)}.")
-        options = VARIANTS[variant]
-        torch.set_num_threads(options["threads"] or os.cpu_count() or 1)
-        torch.manual_seed(0)
-        self.format = torch.channels_last if options["channels_last"] else torch.contiguous_format
-        net = build(recipe).to(memory_format=self.format)
+        net, self.model, self.format, self.description = _model(recipe, variant)
         self.params = param_count(net)
-        self.model = torch.compile(net) if options["compile"] else net
         self.optimizer = make_optimizer(recipe, net.parameters())
         self.sigma, self.loss = recipe.sigma, recipe.loss
         nchw = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
@@ -182,8 +192,6 @@ class Runner:
             nchw[i : i + batch_size].contiguous(memory_format=self.format)
             for i in range(0, len(nchw) - batch_size + 1, batch_size)
         ]
-        knobs = [k for k in ("channels_last", "compile") if options[k]] or ["eager NCHW"]
-        self.description = f"torch {version()}, {torch.get_num_threads()} threads, {' + '.join(knobs)}"
 
     def step(self, images: torch.Tensor) -> torch.Tensor:
         clean = images.float().div_(255.0)
@@ -201,4 +209,30 @@ class Runner:
         for i in range(steps):
             loss = self.step(self.batches[i % len(self.batches)])
         loss.item()
+        return time.perf_counter() - start
+
+
+class Predictor:
+    """Times denoising ``steps`` batches (``specs.noisy_batches`` of ``images``) under ``torch.inference_mode``:
+    numpy float32 NHWC in [0, 1] in, numpy NHWC in [0, 1] out (the sigmoid of a BCE model's logits included)."""
+
+    DEFAULT_VARIANT = DEFAULT_VARIANT
+
+    def __init__(self, recipe: Recipe, batch_size: int, images: np.ndarray, variant: str = DEFAULT_VARIANT):
+        net, self.model, self.format, description = _model(recipe, variant)
+        net.eval()
+        self.params = param_count(net)
+        self.activation = torch.sigmoid if recipe.loss == "bce" else torch.nn.Identity()
+        self.batches = noisy_batches(images, batch_size, recipe.sigma)
+        self.description = f"{description}, inference_mode"
+
+    def run(self, steps: int) -> float:
+        """Seconds to denoise ``steps`` batches, each given back as a numpy array."""
+        start = time.perf_counter()
+        with torch.inference_mode():
+            for i in range(steps):
+                # NHWC memory is NCHW in channels_last: the permute is free, and contiguous() copies only for NCHW.
+                x = torch.from_numpy(self.batches[i % len(self.batches)]).permute(0, 3, 1, 2)
+                out = self.activation(self.model(x.contiguous(memory_format=self.format)))
+                out.permute(0, 2, 3, 1).numpy()
         return time.perf_counter() - start
