@@ -92,6 +92,7 @@ class JaxRunner:
     """
 
     VARIANTS = (None, "resident")
+    DEFAULT_VARIANT = None
 
     def __init__(self, recipe, batch_size: int, images: np.ndarray, variant: str | None = None):
         import jax
