@@ -198,16 +198,10 @@ class Predictor:
         outputs = keras.layers.Activation("sigmoid")(net.output) if recipe.loss == "bce" else net.output
         self.model = keras.Model(net.input, outputs)
         self.model.compile(jit_compile=options["jit_compile"])
-        self.batches, self.batch_size, self.on_batch = (
-            noisy_batches(images, batch_size, recipe.sigma),
-            batch_size,
-            options["on_batch"],
-        )
-        how = (
-            "predict_on_batch per batch"
-            if self.on_batch
-            else f"predict(batch_size={batch_size}) over a repeat's batches"
-        )
+        self.batches = noisy_batches(images, batch_size, recipe.sigma)
+        self.batch_size, self.on_batch = batch_size, options["on_batch"]
+        predict = f"predict(batch_size={batch_size}) over a repeat's batches"
+        how = "predict_on_batch per batch" if self.on_batch else predict
         self.description = f"{version()}, {how}, jit_compile={options['jit_compile']}"
 
     def run(self, steps: int) -> float:
