@@ -29,6 +29,13 @@ def machine() -> dict:
     return info | {"os": platform.platform(), "python": platform.python_version()}
 
 
+def xla_flops(lowered) -> float:
+    """FLOPs of one device's program of a lowered jitted function, from XLA's cost analysis."""
+    cost = lowered.compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost  # one dict per device program in older jax
+    return float(cost["flops"])
+
+
 def summarize(times: list[float], steps: int, batch_size: int, flops_per_image: float, peak: float | None) -> dict:
     """Per-step (or per-batch) and per-image numbers from the seconds of each repeat."""
     best, median = min(times) / steps, statistics.median(times) / steps

@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from dae_jax import files
-from dae_jax.studies.bench_report import fastest_peers, machine, markdown, summarize, table_line
+from dae_jax.studies.bench_report import fastest_peers, machine, markdown, summarize, table_line, xla_flops
 from dae_jax.studies.workers import Worker, parse_peers
 
 COMMON_NOTES = (
@@ -130,10 +130,9 @@ class JaxRunner:
         textbook.model.fast, textbook.micro_batch_size = False, 0
         state, plain, _ = _state_and_step(textbook, mesh)
         plain = sharding.data_parallel(plain, mesh, donate_state=False)
-        cost = plain.lower(state, self.batches[0], self.key).compile().cost_analysis()
-        cost = cost[0] if isinstance(cost, list) else cost  # one dict per device program in older jax
         # The cost of one device's program, which sees batch_size / devices images.
-        self.flops_per_image = float(cost["flops"]) * mesh.devices.size / batch_size
+        flops = xla_flops(plain.lower(state, self.batches[0], self.key))
+        self.flops_per_image = flops * mesh.devices.size / batch_size
         device = jax.devices()[0]
         self.device = {"platform": device.platform, "device_kind": device.device_kind, "count": mesh.devices.size}
         how = "lax.scan over steps, images on device" if variant == "resident" else "one jitted step per batch"

@@ -13,6 +13,7 @@ import time
 import jax
 import numpy as np
 
+from dae_jax.studies.bench_report import xla_flops
 from dae_jax.studies.peers.specs import Recipe, noisy_batches
 
 
@@ -42,9 +43,8 @@ class JaxPredictor:
         # Model FLOPs: XLA's cost analysis of the textbook forward pass (fast=False layers), per image.
         config.model.fast = False
         textbook = Setup.from_config(config, training=False)
-        cost = jax.jit(textbook.output).lower(self.denoiser.variables, self.batches[0]).compile().cost_analysis()
-        cost = cost[0] if isinstance(cost, list) else cost
-        self.flops_per_image = float(cost["flops"]) / batch_size
+        lowered = jax.jit(textbook.output).lower(self.denoiser.variables, self.batches[0])
+        self.flops_per_image = xla_flops(lowered) / batch_size
         device = jax.local_devices()[0]
         count = jax.local_device_count()
         self.device = {"platform": device.platform, "device_kind": device.device_kind, "count": count}
