@@ -20,7 +20,7 @@ import dae_jax
 from dae_jax import configs, files
 from dae_jax.data import idx, image_files
 from dae_jax.training import checkpoints, workdir
-from tests.conftest import CONFIG, ROOT, dae_jax_cli, one_line_error
+from tests.conftest import CONFIG, DAE_JAX, ROOT, dae_jax_cli, one_line_error
 
 # A run of 2 epochs x 6 steps of 64 images on the embedded digits, checkpointed every 2 steps.
 TINY = (
@@ -123,6 +123,25 @@ def test_full_disk_during_a_figure_write_leaves_the_old_figure(tmp_path):
     assert proc.returncode != 0 and "cannot write" in proc.stderr and "File too large" in proc.stderr
     assert figure.read_bytes() == b"the previous figure"
     assert [p.name for p in tmp_path.iterdir()] == ["denoising.png"]
+
+
+@pytest.mark.slow
+def test_full_disk_while_denoising_a_folder_stops_naming_the_file_and_leaves_whole_pngs(
+    trained_run, mnist_sample, tmp_path
+):
+    """Outputs are written by a thread pool while the model runs: a failed write still stops the run with one
+    line naming its file, and every PNG left in --out is whole (no temporary files)."""
+    scans, out = tmp_path / "scans", tmp_path / "out"
+    _noisy_pngs(scans, mnist_sample, n=40)  # digit0..39.png: small PNGs, written first
+    noise = np.random.default_rng(0).integers(0, 256, (200, 300), dtype=np.uint8)
+    Image.fromarray(noise).save(scans / "page.png")  # its denoised PNG is over the 4 KiB limit
+    command = [DAE_JAX, "denoise", f"--workdir={trained_run.workdir}", str(scans), f"--out={out}"]
+    proc = subprocess.run(_limited(4096, command), capture_output=True, text=True, cwd=ROOT, timeout=300)
+    one_line_error(proc, 1, "cannot write", "page.png", "File too large")
+    written = sorted(p.name for p in out.iterdir())
+    assert written == sorted(f"digit{i}.png" for i in range(40))  # no page.png, no .tmp file
+    for name in written:
+        assert image_files.read_image(out / name).shape == (28, 28, 1)
 
 
 # ---- images read exactly or refused -----------------------------------------------------------------------

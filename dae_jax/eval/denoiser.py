@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +130,46 @@ class Denoiser:
         x, given = layout.to_model_input(image, (shape[0], shape[1], self.image_shape[2]))
         out = tiling.apply(lambda tiles: self._batched("denoise", tiles), x[0], self.image_shape[:2], fit, overlap)
         return layout.from_model_output(out[None], given)
+
+    def denoise_each(self, images: Iterable, fit: str = "tile", overlap: int | None = None) -> Iterator:
+        """``denoise_any_size`` of each image (HW or HWC) in turn, lazily, in order.
+
+        Consecutive images of the model's size go through the model together, up to ``BUCKETS[-1]``
+        a call: a folder of small images costs one call per 256 rather than one per image (a call of
+        one image is ~1 ms, the model's share of it ~0.1 ms for conv32 on 2 cores). Their results are
+        the same as ``denoise_any_size``'s: at the model's size a tile or a resize is the image itself.
+        """
+        h, w, c = self.image_shape
+        tiling.checked_overlap(fit, overlap, (h, w))  # now: model-size images alone never reach tiling.apply
+        waiting = []  # model-size images not yet denoised, all of one kind (array type, dtype, ndim)
+
+        def flush() -> list:
+            batch = np.stack([np.asarray(i) for i in waiting]).reshape(-1, h, w, c)  # HW images get their channel
+            x, given = layout.to_model_input(batch, (h, w, c))  # converted and checked once for the whole run
+            given = dataclasses.replace(given, ndim=4, jax_array=isinstance(waiting[0], jax.Array))  # as they came
+            out = layout.from_model_output(self._batched("denoise", x), given)
+            kept = waiting[0].ndim
+            waiting.clear()
+            return [o if kept == 3 else o[..., 0] for o in out]
+
+        model_size = {(h, w, c), (h, w)} if c == 1 else {(h, w, c)}  # HW is grayscale
+
+        def kind(image) -> tuple:
+            return type(image), image.dtype, image.ndim
+
+        for image in images:
+            if isinstance(image, (np.ndarray, jax.Array)) and image.shape in model_size:
+                if waiting and kind(image) != kind(waiting[0]):
+                    yield from flush()
+                waiting.append(image)
+                if len(waiting) == BUCKETS[-1]:
+                    yield from flush()
+                continue
+            if waiting:  # an image of another size: the ones before it first, to keep the order
+                yield from flush()
+            yield self.denoise_any_size(image, fit, overlap)
+        if waiting:
+            yield from flush()
 
     def encode(self, imgs) -> np.ndarray:
         """Codes [N, ...] (no batch dimension for a single image)."""

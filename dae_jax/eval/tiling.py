@@ -63,6 +63,19 @@ def resized(fn: Callable, image: np.ndarray, size: tuple[int, int]) -> np.ndarra
     return np.asarray(jax.image.resize(out, (h, w, out.shape[-1]), "linear", antialias=True))
 
 
+def checked_overlap(fit: str, overlap: int | None, size: tuple[int, int]) -> int:
+    """The overlap of ``size`` tiles (default a quarter tile); ValueError for a bad ``fit``, or a bad ``overlap``
+    when tiling."""
+    if fit not in FITS:
+        raise ValueError(f"Unknown fit {fit!r}; choose one of {list(FITS)}.")
+    overlap = min(size) // 4 if overlap is None else overlap
+    if fit == "tile" and not 0 <= overlap < min(size):
+        raise ValueError(
+            f"overlap must be in [0, {min(size) - 1}] pixels for {size[0]}x{size[1]} tiles, got {overlap}."
+        )
+    return overlap
+
+
 def apply(
     fn: Callable, image: np.ndarray, size: tuple[int, int], fit: str = "tile", overlap: int | None = None
 ) -> np.ndarray:
@@ -70,13 +83,5 @@ def apply(
 
     ``overlap``: pixels shared by neighbouring tiles (default a quarter of the tile).
     """
-    if fit not in FITS:
-        raise ValueError(f"Unknown fit {fit!r}; choose one of {list(FITS)}.")
-    if fit == "resize":
-        return resized(fn, image, size)
-    overlap = min(size) // 4 if overlap is None else overlap
-    if not 0 <= overlap < min(size):
-        raise ValueError(
-            f"overlap must be in [0, {min(size) - 1}] pixels for {size[0]}x{size[1]} tiles, got {overlap}."
-        )
-    return tiled(fn, image, size, overlap)
+    overlap = checked_overlap(fit, overlap, size)
+    return resized(fn, image, size) if fit == "resize" else tiled(fn, image, size, overlap)

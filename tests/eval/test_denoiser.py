@@ -61,6 +61,35 @@ def test_a_batch_is_split_over_the_devices_in_chunks_and_keeps_the_models_values
     )
 
 
+def test_denoise_each_batches_runs_of_model_size_images_in_order(saved, monkeypatch):
+    """Any mix of sizes and layouts comes back in order, each as ``denoise_any_size`` gives it, with the
+    model-size images of one kind denoised in one call per run (not one per image)."""
+    d = denoiser.load(saved[0])
+    rng = np.random.default_rng(2)
+    u8 = [rng.integers(0, 256, (28, 28), dtype=np.uint8) for _ in range(3)]
+    images = [*u8, rng.random((28, 28, 1), dtype=np.float32), rng.random((40, 33), dtype=np.float32), u8[0]]
+    images.append(jnp.asarray(images[3]))
+    calls = []
+    batched = denoiser.Denoiser._batched
+    monkeypatch.setattr(
+        denoiser.Denoiser, "_batched", lambda self, name, x: calls.append(len(x)) or batched(self, name, x)
+    )
+    outputs = list(d.denoise_each(iter(images)))
+    # 3 uint8 HW; the float HWC; the 40x33 image in 2x2 tiles; the last uint8; the jax array.
+    assert calls == [3, 1, 4, 1, 1]
+    monkeypatch.undo()
+    assert len(outputs) == len(images)
+    for image, out in zip(images, outputs, strict=True):
+        want = d.denoise_any_size(image)
+        assert type(out) is type(want) and out.dtype == want.dtype and out.shape == want.shape == image.shape
+        np.testing.assert_allclose(
+            np.asarray(out, np.float32), np.asarray(want, np.float32), atol=1 if out.dtype == np.uint8 else 1e-5
+        )
+    assert sum(len(out) for out in d.denoise_each([u8[0]] * 300)) == 300 * 28  # 256, then 44
+    with pytest.raises(ValueError, match="Unknown fit 'crop'"):
+        next(d.denoise_each(u8, fit="crop"))  # refused before the model-size images are denoised
+
+
 BAD = [
     ([[0.5] * 28] * 28, "numpy or jax array"),
     (np.zeros((28, 28), np.int64), "dtype int64"),
