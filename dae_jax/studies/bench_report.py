@@ -69,6 +69,7 @@ def fastest_peers(rows: list[dict]) -> list[dict]:
         entry["dae_jax_speedup_over_fastest_peer"] = entry["dae-jax"] / max(rates) if rates else None
         for variant, rate in own.items():
             entry[f"dae-jax:{variant}"] = rate
+            entry[f"{variant}_over_step"] = rate / entry["dae-jax"]
             entry[f"{variant}_speedup_over_fastest_peer"] = rate / max(rates) if rates else None
         summary.append(entry)
     return summary
@@ -78,27 +79,35 @@ def _ratio(x: float | None) -> str:
     return "" if x is None else f"{x:.2f}"
 
 
-def _summary_line(entry: dict, variant: str | None) -> str:
+def _summary_line(entry: dict, variants: list[str]) -> str:
     def peer(framework: str) -> str:
         if framework not in entry:
             return "not run"
         return f"{entry[framework]['images_per_s_median']:,.0f} ({entry[framework]['variant']})"
 
-    own = f" {entry[f'dae-jax:{variant}']:,.0f} |" if variant else ""
-    ratio = f" {_ratio(entry[f'{variant}_speedup_over_fastest_peer'])} |" if variant else ""
+    own = "".join(f" {entry[f'dae-jax:{v}']:,.0f} ({entry[f'{v}_over_step']:.2f}x step) |" for v in variants)
+    ratios = "".join(f" {_ratio(entry[f'{v}_speedup_over_fastest_peer'])} |" for v in variants)
     return (
         f"| {entry['preset']} ({entry['config']}) | {entry['batch_size']} | {entry['dae-jax']:,.0f} |{own} "
-        f"{peer('torch')} | {peer('keras')} | {_ratio(entry['dae_jax_speedup_over_fastest_peer'])} |{ratio}"
+        f"{peer('torch')} | {peer('keras')} | {_ratio(entry['dae_jax_speedup_over_fastest_peer'])} |{ratios}"
     )
 
 
-def _summary_header(variant: str | None) -> str:
-    own, ratio = (f" dae-jax:{variant} images/s |", f" {variant} / faster peer |") if variant else ("", "")
-    columns = 6 + 2 * bool(variant)
+def _summary_header(variants: list[str]) -> str:
+    own = "".join(f" dae-jax:{v} images/s |" for v in variants)
+    ratios = "".join(f" {v} / faster peer |" for v in variants)
     return (
         f"| preset (config) | batch | dae-jax images/s |{own} fastest torch images/s | fastest keras images/s "
-        f"| dae-jax / faster peer |{ratio}\n" + "|---" * columns + "|"
+        f"| dae-jax / faster peer |{ratios}\n" + "|---" * (6 + 2 * len(variants)) + "|"
     )
+
+
+def _startup_line(rows: list[dict]) -> list[str]:
+    """The CLI variant's start-up seconds per preset, when it ran."""
+    found = [f"{r['preset']} {r['startup_s']:.1f} s" for r in rows if r.get("startup_s") is not None]
+    if not found:
+        return []
+    return [f"dae-jax train start-up (launch to first step, data prepared; its last run): {', '.join(found)}.", ""]
 
 
 TABLE_HEADER = (
@@ -121,8 +130,8 @@ def markdown(report: dict) -> str:
     """The report as a markdown page: command, machine, versions, notes, table."""
     m, s = report["machine"], report["settings"]
     loads = [x for r in report["results"] for x in r["load_average_1min"]]
-    variants = [r["variant"] for r in report["results"] if r["framework"] == "dae-jax" and r["variant"]]
-    variant = variants[0] if variants else None
+    variants = list(dict.fromkeys(r["variant"] for r in report["results"] if r["framework"] == "dae-jax"))
+    variants = [v for v in variants if v]
     lines = [
         f"# {TITLES[report.get('task', 'train')]}",
         "",
@@ -141,9 +150,10 @@ def markdown(report: dict) -> str:
         "",
         *(f"- {note}" for note in report["notes"]),
         "",
-        _summary_header(variant),
-        *(_summary_line(entry, variant) for entry in report["summary"]),
+        _summary_header(variants),
+        *(_summary_line(entry, variants) for entry in report["summary"]),
         "",
+        *_startup_line(report["results"]),
         "Every framework and variant:",
         "",
         TABLE_HEADER,

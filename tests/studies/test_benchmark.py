@@ -110,13 +110,16 @@ def test_recipe_takes_the_reference_config():
 def test_benchmark_end_to_end_writes_json_and_table(tmp_path):
     out = tmp_path / "bench.json"
     argv = "--presets conv32_16 --batch-sizes 16 --steps 2 --repeats 1 --warmup 1 --pause 0 --peers torch,keras"
-    report = benchmark.main([*argv.split(), "--peak-gflops", "100", "--out", str(out)])
+    report = benchmark.main([*argv.split(), "--variants", "resident,cli", "--peak-gflops", "100", "--out", str(out)])
     saved = json.loads(out.read_text())
     assert saved == json.loads(json.dumps(report))
     frameworks = [r["framework"] for r in saved["results"]]
     installed = [f for f, packages in workers.PEER_PACKAGES.items() if all(map(importlib.util.find_spec, packages))]
-    assert frameworks == ["dae-jax", "dae-jax", *installed]  # the step, the resident loop, every installed peer
-    assert [r["variant"] for r in saved["results"]][:2] == [None, "resident"]
+    # The step, the resident loop, the dae-jax train command, every installed peer.
+    assert frameworks == ["dae-jax", "dae-jax", "dae-jax", *installed]
+    assert [r["variant"] for r in saved["results"]][:3] == [None, "resident", "cli"]
+    cli = saved["results"][2]
+    assert "dae-jax train" in cli["description"] and 0 < cli["startup_s"] < 120  # from the command's timings.json
     for row in saved["results"]:
         assert row["params"] == 12_193 and row["batch_size"] == 16
         for key in ("ms_per_step_min", "images_per_s_median", "flops_per_image", "gflops_per_s_median"):
@@ -126,6 +129,8 @@ def test_benchmark_end_to_end_writes_json_and_table(tmp_path):
     (summary,) = saved["summary"]
     assert summary["dae_jax_speedup_over_fastest_peer"] > 0 or not installed
     assert summary["dae-jax:resident"] > 0
+    assert summary["cli_over_step"] == pytest.approx(summary["dae-jax:cli"] / summary["dae-jax"])
+    assert "start-up (launch to first step" in out.with_suffix(".md").read_text()
     assert saved["device"]["platform"] == "cpu" and saved["machine"]["logical_cores"] >= 1
     assert "| conv32_16 (conv32_16_adam) | 16 | dae-jax |" in out.with_suffix(".md").read_text()
 
@@ -170,6 +175,8 @@ def test_missing_peer_is_skipped_with_a_notice(monkeypatch, capsys):
         (["--batch-sizes", "0"], "positive integers"),
         (["--peers", "mxnet"], "Unknown peer 'mxnet'"),
         (["--steps", "0"], "--steps and --repeats must be >= 1"),
+        (["--variants", "resident,fast"], "--variants ['fast'] for --task train"),
+        (["--task", "infer", "--variants", "cli"], "--variants ['cli'] for --task infer"),
     ],
 )
 def test_bad_arguments_get_one_clear_error(argv, message, capsys):
