@@ -27,18 +27,36 @@ def _save(fig: Figure, path: str | Path) -> None:
         fig.savefig(f, format="png", dpi=100)
 
 
+def _mosaic(images, columns: int, height: int) -> np.ndarray:
+    """Images [h, w, C] in [0, 1] side by side in ``columns`` slots (missing ones blank), white between and below:
+    [height, ..., C]. An image whose height divides ``height`` is enlarged to it (pixels repeated), so a 7x7
+    code map is as large as the 28x28 digit under it."""
+    tiles = []
+    for im in (np.clip(np.asarray(im, np.float32), 0, 1) for im in images):
+        k = height // im.shape[0] if height % im.shape[0] == 0 else 1
+        tiles.append(im.repeat(k, axis=0).repeat(k, axis=1))
+    c, width = max(t.shape[-1] for t in tiles), max(t.shape[1] for t in tiles)
+    slots = [np.ones((height, width, c), np.float32) for _ in range(columns)]
+    for slot, tile in zip(slots, tiles, strict=False):
+        slot[: tile.shape[0], : tile.shape[1]] = tile  # a gray image broadcasts over RGB
+    gap = np.ones((height, max(1, height // 14), c), np.float32)
+    return np.concatenate([x for slot in slots for x in (slot, gap)][:-1], axis=1)
+
+
 def image_rows(rows: dict[str, np.ndarray], path: str | Path, title: str | None = None) -> None:
-    """One row per entry (label -> images [N, H, W, C] in [0, 1]), N images per row, saved as PNG."""
+    """One row per entry (label -> images [N, H, W, C] in [0, 1]), N images per row, saved as PNG.
+
+    Each row is one picture of its images side by side: one matplotlib axes per row, not per image,
+    which made this figure take about a second to draw.
+    """
     n = max(len(v) for v in rows.values())
-    fig, axes = _subplots(len(rows), n, (1.2 * n, 1.3 * len(rows)))
-    for r, (label, images) in enumerate(rows.items()):
-        for c in range(n):
-            ax = axes[r, c]
-            ax.axis("off")
-            if c < len(images):
-                img = np.clip(np.asarray(images[c], np.float32), 0, 1)
-                ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1)
-        axes[r, 0].set_title(label, loc="left", fontsize=9)
+    height = max(np.shape(im)[0] for images in rows.values() for im in images)
+    fig, axes = _subplots(len(rows), 1, (1.2 * n, 1.3 * len(rows)))
+    for ax, (label, images) in zip(axes[:, 0], rows.items(), strict=True):
+        ax.axis("off")
+        mosaic = _mosaic(images, n, height)
+        ax.imshow(mosaic[..., 0] if mosaic.shape[-1] == 1 else mosaic, cmap="gray", vmin=0, vmax=1)
+        ax.set_title(label, loc="left", fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
@@ -143,11 +161,17 @@ def write_run_figures(setup, variables: dict, examples: list[dict], history: lis
         rows = {name: [np.asarray(t[i][0]) for t in triples] for i, name in enumerate(("clean", "noisy", "denoised"))}
         image_rows({k: rows[k] for k in ("noisy", "denoised", "clean")}, workdir / "denoising.png", title=title)
         return
-    clean = corruptions.to_float(jax.numpy.asarray(np.stack([e["image"] for e in examples])))
-    given = corruptions.to_float(jax.numpy.asarray(np.stack([e.get("input", e["image"]) for e in examples])))
-    noisy = setup.eval_noisy(given, jax.numpy.asarray([e["row"] for e in examples]))
-    codes, skips = model.apply(variables, noisy, method=model.encode_with_skips)
-    denoised = setup.output(variables, codes, skips=skips, method=model.decode)
+
+    @jax.jit  # one compiled program: run op by op, the noise and the model took about 2 s to dispatch
+    def forward(variables, images, given, rows):
+        noisy = setup.eval_noisy(corruptions.to_float(given), rows)
+        codes, skips = model.apply(variables, noisy, method=model.encode_with_skips)
+        denoised = setup.output(variables, codes, skips=skips, method=model.decode)
+        return corruptions.to_float(images), noisy, codes, denoised
+
+    images = np.stack([e["image"] for e in examples])
+    given = np.stack([e.get("input", e["image"]) for e in examples])
+    clean, noisy, codes, denoised = forward(variables, images, given, np.asarray([e["row"] for e in examples]))
     rows = {"noisy": np.asarray(noisy), "denoised": np.asarray(denoised), "clean": np.asarray(clean)}
     image_rows(rows, workdir / "denoising.png", title=title)
     if codes.ndim == 4:
