@@ -126,20 +126,21 @@ def test_full_disk_during_a_figure_write_leaves_the_old_figure(tmp_path):
 
 
 @pytest.mark.slow
-def test_full_disk_while_denoising_a_folder_stops_naming_the_file_and_leaves_whole_pngs(
+def test_full_disk_while_denoising_a_folder_stops_naming_the_file_and_lists_every_png_written(
     trained_run, mnist_sample, tmp_path
 ):
-    """Outputs are written by a thread pool while the model runs: a failed write still stops the run with one
-    line naming its file, and every PNG left in --out is whole (no temporary files)."""
+    """Outputs are written by a thread pool while the model runs: a failed write stops the run with one line
+    naming its file, the writes not yet begun are dropped, and every PNG left in --out is whole and listed."""
     scans, out = tmp_path / "scans", tmp_path / "out"
-    _noisy_pngs(scans, mnist_sample, n=40)  # digit0..39.png: small PNGs, written first
+    _noisy_pngs(scans, mnist_sample, n=40)  # digit0..39.png: small PNGs
     noise = np.random.default_rng(0).integers(0, 256, (200, 300), dtype=np.uint8)
-    Image.fromarray(noise).save(scans / "page.png")  # its denoised PNG is over the 4 KiB limit
+    Image.fromarray(noise).save(scans / "digit1_page.png")  # sorted after digit19.png; its PNG is over the limit
     command = [DAE_JAX, "denoise", f"--workdir={trained_run.workdir}", str(scans), f"--out={out}"]
     proc = subprocess.run(_limited(4096, command), capture_output=True, text=True, cwd=ROOT, timeout=300)
-    one_line_error(proc, 1, "cannot write", "page.png", "File too large")
-    written = sorted(p.name for p in out.iterdir())
-    assert written == sorted(f"digit{i}.png" for i in range(40))  # no page.png, no .tmp file
+    one_line_error(proc, 1, "cannot write", "digit1_page.png", "File too large")
+    written = sorted(p.name for p in out.iterdir())  # no .tmp file
+    listed = sorted(line.rsplit("/", 1)[-1] for line in proc.stdout.splitlines() if " -> " in line)
+    assert written == listed and "digit0.png" in written and "digit1_page.png" not in written
     for name in written:
         assert image_files.read_image(out / name).shape == (28, 28, 1)
 

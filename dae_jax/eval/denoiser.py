@@ -138,14 +138,18 @@ class Denoiser:
         a call: a folder of small images costs one call per 256 rather than one per image (a call of
         one image is ~1 ms, the model's share of it ~0.1 ms for conv32 on 2 cores). Their results are
         the same as ``denoise_any_size``'s: at the model's size a tile or a resize is the image itself.
+        A bad ``fit`` or ``overlap`` is refused now, a bad image when its turn comes.
         """
+        tiling.checked_overlap(fit, overlap, self.image_shape[:2])  # model-size images never reach tiling.apply
+        return self._denoised(images, fit, overlap)
+
+    def _denoised(self, images: Iterable, fit: str, overlap: int | None) -> Iterator:
         h, w, c = self.image_shape
-        tiling.checked_overlap(fit, overlap, (h, w))  # now: model-size images alone never reach tiling.apply
         waiting = []  # model-size images not yet denoised, all of one kind (array type, dtype, ndim)
 
         def flush() -> list:
             batch = np.stack([np.asarray(i) for i in waiting]).reshape(-1, h, w, c)  # HW images get their channel
-            x, given = layout.to_model_input(batch, (h, w, c))  # converted and checked once for the whole run
+            x, given = layout.to_model_input(batch, (h, w, c))  # converted once for the whole run
             given = dataclasses.replace(given, ndim=4, jax_array=isinstance(waiting[0], jax.Array))  # as they came
             out = layout.from_model_output(self._batched("denoise", x), given)
             kept = waiting[0].ndim
@@ -159,6 +163,8 @@ class Denoiser:
 
         for image in images:
             if isinstance(image, (np.ndarray, jax.Array)) and image.shape in model_size:
+                if image.dtype != np.uint8:  # checked for NaN and range at its turn, not when its batch is full
+                    layout.to_model_input(image, (h, w, c))
                 if waiting and kind(image) != kind(waiting[0]):
                     yield from flush()
                 waiting.append(image)

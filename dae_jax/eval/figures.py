@@ -29,13 +29,13 @@ def _save(fig: Figure, path: str | Path) -> None:
 
 def _mosaic(images, columns: int, height: int) -> np.ndarray:
     """Images [h, w, C] in [0, 1] side by side in ``columns`` slots (missing ones blank), white between and below:
-    [height, ..., C]. An image whose height divides ``height`` is enlarged to it (pixels repeated), so a 7x7
-    code map is as large as the 28x28 digit under it."""
+    [height, ..., C]. A smaller image is enlarged by a whole factor (pixels repeated), so a 7x7 code map is as
+    large as the 28x28 digit under it; an empty row is blank."""
     tiles = []
     for im in (np.clip(np.asarray(im, np.float32), 0, 1) for im in images):
-        k = height // im.shape[0] if height % im.shape[0] == 0 else 1
+        k = max(1, height // im.shape[0])
         tiles.append(im.repeat(k, axis=0).repeat(k, axis=1))
-    c, width = max(t.shape[-1] for t in tiles), max(t.shape[1] for t in tiles)
+    c, width = max((t.shape[-1] for t in tiles), default=1), max((t.shape[1] for t in tiles), default=height)
     slots = [np.ones((height, width, c), np.float32) for _ in range(columns)]
     for slot, tile in zip(slots, tiles, strict=False):
         slot[: tile.shape[0], : tile.shape[1]] = tile  # a gray image broadcasts over RGB

@@ -52,8 +52,8 @@ def summarize(times: list[float], steps: int, batch_size: int, flops_per_image: 
 
 
 def fastest_peers(rows: list[dict]) -> list[dict]:
-    """Per (preset, batch size): dae-jax's images/s (and its variant's, e.g. ``dae-jax:resident``), the fastest
-    variant of each peer, and dae-jax's speedup over the faster peer (medians)."""
+    """Per (preset, batch size): dae-jax's images/s (and its variants', e.g. ``dae-jax:resident``, also as a
+    multiple of the step's), the fastest variant of each peer, and dae-jax's speedup over the faster peer (medians)."""
     summary = []
     for key in dict.fromkeys((r["preset"], r["batch_size"]) for r in rows):
         group = [r for r in rows if (r["preset"], r["batch_size"]) == key]

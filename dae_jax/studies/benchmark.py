@@ -75,6 +75,10 @@ NOTES = {
         *COMMON_NOTES,
     ),
 }
+CLI_NOTE = (
+    "dae-jax:cli is the dae-jax train command itself, a fresh process per repeat: the images/s it records for "
+    "its second epoch of --steps steps, its input pipeline (or device-resident shuffle) included."
+)
 # dae-jax's variants of each task that may be timed beside its default (--variants), the first by default:
 # training's device-resident loop and the command users run (dae_jax.studies.cli_train); inference's evaluate.
 OWN_VARIANTS = {"train": ("resident", "cli"), "infer": ("evaluate",)}
@@ -102,7 +106,7 @@ def _own_variants(text: str | None, task: str) -> list[str]:
     """``--variants`` as a list: None gives the task's first variant, '' none."""
     if text is None:
         return list(OWN_VARIANTS[task][:1])
-    variants = [v.strip() for v in text.split(",") if v.strip()]
+    variants = list(dict.fromkeys(v.strip() for v in text.split(",") if v.strip()))  # each once
     unknown = [v for v in variants if v not in OWN_VARIANTS[task]]
     if unknown:
         raise ValueError(f"--variants {unknown} for --task {task}; choose from {list(OWN_VARIANTS[task])}.")
@@ -220,7 +224,7 @@ def main(argv: list[str] | None = None) -> dict:
         "versions": found["versions"],
         "settings": {k: getattr(args, k) for k in ("steps", "repeats", "warmup", "pause", "peak_gflops")},
         "task": args.task,
-        "notes": list(NOTES[args.task]),
+        "notes": list(NOTES[args.task]) + ([CLI_NOTE] if "cli" in args.variants else []),
         "results": rows,
         "summary": fastest_peers(rows),
     }

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+TIMEOUT_S = 1800  # a run of two short epochs that takes longer has hung
+
 
 class CliRunner:
     """``dae-jax train`` of ``recipe``'s config at ``batch_size``; the benchmark's images are not used (the command
@@ -38,6 +40,8 @@ class CliRunner:
 
         if variant not in self.VARIANTS:
             raise ValueError(f"dae-jax CLI variant {variant!r}; choose one of {self.VARIANTS}.")
+        if not recipe.config:
+            raise ValueError(f"preset {recipe.preset!r} has no config file for dae-jax train to run.")
         self.config_path = str(configs.find(recipe.config))
         setup = Setup.from_config(configs.load(recipe.config), training=False)
         self.params = models.param_count(jax.eval_shape(lambda: create_train_state(setup).params))
@@ -61,7 +65,7 @@ class CliRunner:
         command += [f"--config={self.config_path}", f"--workdir={workdir}"]
         command += [f"--config.{k}={v}" for k, v in overrides.items()]
         try:
-            done = subprocess.run(command, capture_output=True, text=True)
+            done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S)  # killed if it hangs
             if done.returncode != 0:
                 last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
                 raise RuntimeError(f"dae-jax train failed (exit {done.returncode}): {last}")

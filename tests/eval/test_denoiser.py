@@ -67,27 +67,35 @@ def test_denoise_each_batches_runs_of_model_size_images_in_order(saved, monkeypa
     d = denoiser.load(saved[0])
     rng = np.random.default_rng(2)
     u8 = [rng.integers(0, 256, (28, 28), dtype=np.uint8) for _ in range(3)]
-    images = [*u8, rng.random((28, 28, 1), dtype=np.float32), rng.random((40, 33), dtype=np.float32), u8[0]]
-    images.append(jnp.asarray(images[3]))
+    f32 = rng.random((28, 28, 1), dtype=np.float32)
+    images = [*u8, f32, jnp.asarray(f32), rng.random((40, 33), dtype=np.float32), u8[0]]
     calls = []
     batched = denoiser.Denoiser._batched
-    monkeypatch.setattr(
-        denoiser.Denoiser, "_batched", lambda self, name, x: calls.append(len(x)) or batched(self, name, x)
-    )
+
+    def counted(self, name, x):
+        calls.append(len(x))
+        return batched(self, name, x)
+
+    monkeypatch.setattr(denoiser.Denoiser, "_batched", counted)
     outputs = list(d.denoise_each(iter(images)))
-    # 3 uint8 HW; the float HWC; the 40x33 image in 2x2 tiles; the last uint8; the jax array.
-    assert calls == [3, 1, 4, 1, 1]
+    # 3 uint8 HW; the numpy float HWC; the jax one (another kind); the 40x33 image in 2x2 tiles; the last uint8.
+    assert calls == [3, 1, 1, 4, 1]
+    calls.clear()
+    many = list(d.denoise_each([u8[0]] * 300))
+    assert calls == [256, 44] and len(many) == 300  # full batches, then the rest
     monkeypatch.undo()
+    np.testing.assert_array_equal(many[-1], d.denoise(u8[0]))
     assert len(outputs) == len(images)
     for image, out in zip(images, outputs, strict=True):
         want = d.denoise_any_size(image)
         assert type(out) is type(want) and out.dtype == want.dtype and out.shape == want.shape == image.shape
-        np.testing.assert_allclose(
-            np.asarray(out, np.float32), np.asarray(want, np.float32), atol=1 if out.dtype == np.uint8 else 1e-5
-        )
-    assert sum(len(out) for out in d.denoise_each([u8[0]] * 300)) == 300 * 28  # 256, then 44
+        tolerance = 1 if out.dtype == np.uint8 else 1e-5  # another batch: one level of rounding at most
+        np.testing.assert_allclose(np.asarray(out, np.float32), np.asarray(want, np.float32), atol=tolerance)
     with pytest.raises(ValueError, match="Unknown fit 'crop'"):
-        next(d.denoise_each(u8, fit="crop"))  # refused before the model-size images are denoised
+        d.denoise_each([], fit="crop")  # refused at the call, before any image
+    bad = d.denoise_each([u8[0], np.full((28, 28), np.nan, np.float32), u8[1]])
+    with pytest.raises(ValueError, match="NaN"):
+        next(bad)  # at the NaN image's turn, not when a batch of 256 fills
 
 
 BAD = [

@@ -14,7 +14,9 @@ def test_mosaic_enlarges_code_maps_to_the_digits_height_and_keeps_every_pixel():
     assert (row[:, 28:30] == 1).all() and (row[:, 58:] == 1).all()  # white gap, blank third slot
     mixed = figures._mosaic([np.full((24, 20, 1), 2.0), np.zeros((28, 28, 3))], 2, 28)  # a gray and an RGB image
     assert mixed.shape == (28, 58, 3) and (mixed[:24, :20] == 1).all()  # clipped to 1, broadcast over RGB
-    assert (mixed[24:, :28] == 1).all() and (mixed[:, 30:] == 0).all()  # not enlarged (28 % 24), white below
+    assert (mixed[24:, :28] == 1).all() and (mixed[:, 30:] == 0).all()  # not enlarged (28 // 24 = 1), white below
+    assert figures._mosaic(codes, 1, 25).shape == (25, 21, 1)  # 7x7 enlarged 3x: as large as fits 25 pixels
+    assert (figures._mosaic([], 2, 28) == 1).all()  # an empty row is blank
 
 
 def test_image_rows_writes_one_picture_per_row(tmp_path):
