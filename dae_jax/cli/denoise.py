@@ -98,9 +98,12 @@ def run(args: argparse.Namespace) -> None:
     outputs = model.denoise_each(read_all([s for s, _ in pairs], model.image_shape[2]), args.fit, args.overlap)
     writing = collections.deque()  # (source, target, shape, future of its write), in order
 
+    def listed(source, target, shape) -> None:
+        print(f"{source} ({shape[0]}x{shape[1]}) -> {target}")
+
     def report(source, target, shape, written) -> None:
         written.result()  # a failed write (a full disk) stops the run here, naming its file
-        print(f"{source} ({shape[0]}x{shape[1]}) -> {target}")
+        listed(source, target, shape)
 
     pool = concurrent.futures.ThreadPoolExecutor(WRITERS)
     try:
@@ -114,5 +117,5 @@ def run(args: argparse.Namespace) -> None:
         pool.shutdown(cancel_futures=True)
         for source, target, shape, written in writing:
             if not written.cancelled() and written.exception() is None:
-                print(f"{source} ({shape[0]}x{shape[1]}) -> {target}")
+                listed(source, target, shape)
     print(f"denoised {len(pairs)} image(s) into {args.out}")
