@@ -130,7 +130,8 @@ def measure(args: argparse.Namespace) -> tuple[list[dict], dict]:
             for batch_size in args.batch_sizes:
                 for w in workers:  # building and warming up (compiling) are not timed: in parallel too
                     w.send("build", recipe, batch_size, images, args.warmup)
-                infos = {w.name: w.receive() for w in workers}
+                for w in workers:
+                    w.receive()  # built and warmed up
                 times = {w.name: [] for w in workers}
                 load = os.getloadavg()[0]
                 for _ in range(args.repeats):

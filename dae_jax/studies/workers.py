@@ -50,8 +50,8 @@ def _version(framework: str, module) -> str:
 
 
 def serve(conn, framework: str, variant: str | None, task: str) -> None:
-    """Worker process: builds a runner per ``("build", recipe, batch_size, images, warmup)``, times ``("run", steps)``,
-    and tells its ``_info`` on ``("info",)``.
+    """Worker process: builds and warms up a runner per ``("build", recipe, batch_size, images, warmup)``, times
+    ``("run", steps)``, and tells its ``_info`` on ``("info",)``.
 
     The first reply is ``(version, variant)``, the variant being the runner's default when None.
     Every reply is ``("ok", value)`` or ``("error", message)``; ``("stop",)`` ends it.
@@ -78,7 +78,7 @@ def serve(conn, framework: str, variant: str | None, task: str) -> None:
                 runner = None  # free the previous model before building the next
                 runner = cls(recipe, batch_size, images, variant)
                 runner.run(warmup)
-                conn.send(("ok", _info(runner)))
+                conn.send(("ok", None))
             elif command == "info":
                 conn.send(("ok", _info(runner)))
             else:
