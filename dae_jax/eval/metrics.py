@@ -11,6 +11,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dae_jax.nn import losses
+
 # Keras clips probabilities to [eps, 1 - eps] before taking logs; we do the same when
 # scoring images (e.g. the noisy input, which holds exact 0s and 1s) as BCE predictions.
 _EPS = 1e-7
@@ -19,11 +21,8 @@ _EPS = 1e-7
 def bce(predictions: jax.Array, targets: jax.Array) -> jax.Array:
     p = jnp.clip(predictions, _EPS, 1.0 - _EPS)
     per_pixel = -(targets * jnp.log(p) + (1.0 - targets) * jnp.log1p(-p))
-    # The mean of each row as a product with a vector of 1/n: XLA:CPU computes the logs inside a row
-    # reduction's scalar loop but as one vectorised elementwise loop before a dot. 6,000 28x28 images:
-    # 72 ms as a .mean(axis=1), 6 ms as a product (the same sums but for float rounding, ~1e-7).
-    rows = per_pixel.reshape(p.shape[0], -1)
-    return rows @ jnp.full((rows.shape[1],), 1.0 / rows.shape[1], rows.dtype)
+    # As a dot (losses.per_image_mean): 6,000 28x28 images, 72 ms as a .mean(axis=1), 6 ms.
+    return losses.per_image_mean(per_pixel)
 
 
 def mse(predictions: jax.Array, targets: jax.Array) -> jax.Array:

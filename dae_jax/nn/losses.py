@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 
-def _per_image_mean(x: jax.Array) -> jax.Array:
+def per_image_mean(x: jax.Array) -> jax.Array:
     """[N, ...] -> [N] means, as a dot with 1/P weights.
 
     On XLA CPU a reduction fuses the elementwise ops that feed it and then runs them slowly
@@ -44,12 +44,12 @@ def bce_with_logits(logits: jax.Array, targets: jax.Array) -> jax.Array:
     ``optax.sigmoid_binary_cross_entropy``), computed stably from the logits instead of
     clipping the probabilities.
     """
-    return _per_image_mean(_bce_pixels(logits, targets))
+    return per_image_mean(_bce_pixels(logits, targets))
 
 
 def mse(outputs: jax.Array, targets: jax.Array) -> jax.Array:
     """Mean squared error per image (``outputs`` are the model's outputs, not logits)."""
-    return _per_image_mean(jnp.square(outputs - targets))
+    return per_image_mean(jnp.square(outputs - targets))
 
 
 # Keeps log(MSE) finite for an exact reconstruction (PSNR 100 dB at most).
