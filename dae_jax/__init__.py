@@ -22,6 +22,11 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+import time  # noqa: E402
+
+# A command's launch starts here (dae_jax.training.timings): before the imports below.
+_IMPORT_STARTED = time.perf_counter()
+
 import os  # noqa: E402
 
 from dae_jax import configs, corruptions, optimizers, sharding  # noqa: E402

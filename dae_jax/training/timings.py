@@ -8,8 +8,8 @@ evaluation step's compilation included), ``checkpoints`` and ``figures`` (with t
 ``total`` is the whole ``train_and_evaluate`` call; what is left of it (loss and finiteness checks,
 logging, metric writes) is ``other``.
 
-Start-up, apart from the phases: ``launch`` (the process's start to ``train_and_evaluate``'s: the
-imports and the CLI; Linux's ``/proc``, absent elsewhere), ``compile`` (seconds JAX spent tracing,
+Start-up, apart from the phases: ``launch`` (``dae_jax``'s import to ``train_and_evaluate``'s start: the
+imports and the CLI; for the Python API, whatever the caller did in between), ``compile`` (seconds JAX spent tracing,
 lowering and compiling, in whichever phase, overlaps counted once) and ``startup`` (launch to the first
 step: ``launch`` + ``prepare`` + the first chunk's compilation).
 
@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,15 +39,17 @@ COMPILE_EVENTS = frozenset(
 )
 
 
-def process_age() -> float | None:
-    """Seconds since this process started (from Linux's /proc, 10 ms ticks), None where there is no /proc."""
-    try:
-        stat = Path("/proc/self/stat").read_text()
-        uptime = float(Path("/proc/uptime").read_text().split()[0])
-    except OSError:
-        return None
-    start_ticks = int(stat.rsplit(")", 1)[1].split()[19])  # field 22, counted after the parenthesised name
-    return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+def since_import() -> float:
+    """Seconds since ``dae_jax`` began importing: for a command, its launch but the interpreter's own start
+    (tens of ms).
+
+    Not the process's start (Linux's /proc): a shell that ends by exec-ing the command keeps its process, so
+    ``bash -c 'python3 -m venv .venv && ... pip install -e . && dae-jax train ...'`` counted the venv and the
+    install as launch (64 s of the README's first command, measured).
+    """
+    import dae_jax
+
+    return time.perf_counter() - dae_jax._IMPORT_STARTED
 
 
 def covered(spans: list[tuple[float, float]], start: float = float("-inf"), end: float = float("inf")) -> float:
@@ -68,7 +69,7 @@ class Timings:
 
     seconds: dict[str, float] = dataclasses.field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
     started: float = dataclasses.field(default_factory=time.perf_counter)
-    age: float | None = dataclasses.field(default_factory=process_age)  # the process's, when made
+    age: float = dataclasses.field(default_factory=since_import)  # since dae_jax's import, when made
     chunks: int = 0  # calls of steps so far
     compiles: list[tuple[float, float]] = dataclasses.field(default_factory=list)  # time.time() spans
     first_chunk_span: tuple[float, float] | None = None  # time.time()
@@ -112,10 +113,9 @@ class Timings:
         out = dict(self.seconds) | {"other": total - sum(self.seconds.values()), "total": total}
         now = time.time()
         out["compile"] = covered(self.compiles, now - total, now)
-        if self.age is not None:
-            out["launch"] = self.age
-            if self.first_chunk_span is not None:
-                out["startup"] = self.age + self.seconds["prepare"] + covered(self.compiles, *self.first_chunk_span)
+        out["launch"] = self.age
+        if self.first_chunk_span is not None:
+            out["startup"] = self.age + self.seconds["prepare"] + covered(self.compiles, *self.first_chunk_span)
         return {k: round(v, 3) for k, v in out.items()}
 
     def finish(self, workdir: Path, from_step: int) -> dict[str, float]:

@@ -1,6 +1,9 @@
 """dae_jax.training.timings: seconds per phase add up to the whole."""
 
 import json
+import shlex
+import subprocess
+import sys
 import time
 
 import jax
@@ -59,7 +62,17 @@ def test_compilation_and_start_up_are_measured_while_entered():
         timer.chunk(0.01)
         record = timer.record()
     assert 0 < record["compile"] <= record["total"]
-    assert record["launch"] > 0  # this test process started before the timer (Linux /proc)
+    assert record["launch"] > 0  # dae_jax was imported before the timer was made
     assert record["startup"] == pytest.approx(record["launch"] + record["prepare"], abs=0.02)  # no compile in it
     jax.jit(lambda x: jnp.cos(x) - 2)(jnp.arange(5.0)).block_until_ready()
     assert timer.record()["compile"] == record["compile"]  # outside the block: not listened to
+
+
+def test_launch_counts_from_dae_jax_import_not_from_a_shell_that_execs_the_command():
+    """``bash -c 'install && dae-jax train'`` execs into the command in the shell's process: its start is not
+    the command's. Four seconds of shell before the exec stay out of ``launch``."""
+    script = "from dae_jax.training import timings; print(timings.Timings().record()['launch'])"
+    shell = f"sleep 4 && exec {shlex.quote(sys.executable)} -c {shlex.quote(script)}"
+    out = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, check=True, timeout=120)
+    launch = float(out.stdout.split()[-1])
+    assert 0 < launch < 4.0  # the imports only (about 2 s); the process is older than 4 s
