@@ -108,6 +108,7 @@ def run(name: str, framework: str, seed: int, test: tuple[np.ndarray, np.ndarray
         outputs, version = dae_jax.load(workdir).denoise(noisy), f"dae-jax {dae_jax.__version__}"
     record = {"config": name, "framework": framework, "seed": seed, "seconds": seconds, "version": version}
     record |= classical.score(np.asarray(outputs, np.float32), clean)
+    kept.parent.mkdir(parents=True, exist_ok=True)  # a Keras run first (--frameworks keras) finds none
     files.write_text(kept, json.dumps(record, indent=2) + "\n")
     print(f"{name} {framework} seed {seed}: {record['psnr']:.3f} dB, {seconds:.0f} s", flush=True)
     return record

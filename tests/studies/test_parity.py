@@ -22,10 +22,11 @@ def test_difference_interval_is_welchs():
 
 @pytest.mark.slow
 def test_parity_study_end_to_end(tmp_path, tfds_dir):
-    """Two seeds of conv32_16_adam in dae-jax (both variants) and Keras, 2 steps an epoch, one scorer."""
+    """Two seeds of conv32_16_adam in Keras and dae-jax (both variants), 2 steps an epoch, one scorer."""
     pytest.importorskip("keras")
     parity = experiment("parity")
     argv = ["--configs", "conv32_16_adam", "--seeds", "0", "1", "--max_steps_per_epoch", "2"]
+    argv += ["--frameworks", "keras", "dae-jax", "dae-jax:ours"]  # Keras first: its record makes the runs' folder
     argv += ["--max_eval_examples", "64", "--source", "embedded", "--data_dir", tfds_dir]
     argv += ["--workdir", str(tmp_path / "runs"), "--out", str(tmp_path / "out")]
     result = parity.main(argv)
