@@ -7,6 +7,10 @@ same alternating rounds as the isolated step (``train_step.JaxRunner``), the two
 "the CLI equals the step" as a ratio. ``startup_s`` is the latest run's launch-to-first-step seconds
 (timings.json: imports, data, model, the first step's compilation), the data prepared by the
 warm-up run before it.
+
+``whole_command`` times one whole ``dae-jax train`` run from launch to exit (start-up, data,
+training, validation, test evaluation, figures) and reads its test scores: issue 15's time to quality
+through the command.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -61,17 +66,60 @@ class CliRunner:
             "max_steps_per_epoch": max(steps, 1),
             "max_eval_examples": self.batch_size,  # validation and test are not what is timed
         }
-        command = [sys.executable, "-c", "from dae_jax.cli import main; main()", "train"]
-        command += [f"--config={self.config_path}", f"--workdir={workdir}"]
-        command += [f"--config.{k}={v}" for k, v in overrides.items()]
         try:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S)  # killed if it hangs
-            if done.returncode != 0:
-                last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
-                raise RuntimeError(f"dae-jax train failed (exit {done.returncode}): {last}")
+            train(self.config_path, workdir, overrides)
             epochs = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
             second = next(r for r in epochs if r.get("epoch") == 2 and "images_per_s" in r)
             self.startup_s = json.loads((workdir / "timings.json").read_text())[-1]["startup"]
         finally:
             shutil.rmtree(workdir.parent, ignore_errors=True)
         return steps * self.batch_size / second["images_per_s"]
+
+
+def train(config: str, workdir: Path, overrides: dict) -> None:
+    """``dae-jax train --config=CONFIG --workdir=WORKDIR --config.KEY=VALUE...`` in a fresh process, as a user
+    runs it (the console script beside this Python); one line naming the failure if it exits non-zero."""
+    script = Path(sys.executable).parent / "dae-jax"
+    if not script.exists():
+        raise RuntimeError(f"no dae-jax command beside {sys.executable}; install the package: pip install -e .")
+    command = [str(script), "train", f"--config={config}", f"--workdir={workdir}"]
+    command += [f"--config.{k}={v}" for k, v in overrides.items()]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S)  # killed if it hangs
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise RuntimeError(f"dae-jax train failed (exit {done.returncode}): {last}")
+
+
+def whole_command(config: str, workdir: Path, overrides: dict) -> dict:
+    """One ``dae-jax train`` run timed from launch to exit, with its test scores (eval.json) and where its
+    seconds went (its timings.json record: start-up, data, training, validation, test, figures)."""
+    start = time.perf_counter()
+    train(config, workdir, overrides)
+    seconds = time.perf_counter() - start
+    scores = json.loads((workdir / "eval.json").read_text())
+    timings = json.loads((workdir / "timings.json").read_text())[-1]
+    return {"wall_seconds": seconds, "test_psnr": scores["psnr"], "test_ssim": scores["ssim"], "timings": timings}
+
+
+def fewest_epochs(spec: str, target: float, workdir: Path, overrides: dict) -> dict:
+    """``--command CONFIG=N1,N2,...``: whole ``dae-jax train`` runs of CONFIG for N1 < N2 < ... epochs, stopping at
+    the first whose test PSNR reaches ``target``; ``at_target`` is that run (None if none did)."""
+    from dae_jax import configs
+
+    config, _, epochs = spec.rpartition("=")
+    name, _, variant = config.partition(":")
+    path = f"{configs.find(name)}:{variant}" if variant else str(configs.find(name))
+    runs = []
+    for n in sorted({int(e) for e in epochs.split(",")}):
+        run = {
+            "epochs": n,
+            **whole_command(path, workdir / f"{config.replace(':', '_')}_{n}", {"num_epochs": n, **overrides}),
+        }
+        runs.append(run)
+        print(
+            f"dae-jax train {config} x {n} epochs: {run['wall_seconds']:.1f} s, test psnr {run['test_psnr']:.2f} dB",
+            flush=True,
+        )
+        if run["test_psnr"] >= target:
+            return {"config": config, "runs": runs, "at_target": run}
+    return {"config": config, "runs": runs, "at_target": None}

@@ -21,33 +21,39 @@ def load_config(name: str, args: argparse.Namespace):
     return config
 
 
-def train_keras(
-    name: str, seed: int, noisy_test: np.ndarray, args: argparse.Namespace
-) -> tuple[np.ndarray, float, str]:
-    """The write-up's Keras code (see the module docstring) in this process: (outputs on ``noisy_test``, fit's
-    seconds, the Keras version). Run in a process of its own: TensorFlow's threads must not share it with JAX."""
+def write_up(recipe, train_images: np.ndarray, test_images: np.ndarray, seed: int, jit_compile: bool = False) -> tuple:
+    """The write-up's Keras model and arrays: (the compiled model ending in a sigmoid, x_train_noisy, x_train,
+    x_test_noisy, x_test), float32 in [0, 1], the noise drawn once with numpy's generator seeded ``seed``."""
     import keras
 
-    from dae_jax.data import pipeline
-    from dae_jax.studies.peers import keras_models, specs
+    from dae_jax.studies.peers import keras_models
 
-    config = load_config(name, args)
-    recipe = specs.recipe(config.model.name)
-    data = pipeline.load(config.data)  # validation_fraction 0: all 60,000 training images
     keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)
-    n = len(data.train["image"]) if args.max_steps_per_epoch is None else args.max_steps_per_epoch * config.batch_size
-    x_train, x_test = (
-        (data.train["image"][:n] / 255.0).astype(np.float32),
-        (data.test["image"] / 255.0).astype(np.float32),
-    )
+    x_train, x_test = (train_images / 255.0).astype(np.float32), (test_images / 255.0).astype(np.float32)
 
     def noisy(x):
         return np.clip(x + recipe.sigma * rng.normal(size=x.shape), 0.0, 1.0).astype(np.float32)
 
     x_train_noisy, x_test_noisy = noisy(x_train), noisy(x_test)
     model = keras.Sequential([keras_models.build(recipe), keras.layers.Activation("sigmoid")])
-    model.compile(optimizer=keras_models.make_optimizer(recipe), loss="binary_crossentropy", jit_compile=False)
+    model.compile(optimizer=keras_models.make_optimizer(recipe), loss="binary_crossentropy", jit_compile=jit_compile)
+    return model, x_train_noisy, x_train, x_test_noisy, x_test
+
+
+def train_keras(
+    name: str, seed: int, noisy_test: np.ndarray, args: argparse.Namespace
+) -> tuple[np.ndarray, float, str]:
+    """The write-up's Keras code (see the module docstring) in this process: (outputs on ``noisy_test``, fit's
+    seconds, the Keras version). Run in a process of its own: TensorFlow's threads must not share it with JAX."""
+    from dae_jax.data import pipeline
+    from dae_jax.studies.peers import keras_models, specs
+
+    config = load_config(name, args)
+    data = pipeline.load(config.data)  # validation_fraction 0: all 60,000 training images
+    n = len(data.train["image"]) if args.max_steps_per_epoch is None else args.max_steps_per_epoch * config.batch_size
+    model, *arrays = write_up(specs.recipe(config.model.name), data.train["image"][:n], data.test["image"], seed)
+    x_train_noisy, x_train, x_test_noisy, x_test = arrays
     start = time.perf_counter()
     model.fit(x_train_noisy, x_train, epochs=config.num_epochs, batch_size=config.batch_size, shuffle=True,
               validation_data=(x_test_noisy, x_test), verbose=0)  # fmt: skip

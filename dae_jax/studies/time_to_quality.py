@@ -7,13 +7,21 @@ Both train the reference config (default conv32_16_adam: same model, noise, loss
 batch, training split) and are scored after every epoch on dae-jax's fixed noisy test set: the
 noisy images are made once with dae-jax's evaluation corruption and key, and Keras is given the
 arrays. Keras runs first, ``model.fit`` for ``--epochs`` epochs (jit_compile from
-``--keras-variant``); the target is the test PSNR Keras reaches after ``--target-epochs``
+``--keras-variant``): the write-up's code for a faithful config (noise drawn once, the test set
+as validation_data), else a train step that draws fresh noise (``keras_fit``). The target is the
+test PSNR Keras reaches after ``--target-epochs``
 (default: all) unless ``--target-psnr`` is given. dae-jax then trains ``--max-epochs`` with its
 normal loop (``dae_jax.train``, its default loop unless ``--loop``), keeping every
 epoch's checkpoint, and each is scored on the test set afterwards. Times are training time only
 (no evaluation), summed per epoch, the first epoch's compilation included for both; dae-jax's
 come from its own metrics.jsonl. Quality is checked once per epoch, so a time to target is an
 upper bound for both.
+
+Whole command (issue 15, target 6): each ``--command CONFIG=EPOCHS,...`` (e.g.
+``conv32_16_adam:ours=4,5,6``) runs ``dae-jax train --config=CONFIG --config.num_epochs=N`` as a user
+does, N ascending, until a run's test PSNR reaches the target; its launch-to-exit wall-clock (start-up,
+data, training, validation, test, figures: the record's ``timings``) over Keras' training seconds to
+the target (Keras' start-up, data and scoring not counted) is the ratio reported.
 """
 
 from __future__ import annotations
@@ -55,35 +63,31 @@ def fixed_test_set(config) -> tuple:
     return data, noisy, np.asarray(corruptions.to_float(images))
 
 
-def train_keras(args: argparse.Namespace) -> tuple[list[dict], str, float]:
-    """Keras ``fit`` with the Denoiser's noisy train step: (per epoch training seconds and test PSNR, the Keras
-    version, the noisy inputs' PSNR: equal to dae-jax's when both score the same noisy images).
-
-    Runs in its own process (see main): TensorFlow's thread pools must not share the CPU with a
-    dae-jax that is idle in the same process, or the other way round.
-    """
+def keras_fit(config, recipe, data, jit_compile: bool) -> tuple:
+    """(model, ``fit``'s data arguments, the activation that makes its outputs images) for ``config.train_noise``:
+    "fixed" is the write-up's own code (parity.write_up: noise drawn once, ``shuffle=True``, the noisy test set as
+    ``validation_data``, a sigmoid output); "fresh" is the Denoiser, whose train step corrupts each batch anew."""
     import keras
     import tensorflow as tf
 
     from dae_jax.data import pipeline
     from dae_jax.nn import losses
-    from dae_jax.studies import classical
-    from dae_jax.studies.peers import keras_models, specs
+    from dae_jax.studies import parity
+    from dae_jax.studies.peers import keras_models
 
-    config = load_config(args)
-    data, noisy, clean = fixed_test_set(config)
-    recipe = specs.recipe(config.model.name)
-    if recipe.lr_schedule != "constant":  # the Keras peer's rate is constant: a race to quality would be unfair
-        raise ValueError(
-            f"config.lr_schedule is {recipe.lr_schedule!r}; the Keras peer trains at a constant rate, so time to "
-            "quality compares only recipes with lr_schedule='constant'."
-        )
-    keras.utils.set_random_seed(config.seed)
-    model = keras_models.compiled(recipe, keras_models.VARIANTS[args.keras_variant]["jit_compile"], seed=config.seed)
     images = data.train["image"]
     steps = len(images) // config.batch_size
     if config.max_steps_per_epoch:
         steps = min(steps, config.max_steps_per_epoch)
+    if config.train_noise == "fixed":
+        used = images[: steps * config.batch_size]
+        model, x_noisy, x, x_test_noisy, x_test = parity.write_up(
+            recipe, used, data.test["image"], config.seed, jit_compile
+        )
+        arguments = {"x": x_noisy, "y": x, "batch_size": config.batch_size, "shuffle": True}
+        return model, arguments | {"validation_data": (x_test_noisy, x_test)}, np.asarray
+    keras.utils.set_random_seed(config.seed)
+    model = keras_models.compiled(recipe, jit_compile, seed=config.seed)
     dataset = (
         tf.data.Dataset.from_tensor_slices(images)
         .shuffle(len(images), seed=pipeline.epoch_seed(config.seed, 0), reshuffle_each_iteration=True)
@@ -91,20 +95,51 @@ def train_keras(args: argparse.Namespace) -> tuple[list[dict], str, float]:
         .repeat()
         .prefetch(2)
     )
+    return model, {"x": dataset, "steps_per_epoch": steps}, losses.OUTPUT_ACTIVATIONS[config.loss]
+
+
+def train_keras(args: argparse.Namespace) -> tuple[list[dict], str, float]:
+    """Keras ``fit`` of the config's recipe (``keras_fit``): (per epoch training seconds and test PSNR, the Keras
+    version, the noisy inputs' PSNR: equal to dae-jax's when both score the same noisy images).
+
+    Runs in its own process (see main): TensorFlow's thread pools must not share the CPU with a
+    dae-jax that is idle in the same process, or the other way round.
+    """
+    import keras
+
+    from dae_jax.studies import classical
+    from dae_jax.studies.peers import keras_models, specs
+
+    config = load_config(args)
+    data, noisy, clean = fixed_test_set(config)
+    recipe = specs.recipe(config.model.name)
+    if config.lr_schedule != "constant":  # the Keras peer's rate is constant: a race to quality would be unfair
+        raise ValueError(
+            f"config.lr_schedule is {config.lr_schedule!r}; the Keras peer trains at a constant rate, so time to "
+            "quality compares only recipes with lr_schedule='constant'."
+        )
+    jit_compile = keras_models.VARIANTS[args.keras_variant]["jit_compile"]
+    model, arguments, to_images = keras_fit(config, recipe, data, jit_compile)
     records = []
 
     class Scorer(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.perf_counter()
+            self.start, self.validation = time.perf_counter(), 0.0
+
+        def on_test_begin(self, logs=None):  # fit's validation_data pass (the write-up's): not training time
+            self.test_start = time.perf_counter()
+
+        def on_test_end(self, logs=None):
+            self.validation += time.perf_counter() - self.test_start
 
         def on_epoch_end(self, epoch, logs=None):
-            seconds = time.perf_counter() - self.start  # taken before the evaluation below
-            logits = self.model.predict(noisy, batch_size=config.eval_batch_size, verbose=0)
-            psnr = classical.mean_psnr(np.asarray(losses.OUTPUT_ACTIVATIONS[config.loss](logits)), clean)
+            seconds = time.perf_counter() - self.start - self.validation  # taken before the scoring below
+            outputs = self.model.predict(noisy, batch_size=config.eval_batch_size, verbose=0)
+            psnr = classical.mean_psnr(np.asarray(to_images(outputs)), clean)
             records.append({"epoch": epoch + 1, "train_seconds": seconds, "test_psnr": psnr, "loss": logs["loss"]})
             print(f"keras epoch {epoch + 1}: {seconds:.1f} s, loss {logs['loss']:.4f}, test psnr {psnr:.2f} dB")
 
-    model.fit(dataset, epochs=args.epochs, steps_per_epoch=steps, callbacks=[Scorer()], verbose=0)
+    model.fit(**arguments, epochs=args.epochs, callbacks=[Scorer()], verbose=0)
     return records, keras_models.version(), classical.mean_psnr(noisy, clean)
 
 
@@ -148,6 +183,24 @@ def time_to(records: list[dict], target: float) -> dict:
     return {"epoch": None, "seconds": None, "test_psnr": records[-1]["test_psnr"] if records else None}
 
 
+def whole_commands(args: argparse.Namespace, target: float, keras_seconds: float | None, workdir: Path) -> list:
+    """Each ``--command``'s fewest-epochs run at ``target``, with its wall-clock over Keras' seconds to target."""
+    from dae_jax.studies import cli_train
+
+    overrides = {"data.source": args.data_source}
+    for key in ("data_dir", "max_steps_per_epoch", "max_eval_examples"):
+        if getattr(args, key) is not None:
+            overrides[key if key != "data_dir" else "data.data_dir"] = getattr(args, key)
+    results = []
+    for spec in args.command:
+        result = cli_train.fewest_epochs(spec, target, workdir, overrides)
+        reached = result["at_target"]
+        result["over_keras"] = reached["wall_seconds"] / keras_seconds if reached and keras_seconds else None
+        print(f"whole command {result['config']}: {result['over_keras']} of Keras' time to target", flush=True)
+        results.append(result)
+    return results
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="time_to_quality", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="conv32_16_adam", help="a config in experiments/configs")
@@ -167,6 +220,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="auto",
         help="dae-jax's training loop: its default, the tf.data host loop, or the device-resident fast path",
     )
+    parser.add_argument(
+        "--command",
+        action="append",
+        default=[],
+        metavar="CONFIG=N,...",
+        help="also time whole dae-jax train runs of CONFIG (a name or path, :variant allowed) for N epochs",
+    )
     parser.add_argument("--out", default=None, help="write the report here (.json)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out report")
     args = parser.parse_args(argv)
@@ -177,6 +237,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             parser.error(str(e))
     args.target_epochs = args.target_epochs or args.epochs
     args.max_epochs = args.max_epochs or args.epochs
+    for spec in args.command:
+        config, _, epochs = spec.rpartition("=")
+        if not config or not all(e.strip().isdigit() and int(e) > 0 for e in epochs.split(",")):
+            parser.error(f"--command {spec!r}: write CONFIG=N[,N...] with N positive epochs, e.g. conv32_16_adam=10.")
     if not 1 <= args.target_epochs <= args.epochs:
         parser.error(f"--target-epochs must be in [1, --epochs={args.epochs}], got {args.target_epochs}.")
     return args
@@ -202,6 +266,7 @@ def main(argv: list[str] | None = None) -> dict:
     jax_records, result = train_dae_jax(config, workdir, args.max_epochs)
     keras_time, jax_time = time_to(keras_records, target), time_to(jax_records, target)
     ratio = jax_time["seconds"] / keras_time["seconds"] if jax_time["seconds"] and keras_time["seconds"] else None
+    commands = whole_commands(args, target, keras_time["seconds"], workdir / "commands")
     report = {
         "command": " ".join(["python -m dae_jax.studies.time_to_quality", *(sys.argv[1:] if argv is None else argv)]),
         "config": args.config,
@@ -216,6 +281,7 @@ def main(argv: list[str] | None = None) -> dict:
         "target_psnr": target,
         "time_to_target": {"dae-jax": jax_time, "keras": keras_time, "dae_jax_over_keras": ratio},
         "epochs": {"dae-jax": jax_records, "keras": keras_records},
+        "whole_command": commands,
     }
     print(
         f"time to {target:.2f} dB: dae-jax {jax_time['seconds']} s (epoch {jax_time['epoch']}), keras "

@@ -185,6 +185,13 @@ def test_bad_arguments_get_one_clear_error(argv, message, capsys):
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("spec", ["conv32_16_adam", "=4", "conv32_16_adam=0", "conv32_16_adam=4,x"])
+def test_time_to_quality_refuses_a_bad_command_spec(spec, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        time_to_quality.main(["--workdir", str(tmp_path / "run"), "--command", spec])
+    assert exit_info.value.code == 2 and "CONFIG=N[,N...]" in capsys.readouterr().err
+
+
 def test_time_to_quality_takes_the_first_epoch_at_target():
     records = [{"epoch": e, "train_seconds": 10.0, "test_psnr": p} for e, p in enumerate((12.0, 15.0, 14.0, 16.0), 1)]
     assert time_to_quality.time_to(records, 15.0) == {"epoch": 2, "seconds": 20.0, "test_psnr": 15.0}
@@ -192,9 +199,12 @@ def test_time_to_quality_takes_the_first_epoch_at_target():
 
 
 @pytest.mark.slow
-def test_time_to_quality_end_to_end(tmp_path, tfds_dir):
+@pytest.mark.parametrize("config", ["conv32_16_adam", "conv64_dae"])  # Keras: the write-up's fit; fresh noise
+def test_time_to_quality_end_to_end(config, tmp_path, tfds_dir):
     pytest.importorskip("keras", reason='the keras peer needs pip install -e ".[bench]"')
-    argv = "--epochs 1 --max-steps-per-epoch 3 --max-eval-examples 64 --data-source embedded --target-psnr 1"
+    argv = f"--config {config} --epochs 1 --max-steps-per-epoch 3 --max-eval-examples 64 --data-source embedded"
+    argv += " --target-psnr 1"
+    argv += " --command conv32_16_adam:ours=2,1"  # ascending: the 1-epoch run reaches 1 dB, so no 2-epoch run
     out = tmp_path / "ttq.json"
     argv = [*argv.split(), "--data-dir", tfds_dir, "--workdir", str(tmp_path / "run"), "--out", str(out)]
     report = time_to_quality.main(argv)
@@ -207,6 +217,10 @@ def test_time_to_quality_end_to_end(tmp_path, tfds_dir):
         assert epoch["train_seconds"] > 0 and 5 < epoch["test_psnr"] < 40, (framework, epoch)
         assert report["time_to_target"][framework]["epoch"] == 1
     assert report["time_to_target"]["dae_jax_over_keras"] > 0
+    (command,) = report["whole_command"]
+    (run,) = command["runs"]  # the whole dae-jax train command: launch to exit, test scores from its eval.json
+    assert command["at_target"] == run and run["epochs"] == 1 and 5 < run["test_psnr"] < 40
+    assert run["wall_seconds"] > run["timings"]["startup"] > 0 and command["over_keras"] > 0
     with pytest.raises(SystemExit):  # the report exists: refused before any training
         time_to_quality.main(argv)
     with pytest.raises(SystemExit, match="already holds a run"):
