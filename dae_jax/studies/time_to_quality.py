@@ -47,6 +47,7 @@ def load_config(args: argparse.Namespace):
     config.max_steps_per_epoch, config.max_eval_examples = args.max_steps_per_epoch, args.max_eval_examples
     config.data.source = args.data_source
     config.data.data_dir = args.data_dir
+    config.seed = config.seed if args.seed is None else args.seed
     configs.check(config)
     return config
 
@@ -188,7 +189,7 @@ def whole_commands(args: argparse.Namespace, target: float, keras_seconds: float
     from dae_jax.studies import cli_train
 
     overrides = {"data.source": args.data_source}
-    for key in ("data_dir", "max_steps_per_epoch", "max_eval_examples"):
+    for key in ("data_dir", "seed", "max_steps_per_epoch", "max_eval_examples"):
         if getattr(args, key) is not None:
             overrides[key if key != "data_dir" else "data.data_dir"] = getattr(args, key)
     results = []
@@ -205,6 +206,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="time_to_quality", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="conv32_16_adam", help="a config in experiments/configs")
     parser.add_argument("--workdir", required=True, help="dae-jax's run directory (must be new or this run's)")
+    parser.add_argument("--seed", type=int, default=None, help="both sides' seed (default: the config's)")
     parser.add_argument("--epochs", type=int, default=10, help="Keras epochs")
     parser.add_argument("--target-epochs", type=int, default=None, help="target: Keras' PSNR after this epoch")
     parser.add_argument("--target-psnr", type=float, default=None, help="target PSNR in dB (instead of Keras')")
@@ -270,6 +272,7 @@ def main(argv: list[str] | None = None) -> dict:
     report = {
         "command": " ".join(["python -m dae_jax.studies.time_to_quality", *(sys.argv[1:] if argv is None else argv)]),
         "config": args.config,
+        "seed": config.seed,
         "data_source": result["data_source"],
         "num_test_images": result["num_test_images"],
         # Same noisy test images on both sides: the PSNR of the noisy inputs must agree.

@@ -203,13 +203,13 @@ def test_time_to_quality_takes_the_first_epoch_at_target():
 def test_time_to_quality_end_to_end(config, tmp_path, tfds_dir):
     pytest.importorskip("keras", reason='the keras peer needs pip install -e ".[bench]"')
     argv = f"--config {config} --epochs 1 --max-steps-per-epoch 3 --max-eval-examples 64 --data-source embedded"
-    argv += " --target-psnr 1"
+    argv += " --target-psnr 1 --seed 3"
     argv += " --command conv32_16_adam:ours=2,1"  # ascending: the 1-epoch run reaches 1 dB, so no 2-epoch run
     out = tmp_path / "ttq.json"
     argv = [*argv.split(), "--data-dir", tfds_dir, "--workdir", str(tmp_path / "run"), "--out", str(out)]
     report = time_to_quality.main(argv)
     assert json.loads(out.read_text()) == json.loads(json.dumps(report))
-    assert report["num_test_images"] == 64 and report["target_psnr"] == 1
+    assert report["num_test_images"] == 64 and report["target_psnr"] == 1 and report["seed"] == 3
     noisy = report["noisy_input_psnr"]
     assert noisy["keras"] == pytest.approx(noisy["dae-jax"], abs=1e-3)  # both scored the same noisy images
     for framework in ("dae-jax", "keras"):
@@ -221,6 +221,9 @@ def test_time_to_quality_end_to_end(config, tmp_path, tfds_dir):
     (run,) = command["runs"]  # the whole dae-jax train command: launch to exit, test scores from its eval.json
     assert command["at_target"] == run and run["epochs"] == 1 and 5 < run["test_psnr"] < 40
     assert run["wall_seconds"] > run["timings"]["startup"] > 0 and command["over_keras"] > 0
+    workdir = tmp_path / "run" / "commands" / "conv32_16_adam_ours_1"
+    assert json.loads((workdir / "eval.json").read_text())["psnr"] == run["test_psnr"]
+    assert json.loads((workdir / "metadata.json").read_text())["config"]["seed"] == 3  # --seed reached the command
     with pytest.raises(SystemExit):  # the report exists: refused before any training
         time_to_quality.main(argv)
     with pytest.raises(SystemExit, match="already holds a run"):
