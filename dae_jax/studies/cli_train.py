@@ -109,12 +109,10 @@ def fewest_epochs(spec: str, target: float, workdir: Path, overrides: dict) -> d
     config, _, epochs = spec.rpartition("=")
     name, _, variant = config.partition(":")
     path = f"{configs.find(name)}:{variant}" if variant else str(configs.find(name))
+    label = "_".join([Path(name).stem, *([variant] if variant else [])])  # each run's folder: LABEL_N
     runs = []
     for n in sorted({int(e) for e in epochs.split(",")}):
-        run = {
-            "epochs": n,
-            **whole_command(path, workdir / f"{config.replace(':', '_')}_{n}", {"num_epochs": n, **overrides}),
-        }
+        run = {"epochs": n, **whole_command(path, workdir / f"{label}_{n}", {"num_epochs": n, **overrides})}
         runs.append(run)
         print(
             f"dae-jax train {config} x {n} epochs: {run['wall_seconds']:.1f} s, test psnr {run['test_psnr']:.2f} dB",

@@ -188,10 +188,14 @@ def whole_commands(args: argparse.Namespace, target: float, keras_seconds: float
     """Each ``--command``'s fewest-epochs run at ``target``, with its wall-clock over Keras' seconds to target."""
     from dae_jax.studies import cli_train
 
-    overrides = {"data.source": args.data_source}
-    for key in ("data_dir", "seed", "max_steps_per_epoch", "max_eval_examples"):
-        if getattr(args, key) is not None:
-            overrides[key if key != "data_dir" else "data.data_dir"] = getattr(args, key)
+    given = {
+        "data.source": args.data_source,
+        "data.data_dir": args.data_dir,
+        "seed": args.seed,
+        "max_steps_per_epoch": args.max_steps_per_epoch,
+        "max_eval_examples": args.max_eval_examples,
+    }
+    overrides = {key: value for key, value in given.items() if value is not None}  # the rest: the config's
     results = []
     for spec in args.command:
         result = cli_train.fewest_epochs(spec, target, workdir, overrides)

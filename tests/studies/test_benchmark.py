@@ -204,7 +204,7 @@ def test_time_to_quality_end_to_end(config, tmp_path, tfds_dir):
     pytest.importorskip("keras", reason='the keras peer needs pip install -e ".[bench]"')
     argv = f"--config {config} --epochs 1 --max-steps-per-epoch 3 --max-eval-examples 64 --data-source embedded"
     argv += " --target-psnr 1 --seed 3"
-    argv += " --command conv32_16_adam:ours=2,1"  # ascending: the 1-epoch run reaches 1 dB, so no 2-epoch run
+    argv += " --command experiments/configs/conv32_16_adam.py:ours=2,1"  # 1 epoch reaches 1 dB: no 2-epoch run
     out = tmp_path / "ttq.json"
     argv = [*argv.split(), "--data-dir", tfds_dir, "--workdir", str(tmp_path / "run"), "--out", str(out)]
     report = time_to_quality.main(argv)
