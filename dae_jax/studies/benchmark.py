@@ -12,6 +12,9 @@ the same noisy batches (``dae_jax.studies.inference``; the peers' ``Predictor`` 
 command users run (``dae-jax train`` in a fresh process per repeat, its second epoch as it records it,
 and its start-up: ``dae_jax.studies.cli_train``), so the CLI's images/s are a ratio to the step's.
 
+``--accelerator`` is the suite for a GPU or TPU in one command, with the headline run of issue 15
+(``dae_jax.studies.accelerator``).
+
 (``dae-jax bench`` runs this module: ``python -m dae_jax.studies.benchmark``.)
 
 (333 GFLOP/s: the 2-core Zen 5 CPU this project runs on, 2 cores x 2.6 GHz x 64 FP32 FLOPs per
@@ -51,6 +54,7 @@ from pathlib import Path
 import numpy as np
 
 from dae_jax import files
+from dae_jax.studies import accelerator
 from dae_jax.studies.bench_report import fastest_peers, machine, markdown, summarize, table_line
 from dae_jax.studies.workers import Worker, parse_peers
 
@@ -81,7 +85,7 @@ CLI_NOTE = (
 )
 # dae-jax's variants of each task that may be timed beside its default (--variants), the first by default:
 # training's device-resident loop and the command users run (dae_jax.studies.cli_train); inference's evaluate.
-OWN_VARIANTS = {"train": ("resident", "cli"), "infer": ("evaluate",)}
+OWN_VARIANTS = {"train": ("resident", "cli", "resident_bf16"), "infer": ("evaluate",)}
 
 
 def load_images(count: int) -> np.ndarray:
@@ -176,7 +180,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps after building (compilation)")
     parser.add_argument("--pause", type=float, default=0.2, help="seconds of idle CPU before each timed repeat")
     parser.add_argument("--peak-gflops", type=float, default=None, help="the device's peak GFLOP/s, for %% of peak")
-    parser.add_argument("--peers", default="torch,keras", help="torch, keras, torch:<variant>, ...; '' for none")
+    parser.add_argument("--peers", default=None, help="torch, keras, torch:<variant>, ...; '' for none (default: both)")
     parser.add_argument(
         "--variants",
         default=None,
@@ -189,8 +193,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--out", default=None, help="write the report to this .json (and the table to .md)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out report")
+    accelerated = parser.add_argument_group("--accelerator (dae_jax.studies.accelerator)")
+    accelerated.add_argument(
+        "--accelerator",
+        action="store_true",
+        help="the suite for a GPU/TPU: dae-jax's step, resident and resident_bf16 variants, no peers, warm-up "
+        "of --steps steps, then the headline run; --out defaults to results/benchmarks/<device kind>.json",
+    )
+    accelerated.add_argument("--headline-epochs", type=int, default=10, help="the headline run's epochs")
+    accelerated.add_argument("--headline-steps", type=int, default=None, help="its steps per epoch (quick check)")
+    accelerated.add_argument("--data-source", default="auto", help="its data: auto | idx | tfds | embedded")
+    accelerated.add_argument("--data-dir", default=None, help="its TFDS data dir (default: $TFDS_DATA_DIR)")
     args = parser.parse_args(argv)
     try:
+        if args.accelerator:
+            given = [f"--{k}" for k in accelerator.SUITE if getattr(args, k) not in (None, parser.get_default(k))]
+            if given:
+                raise ValueError(f"--accelerator sets {', '.join(given)} itself (dae-jax alone, training); drop them.")
+            vars(args).update(accelerator.SUITE)
+            args.warmup = args.steps  # the resident loop's scan compiles for its length: warm up with --steps
+            args.out = args.out or str(accelerator.default_out(accelerator.device_kind()))
+            if args.headline_epochs < 1 or (args.headline_steps is not None and args.headline_steps < 1):
+                raise ValueError("--headline-epochs and --headline-steps must be >= 1.")
         args.batch_sizes = _ints(args.batch_sizes)
         if min(args.steps, args.repeats) < 1 or args.warmup < 0:
             raise ValueError(
@@ -203,7 +227,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             raise ValueError(f"unknown presets {unknown}; choose from {list(specs.PRESETS)}.")
         if args.peak_gflops is not None and args.peak_gflops <= 0:
             raise ValueError(f"--peak-gflops must be > 0, got {args.peak_gflops}.")
-        args.peers = parse_peers(args.peers)
+        args.peers = parse_peers("torch,keras" if args.peers is None else args.peers)
         args.variants = _own_variants(args.variants, args.task)
         if args.out:
             for path in (Path(args.out), Path(args.out).with_suffix(".md")):
@@ -229,11 +253,15 @@ def main(argv: list[str] | None = None) -> dict:
         "results": rows,
         "summary": fastest_peers(rows),
     }
-    print("\n" + markdown(report))
+    text = markdown(report)
+    if args.accelerator:
+        report["headline"] = accelerator.headline(args)
+        text += accelerator.summary(report["headline"])
+    print("\n" + text)
     if args.out:
         out = Path(args.out)
         files.write_text(out, json.dumps(report, indent=2) + "\n")
-        files.write_text(out.with_suffix(".md"), markdown(report))
+        files.write_text(out.with_suffix(".md"), text)
         print(f"wrote {out} and {out.with_suffix('.md')}")
     return report
 

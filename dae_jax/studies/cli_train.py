@@ -98,7 +98,13 @@ def whole_command(config: str, workdir: Path, overrides: dict) -> dict:
     seconds = time.perf_counter() - start
     scores = json.loads((workdir / "eval.json").read_text())
     timings = json.loads((workdir / "timings.json").read_text())[-1]
-    return {"wall_seconds": seconds, "test_psnr": scores["psnr"], "test_ssim": scores["ssim"], "timings": timings}
+    return {
+        "wall_seconds": seconds,
+        "test_psnr": scores["psnr"],
+        "test_ssim": scores["ssim"],
+        "data_source": scores["data_source"],
+        "timings": timings,
+    }
 
 
 def fewest_epochs(spec: str, target: float, workdir: Path, overrides: dict) -> dict:

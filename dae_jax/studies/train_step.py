@@ -18,10 +18,11 @@ class JaxRunner:
 
     The state and step are built from the config's ``Setup`` as ``dae_jax.train`` builds them
     (micro-batched on CPU, one device per core). Variant ``resident``: the accelerator fast path, the images on the
-    devices and ``steps`` steps in one jitted ``lax.scan`` (``dae_jax.training.device_loop``).
+    devices and ``steps`` steps in one jitted ``lax.scan`` (``dae_jax.training.device_loop``); ``resident_bf16``:
+    the same computing in bfloat16 on float32 parameters (``config.compute_dtype``; for GPUs and TPUs).
     """
 
-    VARIANTS = (None, "resident")
+    VARIANTS = (None, "resident", "resident_bf16")
     DEFAULT_VARIANT = None
 
     def __init__(self, recipe, batch_size: int, images: np.ndarray, variant: str | None = None):
@@ -35,6 +36,8 @@ class JaxRunner:
             raise ValueError(f"dae-jax variant {variant!r}; choose one of {self.VARIANTS}.")
         config = configs.load(recipe.config) if recipe.config else configs.base()
         config.batch_size = batch_size
+        if variant == "resident_bf16":
+            config.compute_dtype = "bfloat16"
         mesh = sharding.make_mesh()
         sharding.check_batch_size(batch_size, mesh)
         self.state, train_step, run_setup = _state_and_step(config, mesh)
@@ -48,11 +51,11 @@ class JaxRunner:
             for i in range(0, n, batch_size)
         ]
         self.step = sharding.data_parallel(train_step, mesh, donate_state=True)
-        if variant == "resident":
+        self.resident = variant in ("resident", "resident_bf16")
+        if self.resident:
             self.images = device_loop.put_images(images[:n], mesh)
             self.multi_step = device_loop.make_multi_step(train_step, mesh)
             self.rows = np.arange(n).reshape(-1, batch_size)
-        self.variant = variant
         # Model FLOPs: XLA's cost analysis of the textbook step (models' fast=False layers, no micro-batches,
         # whose scan body the analysis would count once), the work every framework's layers do. dae-jax's own
         # formulation does less (its upsample-convs), so its GFLOP/s is an effective rate, like the peers'.
@@ -65,7 +68,8 @@ class JaxRunner:
         self.flops_per_image = flops * mesh.devices.size / batch_size
         device = jax.devices()[0]
         self.device = {"platform": device.platform, "device_kind": device.device_kind, "count": mesh.devices.size}
-        how = "lax.scan over steps, images on device" if variant == "resident" else "one jitted step per batch"
+        how = "lax.scan over steps, images on device" if self.resident else "one jitted step per batch"
+        how += ", bfloat16 compute" if variant == "resident_bf16" else ""
         self.description = (
             f"dae-jax (jax {jax.__version__}), jit(shard_map) over {mesh.devices.size} {device.platform}, {how}"
         )
@@ -75,7 +79,7 @@ class JaxRunner:
         import jax
 
         start = time.perf_counter()
-        if self.variant == "resident":
+        if self.resident:
             order = self.rows[np.arange(steps) % len(self.rows)]
             self.state, losses = self.multi_step(self.state, self.images, order, self.key)
         else:

@@ -1,0 +1,94 @@
+"""``dae-jax bench --accelerator``: the training suite on a GPU or TPU in one command, and issue 15's headline.
+
+  DAE_JAX_MNIST_DIR=../shared/data/mnist dae-jax bench --accelerator   # writes results/benchmarks/<device>.json
+
+It runs on whatever device JAX finds (on a CPU too, where it is tested with tiny settings) and has two parts:
+- the train-step suite: every preset at batch 128 and 512, dae-jax alone (the peers are CPU builds here),
+  as the isolated jitted step, the device-resident loop (the images on the device, ``--steps`` steps in one
+  ``lax.scan``, the state donated) and the same loop computing in bfloat16 (``benchmark.measure``'s rows,
+  variants ``resident`` and ``resident_bf16``);
+- the headline: ``dae-jax train`` of conv32_adadelta for ``--headline-epochs`` (10) epochs on MNIST with the
+  device-resident loop and bfloat16 compute, in a fresh process. Its training seconds without compilation
+  are the epochs' seconds as the run recorded them (metrics.jsonl), with the first epoch, which compiles
+  the loop, counted as the median of the others. The target on one H100: <= 3 s (``HEADLINE_TARGET_S``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HEADLINE_CONFIG = "conv32_adadelta"
+HEADLINE_TARGET_S = 3.0  # issue 15, item 7: 10 epochs of conv32_adadelta on one H100, compilation excluded
+SUITE = {"peers": "", "variants": "resident,resident_bf16", "task": "train"}  # the arguments --accelerator sets
+
+
+def device_kind() -> str:
+    """The first JAX device's kind, asked in a process of its own (a GPU backend started here would hold the
+    memory the benchmark's workers need)."""
+    code = "import jax; print(jax.devices()[0].device_kind)"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def default_out(kind: str) -> Path:
+    """results/benchmarks/<device kind as a file name>.json, e.g. nvidia_h100_80gb_hbm3.json."""
+    return Path("results/benchmarks") / (re.sub(r"[^a-z0-9]+", "_", kind.lower()).strip("_") + ".json")
+
+
+def headline(args: argparse.Namespace) -> dict:
+    """The headline run (module docstring): its epochs' seconds, the total without compilation, and its test PSNR."""
+    from dae_jax import configs
+    from dae_jax.studies import cli_train
+
+    overrides = {
+        "num_epochs": args.headline_epochs,
+        "device_resident": True,
+        "compute_dtype": "bfloat16",
+        "data.source": args.data_source,
+        **({"data.data_dir": args.data_dir} if args.data_dir else {}),
+        **({"max_steps_per_epoch": args.headline_steps} if args.headline_steps else {}),
+    }
+    batch_size = configs.load(HEADLINE_CONFIG).batch_size
+    with tempfile.TemporaryDirectory(prefix="dae_jax_headline_") as folder:
+        workdir = Path(folder) / "run"
+        run = cli_train.whole_command(str(configs.find(HEADLINE_CONFIG)), workdir, overrides)
+        records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    epochs = [r for r in records if "images_per_s" in r]
+    seconds, previous = [], 0
+    for r in epochs:  # an epoch's training seconds: its images over the images/s the loop measured
+        seconds.append((r["step"] - previous) * batch_size / r["images_per_s"])
+        previous = r["step"]
+    later = seconds[1:] or seconds  # one epoch: its own seconds, compilation included
+    total = statistics.median(later) + sum(seconds[1:])
+    as_issued = args.headline_epochs == 10 and not args.headline_steps  # the target's setup (full MNIST epochs)
+    return {
+        "config": HEADLINE_CONFIG,
+        "overrides": overrides,
+        "data_source": run["data_source"],
+        "epoch_seconds": seconds,
+        "train_seconds_without_compilation": total,
+        "target_seconds": HEADLINE_TARGET_S,
+        "meets_target": total <= HEADLINE_TARGET_S if as_issued else None,  # None: a shortened run
+        "whole_command": run,
+    }
+
+
+def summary(headline: dict) -> str:
+    """The headline as a markdown paragraph, for the report's table file."""
+    verdict = {True: "meets", False: "misses", None: "shortened run: not comparable to"}[headline["meets_target"]]
+    epochs, overrides = len(headline["epoch_seconds"]), headline["overrides"]
+    return (
+        f"\n**Headline**: `dae-jax train` of {headline['config']}, {epochs} epochs "
+        f"({overrides.get('max_steps_per_epoch', 'all')} steps each; {headline['data_source']}), device-resident, "
+        f"bfloat16 compute: {headline['train_seconds_without_compilation']:.2f} s of training without compilation "
+        f"(epochs: {', '.join(f'{s:.2f}' for s in headline['epoch_seconds'])} s; the first compiles and is counted "
+        f"as the median of the others); {verdict} the target of {headline['target_seconds']} s on one H100. "
+        f"Whole command {headline['whole_command']['wall_seconds']:.1f} s, test PSNR "
+        f"{headline['whole_command']['test_psnr']:.2f} dB.\n"
+    )
