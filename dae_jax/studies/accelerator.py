@@ -2,11 +2,12 @@
 
   DAE_JAX_MNIST_DIR=../shared/data/mnist dae-jax bench --accelerator   # writes results/benchmarks/<device>.json
 
-It runs on whatever device JAX finds (on a CPU too, where it is tested with tiny settings) and has two parts:
+It runs on whatever device JAX finds (on a CPU too, where it is tested with tiny settings), in three parts:
 - the train-step suite: every preset at batch 128 and 512, dae-jax alone (the peers are CPU builds here),
   as the isolated jitted step, the device-resident loop (the images on the device, ``--steps`` steps in one
   ``lax.scan``, the state donated) and the same loop computing in bfloat16 (``benchmark.measure``'s rows,
   variants ``resident`` and ``resident_bf16``);
+- denoising: every preset's ``Denoiser.denoise`` and ``dae_jax.evaluate`` at the same batch sizes (``--task infer``);
 - the headline: ``dae-jax train`` of conv32_adadelta for ``--headline-epochs`` (10) epochs on MNIST with the
   device-resident loop and bfloat16 compute, in a fresh process. Its training seconds without compilation
   are the epochs' seconds as the run recorded them (metrics.jsonl), with the first epoch, which compiles

@@ -237,13 +237,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> dict:
-    """Runs the benchmark (``argv`` without the program name) and returns the report it prints/writes."""
-    args = parse_args(argv)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a killed benchmark still stops its workers
+def run_task(args: argparse.Namespace) -> dict:
+    """``args.task`` measured (``measure``), as the report's fields: machine, device, versions, rows and summary."""
     rows, found = measure(args)
-    report = {
-        "command": " ".join(["dae-jax bench", *(sys.argv[1:] if argv is None else argv)]),
+    return {
         "machine": machine(),
         "device": found["device"],
         "versions": found["versions"],
@@ -253,8 +250,18 @@ def main(argv: list[str] | None = None) -> dict:
         "results": rows,
         "summary": fastest_peers(rows),
     }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Runs the benchmark (``argv`` without the program name) and returns the report it prints/writes."""
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a killed benchmark still stops its workers
+    report = {"command": " ".join(["dae-jax bench", *(sys.argv[1:] if argv is None else argv)]), **run_task(args)}
     text = markdown(report)
-    if args.accelerator:
+    if args.accelerator:  # the suite's other parts: denoising (Denoiser.denoise and evaluate), then the headline
+        inference = run_task(argparse.Namespace(**{**vars(args), "task": "infer", "variants": ["evaluate"]}))
+        report["inference"] = {k: inference[k] for k in ("task", "notes", "results", "summary")}
+        text += "\n" + markdown(report | inference)
         report["headline"] = accelerator.headline(args)
         text += accelerator.summary(report["headline"])
     print("\n" + text)

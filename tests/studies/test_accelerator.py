@@ -39,6 +39,9 @@ def test_accelerator_suite_and_headline_end_to_end(tmp_path, tfds_dir):
     assert {r["framework"] for r in report["results"]} == {"dae-jax"}  # the peers are CPU builds: none run
     assert {r["variant"] for r in report["results"]} == {None, "resident", "resident_bf16"}
     assert report["settings"]["warmup"] == 2  # the timed scan's length compiles in the warm-up
+    denoising = report["inference"]["results"]
+    assert {(r["framework"], r["variant"]) for r in denoising} == {("dae-jax", None), ("dae-jax", "evaluate")}
+    assert all(r["images_per_s_median"] > 0 for r in denoising)
     headline = report["headline"]
     seconds = headline["epoch_seconds"]
     assert len(seconds) == 2 and min(seconds) > 0
