@@ -84,7 +84,8 @@ CLI_NOTE = (
     "its second epoch of --steps steps, its input pipeline (or device-resident shuffle) included."
 )
 # dae-jax's variants of each task that may be timed beside its default (--variants), the first by default:
-# training's device-resident loop and the command users run (dae_jax.studies.cli_train); inference's evaluate.
+# training's device-resident loop (also in bfloat16) and the command users run (dae_jax.studies.cli_train);
+# inference's evaluate.
 OWN_VARIANTS = {"train": ("resident", "cli", "resident_bf16"), "infer": ("evaluate",)}
 
 
@@ -185,36 +186,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--variants",
         default=None,
         help="dae-jax's variants timed beside its default, comma-separated ('' for none): training's 'resident' "
-        "(device-resident lax.scan loop, the default) and 'cli' (the dae-jax train command, its 2nd epoch of a "
-        "fresh run per repeat, and its start-up); denoising's 'evaluate' (the default)",
+        "(device-resident lax.scan loop, the default), 'resident_bf16' (the same in bfloat16 compute) and 'cli' (the "
+        "dae-jax train command, its 2nd epoch of a fresh run per repeat, and its start-up); denoising's 'evaluate' "
+        "(the default)",
     )
     parser.add_argument(
         "--task", choices=sorted(NOTES), default="train", help="time train steps, or denoising (inference)"
     )
     parser.add_argument("--out", default=None, help="write the report to this .json (and the table to .md)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out report")
-    accelerated = parser.add_argument_group("--accelerator (dae_jax.studies.accelerator)")
-    accelerated.add_argument(
-        "--accelerator",
-        action="store_true",
-        help="the suite for a GPU/TPU: dae-jax's step, resident and resident_bf16 variants, no peers, warm-up "
-        "of --steps steps, then the headline run; --out defaults to results/benchmarks/<device kind>.json",
-    )
-    accelerated.add_argument("--headline-epochs", type=int, default=10, help="the headline run's epochs")
-    accelerated.add_argument("--headline-steps", type=int, default=None, help="its steps per epoch (quick check)")
-    accelerated.add_argument("--data-source", default="auto", help="its data: auto | idx | tfds | embedded")
-    accelerated.add_argument("--data-dir", default=None, help="its TFDS data dir (default: $TFDS_DATA_DIR)")
+    accelerator.add_arguments(parser)
     args = parser.parse_args(argv)
     try:
-        if args.accelerator:
-            given = [f"--{k}" for k in accelerator.SUITE if getattr(args, k) not in (None, parser.get_default(k))]
-            if given:
-                raise ValueError(f"--accelerator sets {', '.join(given)} itself (dae-jax alone, training); drop them.")
-            vars(args).update(accelerator.SUITE)
-            args.warmup = args.steps  # the resident loop's scan compiles for its length: warm up with --steps
-            args.out = args.out or str(accelerator.default_out(accelerator.device_kind()))
-            if args.headline_epochs < 1 or (args.headline_steps is not None and args.headline_steps < 1):
-                raise ValueError("--headline-epochs and --headline-steps must be >= 1.")
+        accelerator.apply(args, parser)
         args.batch_sizes = _ints(args.batch_sizes)
         if min(args.steps, args.repeats) < 1 or args.warmup < 0:
             raise ValueError(
@@ -262,15 +246,25 @@ def main(argv: list[str] | None = None) -> dict:
         inference = run_task(argparse.Namespace(**{**vars(args), "task": "infer", "variants": ["evaluate"]}))
         report["inference"] = {k: inference[k] for k in ("task", "notes", "results", "summary")}
         text += "\n" + markdown(report | inference)
-        report["headline"] = accelerator.headline(args)
-        text += accelerator.summary(report["headline"])
+        write(args, report, text)  # kept if the headline run fails
+        try:
+            report["headline"] = accelerator.headline(args)
+            text += accelerator.summary(report["headline"])
+        except RuntimeError as e:  # dae-jax train's own one-line error
+            report["headline"] = {"error": str(e)}
+            text += f"\n**Headline**: failed: {e}\n"
     print("\n" + text)
+    write(args, report, text)
+    return report
+
+
+def write(args: argparse.Namespace, report: dict, text: str) -> None:
+    """The report to ``--out`` (.json) and its tables beside it (.md), each replaced whole (atomic)."""
     if args.out:
         out = Path(args.out)
         files.write_text(out, json.dumps(report, indent=2) + "\n")
         files.write_text(out.with_suffix(".md"), text)
         print(f"wrote {out} and {out.with_suffix('.md')}")
-    return report
 
 
 if __name__ == "__main__":

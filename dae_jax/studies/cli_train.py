@@ -77,12 +77,11 @@ class CliRunner:
 
 
 def train(config: str, workdir: Path, overrides: dict) -> None:
-    """``dae-jax train --config=CONFIG --workdir=WORKDIR --config.KEY=VALUE...`` in a fresh process, as a user
-    runs it (the console script beside this Python); one line naming the failure if it exits non-zero."""
-    script = Path(sys.executable).parent / "dae-jax"
-    if not script.exists():
-        raise RuntimeError(f"no dae-jax command beside {sys.executable}; install the package: pip install -e .")
-    command = [str(script), "train", f"--config={config}", f"--workdir={workdir}"]
+    """``dae-jax train --config=CONFIG --workdir=WORKDIR --config.KEY=VALUE...`` in a fresh process (this Python
+    running the CLI's ``main``: what the console script runs, and no installed script needed); one line naming
+    the failure if it exits non-zero."""
+    command = [sys.executable, "-c", "from dae_jax.cli import main; main()", "train"]
+    command += [f"--config={config}", f"--workdir={workdir}"]
     command += [f"--config.{k}={v}" for k, v in overrides.items()]
     done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S)  # killed if it hangs
     if done.returncode != 0:
@@ -107,6 +106,12 @@ def whole_command(config: str, workdir: Path, overrides: dict) -> dict:
     }
 
 
+def label(config: str) -> str:
+    """The folder name of a ``--command`` CONFIG's runs (``LABEL_N``): the file's stem, then the variant."""
+    name, _, variant = config.partition(":")
+    return "_".join([Path(name).stem, *([variant] if variant else [])])
+
+
 def fewest_epochs(spec: str, target: float, workdir: Path, overrides: dict) -> dict:
     """``--command CONFIG=N1,N2,...``: whole ``dae-jax train`` runs of CONFIG for N1 < N2 < ... epochs, stopping at
     the first whose test PSNR reaches ``target``; ``at_target`` is that run (None if none did)."""
@@ -115,10 +120,9 @@ def fewest_epochs(spec: str, target: float, workdir: Path, overrides: dict) -> d
     config, _, epochs = spec.rpartition("=")
     name, _, variant = config.partition(":")
     path = f"{configs.find(name)}:{variant}" if variant else str(configs.find(name))
-    label = "_".join([Path(name).stem, *([variant] if variant else [])])  # each run's folder: LABEL_N
     runs = []
     for n in sorted({int(e) for e in epochs.split(",")}):
-        run = {"epochs": n, **whole_command(path, workdir / f"{label}_{n}", {"num_epochs": n, **overrides})}
+        run = {"epochs": n, **whole_command(path, workdir / f"{label(config)}_{n}", {"num_epochs": n, **overrides})}
         runs.append(run)
         print(
             f"dae-jax train {config} x {n} epochs: {run['wall_seconds']:.1f} s, test psnr {run['test_psnr']:.2f} dB",

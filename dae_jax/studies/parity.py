@@ -1,7 +1,8 @@
 """The parity study's parts that run in their own process or are tested alone (experiments/parity.py runs it).
 
-``train_keras`` is the write-up's Keras 3 code, run in a spawned process (TensorFlow's threads must not
-share a process with JAX); ``summary`` and ``difference`` are the table's statistics.
+``train_keras`` is the write-up's Keras 3 code (``write_up``), run in a spawned process (TensorFlow's threads
+must not share a process with JAX); ``summary`` and ``difference`` are the table's statistics. ``keras_fit`` is
+the Keras side of the time-to-quality study: the write-up's ``fit`` for a faithful config, else a fresh-noise step.
 """
 
 from __future__ import annotations
@@ -39,6 +40,38 @@ def write_up(recipe, train_images: np.ndarray, test_images: np.ndarray, seed: in
     model = keras.Sequential([keras_models.build(recipe), keras.layers.Activation("sigmoid")])
     model.compile(optimizer=keras_models.make_optimizer(recipe), loss="binary_crossentropy", jit_compile=jit_compile)
     return model, x_train_noisy, x_train, x_test_noisy, x_test
+
+
+def keras_fit(config, recipe, data, jit_compile: bool) -> tuple:
+    """(model, ``fit``'s data arguments, the activation that makes its outputs images) for ``config.train_noise``:
+    "fixed" is the write-up's own code (parity.write_up: noise drawn once, ``shuffle=True``, the noisy test set as
+    ``validation_data``, a sigmoid output); "fresh" is the Denoiser, whose train step corrupts each batch anew."""
+    import keras
+    import tensorflow as tf
+
+    from dae_jax.data import pipeline
+    from dae_jax.nn import losses
+    from dae_jax.studies.peers import keras_models
+
+    images = data.train["image"]
+    steps = len(images) // config.batch_size
+    if config.max_steps_per_epoch:
+        steps = min(steps, config.max_steps_per_epoch)
+    if config.train_noise == "fixed":
+        used = images[: steps * config.batch_size]
+        model, x_noisy, x, x_test_noisy, x_test = write_up(recipe, used, data.test["image"], config.seed, jit_compile)
+        arguments = {"x": x_noisy, "y": x, "batch_size": config.batch_size, "shuffle": True}
+        return model, arguments | {"validation_data": (x_test_noisy, x_test)}, np.asarray
+    keras.utils.set_random_seed(config.seed)
+    model = keras_models.compiled(recipe, jit_compile, seed=config.seed)
+    dataset = (
+        tf.data.Dataset.from_tensor_slices(images)
+        .shuffle(len(images), seed=pipeline.epoch_seed(config.seed, 0), reshuffle_each_iteration=True)
+        .batch(config.batch_size, drop_remainder=True)
+        .repeat()
+        .prefetch(2)
+    )
+    return model, {"x": dataset, "steps_per_epoch": steps}, losses.OUTPUT_ACTIVATIONS[config.loss]
 
 
 def train_keras(

@@ -8,7 +8,7 @@ batch, training split) and are scored after every epoch on dae-jax's fixed noisy
 noisy images are made once with dae-jax's evaluation corruption and key, and Keras is given the
 arrays. Keras runs first, ``model.fit`` for ``--epochs`` epochs (jit_compile from
 ``--keras-variant``): the write-up's code for a faithful config (noise drawn once, the test set
-as validation_data), else a train step that draws fresh noise (``keras_fit``). The target is the
+as validation_data), else a train step that draws fresh noise (``parity.keras_fit``). The target is the
 test PSNR Keras reaches after ``--target-epochs``
 (default: all) unless ``--target-psnr`` is given. dae-jax then trains ``--max-epochs`` with its
 normal loop (``dae_jax.train``, its default loop unless ``--loop``), keeping every
@@ -21,7 +21,8 @@ Whole command (issue 15, target 6): each ``--command CONFIG=EPOCHS,...`` (e.g.
 ``conv32_16_adam:ours=4,5,6``) runs ``dae-jax train --config=CONFIG --config.num_epochs=N`` as a user
 does, N ascending, until a run's test PSNR reaches the target; its launch-to-exit wall-clock (start-up,
 data, training, validation, test, figures: the record's ``timings``) over Keras' training seconds to
-the target (Keras' start-up, data and scoring not counted) is the ratio reported.
+the target (Keras' start-up, data and scoring not counted) is the ratio reported. They run right after
+Keras, before this process starts a JAX backend (on a GPU it would hold their memory).
 """
 
 from __future__ import annotations
@@ -40,8 +41,9 @@ from dae_jax import files
 
 
 def load_config(args: argparse.Namespace):
-    """The reference config with this run's limits."""
+    """The reference config with this run's limits; ValueError if the Keras peer would train another recipe."""
     from dae_jax import configs
+    from dae_jax.studies.peers import specs
 
     config = configs.load(args.config)
     config.max_steps_per_epoch, config.max_eval_examples = args.max_steps_per_epoch, args.max_eval_examples
@@ -49,6 +51,12 @@ def load_config(args: argparse.Namespace):
     config.data.data_dir = args.data_dir
     config.seed = config.seed if args.seed is None else args.seed
     configs.check(config)
+    differ = specs.differences(config, specs.recipe(config.model.name))  # Keras trains the model's reference recipe
+    if differ:
+        raise ValueError(
+            f"--config {args.config} differs from {config.model.name}'s reference recipe, which Keras trains, in "
+            f"{', '.join(differ)}; time to quality races one recipe: use the model's reference config."
+        )
     return config
 
 
@@ -64,43 +72,8 @@ def fixed_test_set(config) -> tuple:
     return data, noisy, np.asarray(corruptions.to_float(images))
 
 
-def keras_fit(config, recipe, data, jit_compile: bool) -> tuple:
-    """(model, ``fit``'s data arguments, the activation that makes its outputs images) for ``config.train_noise``:
-    "fixed" is the write-up's own code (parity.write_up: noise drawn once, ``shuffle=True``, the noisy test set as
-    ``validation_data``, a sigmoid output); "fresh" is the Denoiser, whose train step corrupts each batch anew."""
-    import keras
-    import tensorflow as tf
-
-    from dae_jax.data import pipeline
-    from dae_jax.nn import losses
-    from dae_jax.studies import parity
-    from dae_jax.studies.peers import keras_models
-
-    images = data.train["image"]
-    steps = len(images) // config.batch_size
-    if config.max_steps_per_epoch:
-        steps = min(steps, config.max_steps_per_epoch)
-    if config.train_noise == "fixed":
-        used = images[: steps * config.batch_size]
-        model, x_noisy, x, x_test_noisy, x_test = parity.write_up(
-            recipe, used, data.test["image"], config.seed, jit_compile
-        )
-        arguments = {"x": x_noisy, "y": x, "batch_size": config.batch_size, "shuffle": True}
-        return model, arguments | {"validation_data": (x_test_noisy, x_test)}, np.asarray
-    keras.utils.set_random_seed(config.seed)
-    model = keras_models.compiled(recipe, jit_compile, seed=config.seed)
-    dataset = (
-        tf.data.Dataset.from_tensor_slices(images)
-        .shuffle(len(images), seed=pipeline.epoch_seed(config.seed, 0), reshuffle_each_iteration=True)
-        .batch(config.batch_size, drop_remainder=True)
-        .repeat()
-        .prefetch(2)
-    )
-    return model, {"x": dataset, "steps_per_epoch": steps}, losses.OUTPUT_ACTIVATIONS[config.loss]
-
-
 def train_keras(args: argparse.Namespace) -> tuple[list[dict], str, float]:
-    """Keras ``fit`` of the config's recipe (``keras_fit``): (per epoch training seconds and test PSNR, the Keras
+    """Keras ``fit`` of the config's recipe (``parity.keras_fit``): (per epoch training seconds and test PSNR, the Keras
     version, the noisy inputs' PSNR: equal to dae-jax's when both score the same noisy images).
 
     Runs in its own process (see main): TensorFlow's thread pools must not share the CPU with a
@@ -108,19 +81,14 @@ def train_keras(args: argparse.Namespace) -> tuple[list[dict], str, float]:
     """
     import keras
 
-    from dae_jax.studies import classical
+    from dae_jax.studies import classical, parity
     from dae_jax.studies.peers import keras_models, specs
 
     config = load_config(args)
     data, noisy, clean = fixed_test_set(config)
     recipe = specs.recipe(config.model.name)
-    if config.lr_schedule != "constant":  # the Keras peer's rate is constant: a race to quality would be unfair
-        raise ValueError(
-            f"config.lr_schedule is {config.lr_schedule!r}; the Keras peer trains at a constant rate, so time to "
-            "quality compares only recipes with lr_schedule='constant'."
-        )
     jit_compile = keras_models.VARIANTS[args.keras_variant]["jit_compile"]
-    model, arguments, to_images = keras_fit(config, recipe, data, jit_compile)
+    model, arguments, to_images = parity.keras_fit(config, recipe, data, jit_compile)
     records = []
 
     class Scorer(keras.callbacks.Callback):
@@ -209,7 +177,7 @@ def whole_commands(args: argparse.Namespace, target: float, keras_seconds: float
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="time_to_quality", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="conv32_16_adam", help="a config in experiments/configs")
-    parser.add_argument("--workdir", required=True, help="dae-jax's run directory (must be new or this run's)")
+    parser.add_argument("--workdir", required=True, help="a new folder for dae-jax's runs (train/, commands/)")
     parser.add_argument("--seed", type=int, default=None, help="both sides' seed (default: the config's)")
     parser.add_argument("--epochs", type=int, default=10, help="Keras epochs")
     parser.add_argument("--target-epochs", type=int, default=None, help="target: Keras' PSNR after this epoch")
@@ -231,7 +199,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="CONFIG=N,...",
-        help="also time whole dae-jax train runs of CONFIG (a name or path, :variant allowed) for N epochs",
+        help="also time whole dae-jax train runs of CONFIG (a name or path, :variant allowed) for N epochs, "
+        "each with the config's own loop (--loop is for the in-process run)",
     )
     parser.add_argument("--out", default=None, help="write the report here (.json)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out report")
@@ -247,6 +216,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         config, _, epochs = spec.rpartition("=")
         if not config or not all(e.strip().isdigit() and int(e) > 0 for e in epochs.split(",")):
             parser.error(f"--command {spec!r}: write CONFIG=N[,N...] with N positive epochs, e.g. conv32_16_adam=10.")
+    from dae_jax import configs
+    from dae_jax.studies import cli_train
+
+    try:  # every config is read before any training: a bad one fails now, not after Keras' minutes
+        load_config(args)
+        for spec in args.command:
+            configs.load(spec.rpartition("=")[0])
+    except ValueError as e:
+        parser.error(str(e))
+    labels = [cli_train.label(spec.rpartition("=")[0]) for spec in args.command]
+    if len(set(labels)) < len(labels):
+        parser.error(f"--command: two configs share a run folder name ({labels}); give each once.")
     if not 1 <= args.target_epochs <= args.epochs:
         parser.error(f"--target-epochs must be in [1, --epochs={args.epochs}], got {args.target_epochs}.")
     return args
@@ -263,16 +244,18 @@ def main(argv: list[str] | None = None) -> dict:
     config.device_resident = {"auto": None, "host": False, "resident": True}[args.loop]
     sharding.use_cpu_cores(config.batch_size, config.eval_batch_size)  # as dae-jax train runs
     workdir = Path(args.workdir)
-    if (workdir / "checkpoints").exists():
-        raise SystemExit(f"time_to_quality: {workdir} already holds a run; pass a new --workdir.")
+    if workdir.exists() and any(workdir.iterdir()):  # a run left there would resume, and its times be wrong
+        raise SystemExit(f"time_to_quality: {workdir} already holds runs; pass a new --workdir.")
     with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
         keras_records, keras_version, keras_noisy_psnr = pool.submit(train_keras, args).result()
     target = args.target_psnr or keras_records[args.target_epochs - 1]["test_psnr"]
     print(f"target test PSNR: {target:.2f} dB", flush=True)
-    jax_records, result = train_dae_jax(config, workdir, args.max_epochs)
-    keras_time, jax_time = time_to(keras_records, target), time_to(jax_records, target)
-    ratio = jax_time["seconds"] / keras_time["seconds"] if jax_time["seconds"] and keras_time["seconds"] else None
+    keras_time = time_to(keras_records, target)
+    # Before this process starts a JAX backend: on a GPU it would hold the memory the commands' processes need.
     commands = whole_commands(args, target, keras_time["seconds"], workdir / "commands")
+    jax_records, result = train_dae_jax(config, workdir / "train", args.max_epochs)
+    jax_time = time_to(jax_records, target)
+    ratio = jax_time["seconds"] / keras_time["seconds"] if jax_time["seconds"] and keras_time["seconds"] else None
     report = {
         "command": " ".join(["python -m dae_jax.studies.time_to_quality", *(sys.argv[1:] if argv is None else argv)]),
         "config": args.config,

@@ -192,6 +192,22 @@ def test_time_to_quality_refuses_a_bad_command_spec(spec, tmp_path, capsys):
     assert exit_info.value.code == 2 and "CONFIG=N[,N...]" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--config", "conv32_16_adam:ours"], "differs from conv32_16's reference recipe, which Keras trains"),
+        (["--command", "nope=3"], "no config named 'nope'"),
+        (["--command", "conv32_16_adam=3", "--command", "experiments/configs/conv32_16_adam.py=4"], "share a run"),
+        (["--seed", "-1"], "config.seed must be"),
+    ],
+)
+def test_time_to_quality_refuses_bad_configs_before_training(argv, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        time_to_quality.main(["--workdir", str(tmp_path / "run"), *argv])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 def test_time_to_quality_takes_the_first_epoch_at_target():
     records = [{"epoch": e, "train_seconds": 10.0, "test_psnr": p} for e, p in enumerate((12.0, 15.0, 14.0, 16.0), 1)]
     assert time_to_quality.time_to(records, 15.0) == {"epoch": 2, "seconds": 20.0, "test_psnr": 15.0}
@@ -226,5 +242,5 @@ def test_time_to_quality_end_to_end(config, tmp_path, tfds_dir):
     assert json.loads((workdir / "metadata.json").read_text())["config"]["seed"] == 3  # --seed reached the command
     with pytest.raises(SystemExit):  # the report exists: refused before any training
         time_to_quality.main(argv)
-    with pytest.raises(SystemExit, match="already holds a run"):
+    with pytest.raises(SystemExit, match="already holds runs"):
         time_to_quality.main([*argv[:-1], str(tmp_path / "other.json")])

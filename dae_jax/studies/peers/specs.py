@@ -155,6 +155,22 @@ def recipe(preset: str) -> Recipe:
     )
 
 
+def differences(config, recipe: Recipe) -> list[str]:
+    """The fields in which ``config`` trains another recipe than ``recipe`` (the peers train the recipe)."""
+    given = {"learning_rate": config.learning_rate, **config.optimizer_kwargs}
+    sigma = None if config.corruption.name == "none" else config.corruption.get("sigma")
+    checks = {
+        "optimizer": config.optimizer == recipe.optimizer,
+        "learning_rate/optimizer_kwargs": all(
+            recipe.hyperparameters.get(k) == v for k, v in given.items() if v is not None
+        ),
+        "loss": config.loss == recipe.loss,
+        "corruption.sigma": sigma == recipe.sigma,
+        "lr_schedule (the peers' rate is constant)": config.lr_schedule == "constant",
+    }
+    return [name for name, same in checks.items() if not same]
+
+
 def noisy_batches(images: np.ndarray, batch_size: int, sigma: float | None) -> list[np.ndarray]:
     """What every framework denoises when inference is timed: whole batches of ``images`` (uint8 [N, H, W, C])
     as float32 [batch_size, H, W, C] in [0, 1], with clipped Gaussian noise of ``sigma`` (seed 0: the same
