@@ -77,15 +77,6 @@ def default_out(kind: str) -> Path:
     return Path("results/benchmarks") / (re.sub(r"[^a-z0-9]+", "_", kind.lower()).strip("_") + ".json")
 
 
-def epoch_seconds(records: list[dict], batch_size: int) -> list[float]:
-    """Each epoch's training seconds from metrics.jsonl's records: its steps' images over its images/s."""
-    seconds, previous = [], 0
-    for r in (r for r in records if "images_per_s" in r):
-        seconds.append((r["step"] - previous) * batch_size / r["images_per_s"])
-        previous = r["step"]
-    return seconds
-
-
 def without_compilation(seconds: list[float]) -> float:
     """The epochs' total with the first (which compiles the loop) counted as the median of the others."""
     later = seconds[1:] or seconds  # one epoch: its own seconds, compilation included
@@ -118,7 +109,7 @@ def headline(args: argparse.Namespace) -> dict:
         workdir = Path(folder) / "run"
         run = cli_train.whole_command(str(configs.find(HEADLINE_CONFIG)), workdir, overrides)
         records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
-    seconds = epoch_seconds(records, batch_size)
+    seconds = cli_train.epoch_seconds(records, batch_size)
     total = without_compilation(seconds)
     return {
         "config": HEADLINE_CONFIG,

@@ -89,6 +89,16 @@ def train(config: str, workdir: Path, overrides: dict) -> None:
         raise RuntimeError(f"dae-jax train failed (exit {done.returncode}): {last}")
 
 
+def epoch_seconds(records: list[dict], batch_size: int) -> list[float]:
+    """Each epoch's training seconds from metrics.jsonl's records (or a Run's history): its steps' images over
+    the images/s the loop measured (validation excluded); records without images/s are not epochs."""
+    seconds, previous = [], 0
+    for r in (r for r in records if "images_per_s" in r):
+        seconds.append((r["step"] - previous) * batch_size / r["images_per_s"])
+        previous = r["step"]
+    return seconds
+
+
 def whole_command(config: str, workdir: Path, overrides: dict) -> dict:
     """One ``dae-jax train`` run timed from launch to exit, with its test scores (eval.json) and where its
     seconds went (its timings.json record: start-up, data, training, validation, test, figures)."""

@@ -121,14 +121,14 @@ def train_dae_jax(config, workdir: Path, max_epochs: int) -> tuple[list[dict], d
     """
     import dae_jax
     from dae_jax.eval import evaluation
+    from dae_jax.studies import cli_train
 
     config.num_epochs, config.keep_checkpoints = max_epochs, max_epochs  # every epoch's state is kept
     run = dae_jax.train(config, workdir)
     test_images, _ = evaluation.load_dataset(dae_jax.load(workdir), max_examples=config.max_eval_examples)  # once
-    records, previous = [], 0
-    for record in run.history:
-        seconds = (record["step"] - previous) * config.batch_size / record["images_per_s"]
-        previous = record["step"]
+    epochs = [r for r in run.history if "images_per_s" in r]
+    records = []
+    for record, seconds in zip(epochs, cli_train.epoch_seconds(epochs, config.batch_size), strict=True):
         test = dae_jax.evaluate(dae_jax.load(workdir, step=record["step"]), test_images)
         records.append(
             {

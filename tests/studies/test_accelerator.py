@@ -7,7 +7,7 @@ from pathlib import Path
 import jax
 import pytest
 
-from dae_jax.studies import accelerator, benchmark
+from dae_jax.studies import accelerator, benchmark, cli_train
 
 
 def test_the_report_is_named_for_the_device():
@@ -18,7 +18,7 @@ def test_the_report_is_named_for_the_device():
 def test_headline_seconds_leave_the_first_epochs_compilation_out():
     records = [{"epoch": e, "step": 100 * e, "images_per_s": 12800 / s} for e, s in enumerate((9.0, 1.0, 3.0, 2.0), 1)]
     records.insert(2, {"step": 200, "checkpoint": True})  # records without images/s are not epochs
-    seconds = accelerator.epoch_seconds(records, batch_size=128)
+    seconds = cli_train.epoch_seconds(records, batch_size=128)
     assert seconds == pytest.approx([9.0, 1.0, 3.0, 2.0])
     assert accelerator.without_compilation(seconds) == pytest.approx(2.0 + 6.0)  # the median of 1, 3, 2 for 9
     assert accelerator.without_compilation([5.0]) == 5.0  # one epoch: nothing to stand in for it
