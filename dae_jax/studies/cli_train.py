@@ -122,16 +122,15 @@ def label(config: str) -> str:
     return "_".join([Path(name).stem, *([variant] if variant else [])])
 
 
-def fewest_epochs(spec: str, target: float, workdir: Path, overrides: dict) -> dict:
-    """``--command CONFIG=N1,N2,...``: whole ``dae-jax train`` runs of CONFIG for N1 < N2 < ... epochs, stopping at
-    the first whose test PSNR reaches ``target``; ``at_target`` is that run (None if none did)."""
+def fewest_epochs(config: str, epochs: list[int], target: float, workdir: Path, overrides: dict) -> dict:
+    """Whole ``dae-jax train`` runs of ``config`` (``--command CONFIG=N1,N2,...``) for each of ``epochs``, ascending,
+    stopping at the first whose test PSNR reaches ``target``; ``at_target`` is that run (None if none did)."""
     from dae_jax import configs
 
-    config, _, epochs = spec.rpartition("=")
     name, _, variant = config.partition(":")
     path = f"{configs.find(name)}:{variant}" if variant else str(configs.find(name))
     runs = []
-    for n in sorted({int(e) for e in epochs.split(",")}):
+    for n in epochs:
         run = {"epochs": n, **whole_command(path, workdir / f"{label(config)}_{n}", {"num_epochs": n, **overrides})}
         runs.append(run)
         print(

@@ -165,8 +165,8 @@ def whole_commands(args: argparse.Namespace, target: float, keras_seconds: float
     }
     overrides = {key: value for key, value in given.items() if value is not None}  # the rest: the config's
     results = []
-    for spec in args.command:
-        result = cli_train.fewest_epochs(spec, target, workdir, overrides)
+    for config, epochs in args.command:
+        result = cli_train.fewest_epochs(config, epochs, target, workdir, overrides)
         reached = result["at_target"]
         result["over_keras"] = reached["wall_seconds"] / keras_seconds if reached and keras_seconds else None
         print(f"whole command {result['config']}: {result['over_keras']} of Keras' time to target", flush=True)
@@ -212,20 +212,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             parser.error(str(e))
     args.target_epochs = args.target_epochs or args.epochs
     args.max_epochs = args.max_epochs or args.epochs
+    commands = []  # (CONFIG, its epochs ascending) of each --command CONFIG=N[,N...]
     for spec in args.command:
         config, _, epochs = spec.rpartition("=")
         if not config or not all(e.strip().isdigit() and int(e) > 0 for e in epochs.split(",")):
             parser.error(f"--command {spec!r}: write CONFIG=N[,N...] with N positive epochs, e.g. conv32_16_adam=10.")
+        commands.append((config, sorted({int(e) for e in epochs.split(",")})))
+    args.command = commands
     from dae_jax import configs
     from dae_jax.studies import cli_train
 
     try:  # every config is read before any training: a bad one fails now, not after Keras' minutes
         load_config(args)
-        for spec in args.command:
-            configs.load(spec.rpartition("=")[0])
+        for config, _ in args.command:
+            configs.load(config)
     except ValueError as e:
         parser.error(str(e))
-    labels = [cli_train.label(spec.rpartition("=")[0]) for spec in args.command]
+    labels = [cli_train.label(config) for config, _ in args.command]
     if len(set(labels)) < len(labels):
         parser.error(f"--command: two configs share a run folder name ({labels}); give each once.")
     if not 1 <= args.target_epochs <= args.epochs:
