@@ -1,2 +1,3 @@
-"""Networks: ``ops`` (exact fast layer maths), ``layers`` (layers from spec strings), ``models`` (the
+"""Networks: ``ops`` (exact fast layer maths), ``batch_norm`` (BatchNorm, fused one pass each
+way), ``layers`` (layers from spec strings), ``models`` (the
 ``Autoencoder`` and its presets), ``losses``. Pure functions and Flax modules; no I/O, no runtime."""

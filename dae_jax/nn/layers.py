@@ -7,7 +7,8 @@ A layer spec is a short string; a word after the layer's own options sets the ac
                                       "zero" starts its kernel at 0 (a residual branch that starts as a no-op)
   "tconv F [s2] [valid] [relu]"       ConvTranspose, same options
   "dense N [relu]"                    Dense(N) on the last axis
-  "bn"                                BatchNorm (Keras defaults); while training, with an ``axis_name``, its
+  "bn"                                BatchNorm (Keras defaults; dae_jax.nn.batch_norm, fused unless
+                                      ``fast=False``); while training, with an ``axis_name``, its
                                       statistics are taken over the global batch, so the result does not
                                       depend on the number of devices
   "pool" | "pool same"                2x2 max pooling, stride 2; 'valid' drops an odd last row/column,
@@ -43,6 +44,7 @@ import jax
 from jax import lax
 
 from dae_jax.nn import noise_level, ops
+from dae_jax.nn.batch_norm import BatchNorm
 
 # How a layer's kernel starts: Flax's default, or Keras's (the reference write-ups' layers).
 KERNEL_INITS: dict[str, Callable] = {
@@ -160,19 +162,6 @@ def skip_names(specs: Sequence[str]) -> tuple[list[str], list[str]]:
     return saved, needed
 
 
-class BatchNorm(nn.Module):
-    """BatchNorm with Keras' defaults (momentum 0.99, epsilon 1e-3); ``axis_name``: the mesh axis whose
-    devices share the batch statistics while training (None: this device's rows only)."""
-
-    axis_name: str | None = None
-
-    @nn.compact
-    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        return nn.BatchNorm(momentum=0.99, epsilon=1e-3, axis_name=self.axis_name if train else None)(
-            x, use_running_average=not train
-        )
-
-
 def parse(spec: str) -> dict:
     """One layer spec string -> {"op": ..., options}."""
     op, *words = spec.split()
@@ -253,7 +242,7 @@ def build(
     if op == "dense":
         return nn.Dense(step["features"], kernel_init=KERNEL_INITS[kernel_init]), relu
     if op == "bn":
-        return BatchNorm(axis_name), None
+        return BatchNorm(axis_name, fast), None
     if op == "pool":
         if fast:
             return functools.partial(ops.max_pool_2x2, padding=step["padding"]), None

@@ -24,7 +24,8 @@ from collections.abc import Callable, Sequence
 import flax.linen as nn
 import jax
 
-from dae_jax.nn.layers import KERNEL_INITS, BatchNorm, Skip, apply_skip, build, fast_in_scan, plan, skip_names
+from dae_jax.nn.batch_norm import BatchNorm
+from dae_jax.nn.layers import KERNEL_INITS, Skip, apply_skip, build, fast_in_scan, plan, skip_names
 
 
 class Autoencoder(nn.Module):

@@ -1,0 +1,134 @@
+"""BatchNorm with Keras' defaults, and its training-mode maths in one fused pass each way.
+
+``BatchNorm`` is the layer of the "bn" spec. Its variables are those of ``flax.linen.BatchNorm``
+(params ``scale``, ``bias``; batch_stats ``mean``, ``var``; in a child named ``BatchNorm_0``), so the
+fast and textbook models have the same trees. With ``fast=False`` it *is* ``flax.linen.BatchNorm``,
+the reference ``tests/nn/test_batch_norm.py`` compares against (values and gradients to 1e-5).
+
+``normalize`` is the fast training-mode form. Flax already takes the mean and the mean of squares in
+one pass; what it leaves to autodiff is the backward pass, which XLA computes as separate
+reductions through the mean and the variance. ``normalize``'s VJP is the closed form
+(N the global batch, x̂ the normalized input, g the output's cotangent):
+
+    dbias = Σ g,  dscale = Σ g·x̂,  dx = scale / (N σ) · (N g − Σ g − x̂ Σ g·x̂)
+
+with both sums taken in one pass over g and x̂, and one collective for all of them.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+MOMENTUM, EPSILON = 0.99, 1e-3  # Keras' BatchNormalization defaults
+
+
+def _sums(a: jax.Array, b: jax.Array) -> jax.Array:
+    """[2, C]: the sums of a and b over every axis but the last (channels). Two sibling reductions of the
+    same shape, which XLA fuses into one pass (stacking a and b first would write a copy of both)."""
+    axes = tuple(range(a.ndim - 1))
+    return jnp.stack([a.sum(axes), b.sum(axes)])
+
+
+def _global(x: jax.Array, axis_name: str | None) -> jax.Array:
+    return x if axis_name is None else lax.psum(x, axis_name)
+
+
+def _per_channel(v: jax.Array, ndim: int) -> jax.Array:
+    """[C] -> [1, ..., 1, C], broadcastable against an ndim-axis activation (explicitly: rank promotion is strict)."""
+    return v.reshape((1,) * (ndim - 1) + v.shape)
+
+
+def _count(x: jax.Array, axis_name: str | None) -> int | jax.Array:
+    n = x.size // x.shape[-1]
+    return n if axis_name is None else lax.psum(n, axis_name)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def normalize(
+    x: jax.Array, scale: jax.Array, bias: jax.Array, epsilon: float, axis_name: str | None
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Training-mode BatchNorm of x [..., C] with this batch's statistics -> (y, mean [C], var [C]).
+
+    The statistics are over every axis but the last, and over ``axis_name``'s devices too when given (the
+    global batch); var is the biased variance, E[x²] − E[x]², as flax's. They are computed in float32.
+    """
+    return _forward(x, scale, bias, epsilon, axis_name)[0]
+
+
+def _forward(x, scale, bias, epsilon, axis_name):
+    x32 = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+    n = _count(x, axis_name)
+    mean, mean_sq = _global(_sums(x32, jnp.square(x32)), axis_name) / n
+    var = jnp.maximum(mean_sq - jnp.square(mean), 0.0)
+    inv = lax.rsqrt(var + epsilon)
+    k = inv * scale  # y = (x - mean) k + bias = x k + (bias - mean k): one multiply-add per element
+    y = x32 * _per_channel(k, x.ndim) + _per_channel(bias - mean * k, x.ndim)
+    return (y.astype(jnp.result_type(x, scale)), mean, var), (x, scale, mean, inv)
+
+
+def _backward(epsilon, axis_name, residuals, cotangents):
+    x, scale, mean, inv = residuals
+    g, g_mean, g_var = (c.astype(jnp.float32) for c in cotangents)  # g_mean, g_var: zero where unused
+    x32 = x.astype(jnp.float32)
+    local_g, local_gx = _sums(g, g * x32)  # Σ g, Σ g·x over this device's rows
+    local = jnp.stack([local_g, inv * (local_gx - mean * local_g)])  # [Σ g, Σ g·x̂]: bias' and scale's gradients
+    # One collective: the sums over the global batch, and the statistics' cotangents from every device.
+    sum_g, sum_gx, sum_g_mean, sum_g_var = _global(jnp.concatenate([local, jnp.stack([g_mean, g_var])]), axis_name)
+    n = _count(x, axis_name)
+    # dx = k (g − Σg/n − x̂ Σg·x̂/n) + (Σ g_mean + 2 Σ g_var (x − mean)) / n with k = scale / σ, x̂ = (x − mean) / σ:
+    # per element, g k + x a + b with a, b per channel.
+    k = scale * inv
+    a = (2.0 * sum_g_var - k * inv * sum_gx) / n
+    b = (sum_g_mean - k * sum_g) / n - a * mean
+    c = functools.partial(_per_channel, ndim=x.ndim)
+    dx = g * c(k) + x32 * c(a) + c(b)
+    return dx.astype(x.dtype), local[1].astype(scale.dtype), local[0].astype(scale.dtype)
+
+
+normalize.defvjp(_forward, _backward)
+
+
+class _FusedBatchNorm(nn.Module):
+    """``flax.linen.BatchNorm``'s variables and maths (biased batch variance, running averages with
+    ``momentum``), training through ``normalize``."""
+
+    axis_name: str | None = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        channels = (x.shape[-1],)
+        scale = self.param("scale", nn.initializers.ones, channels)
+        bias = self.param("bias", nn.initializers.zeros, channels)
+        ra_mean = self.variable("batch_stats", "mean", jnp.zeros, channels, jnp.float32)
+        ra_var = self.variable("batch_stats", "var", jnp.ones, channels, jnp.float32)
+        if not train:
+            c = functools.partial(_per_channel, ndim=x.ndim)
+            y = (x - c(ra_mean.value)) * c(lax.rsqrt(ra_var.value + EPSILON) * scale) + c(bias)
+            return y.astype(jnp.result_type(x, scale))
+        y, mean, var = normalize(x, scale, bias, EPSILON, self.axis_name)
+        if not self.is_initializing():
+            ra_mean.value = MOMENTUM * ra_mean.value + (1 - MOMENTUM) * mean
+            ra_var.value = MOMENTUM * ra_var.value + (1 - MOMENTUM) * var
+        return y
+
+
+class BatchNorm(nn.Module):
+    """BatchNorm with Keras' defaults (momentum 0.99, epsilon 1e-3); ``axis_name``: the mesh axis whose
+    devices share the batch statistics while training (None: this device's rows only). ``fast=False``:
+    ``flax.linen.BatchNorm`` itself."""
+
+    axis_name: str | None = None
+    fast: bool = True
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        if self.fast:
+            return _FusedBatchNorm(self.axis_name, name="BatchNorm_0")(x, train)
+        return nn.BatchNorm(
+            momentum=MOMENTUM, epsilon=EPSILON, axis_name=self.axis_name if train else None, name="BatchNorm_0"
+        )(x, use_running_average=not train)
