@@ -74,7 +74,10 @@ def test_residual_block_inside_the_encoder_needs_no_skips_to_decode():
     np.testing.assert_allclose(model.apply(variables, code, method=model.decode), model.apply(variables, x))
 
 
-@pytest.mark.parametrize("name,shape", [("superres", (2, 48, 48, 3)), ("unet32_residual", (2, 28, 28, 1))])
+@pytest.mark.parametrize(
+    "name,shape",
+    [("superres", (2, 48, 48, 3)), ("unet32_residual", (2, 28, 28, 1)), ("unet_deep_residual", (2, 28, 28, 1))],
+)
 def test_untrained_residual_presets_are_the_identity_plus_a_zero_correction(name, shape):
     model = models.make(name)
     x, variables = _init(model, shape)
