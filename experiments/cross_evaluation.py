@@ -79,6 +79,14 @@ BUDGET = {
     | {"model.encoder": NOISE_LEVEL_ENCODER, "num_epochs": 40},
     "sigma 0.1, 40 epochs": {"corruption": gaussian(0.1), "num_epochs": 40},
 }
+# The same blind models and specialists trained on minus the PSNR (the metric, a mean of per-image dB): BCE
+# weighs an image by its error, so a blind model's low-sigma images, whose errors are small, count for little.
+PSNR_LOSS = {"loss": "psnr"}
+NOISE_BLIND_PSNR = (
+    {f"sigma {s}": {"corruption": gaussian(s)} | PSNR_LOSS for s in SIGMAS}
+    | {"blind [0, 0.7]": BLIND["blind [0, 0.7]"] | PSNR_LOSS}
+    | {"blind + estimated sigma channel": BUDGET["blind + estimated sigma channel"] | PSNR_LOSS}
+)
 # The best-denoiser ablation at sigma 0.5: unet32_best's recipe at 10 epochs (every row the same budget), then
 # one change at a time, each row keeping the ones above it.
 ABLATION = {
@@ -119,6 +127,13 @@ STUDIES = {
         " pepper) against the per-sigma specialists, conv32_16_adam's dae-jax recipe, 10 epochs each unless the"
         " row says; then one given each image's estimated noise std as an input channel, and the four"
         " specialists' total budget (40 epochs) spent on one blind model (and on the sigma 0.1 specialist).",
+    ),
+    "noise_blind_psnr": Study(
+        "conv32_16_adam",
+        NOISE_BLIND_PSNR,
+        {f"sigma {s}": {"corruption": gaussian(s)} for s in SIGMAS},
+        "noise_blind's specialists and blind models (10 epochs each) trained on the PSNR loss (10 log10 of each"
+        " image's MSE) instead of BCE: every image weighs the same in dB, whatever its noise level.",
     ),
     "ablation_unet32": Study(
         "unet32_best",

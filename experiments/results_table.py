@@ -27,6 +27,7 @@ SECTIONS = (
     "ablation_unet32",
     "loss_unet32",
     "noise_blind",
+    "noise_blind_psnr",
     "corruption_types",
     "cross_dataset",
     "linear_probe",

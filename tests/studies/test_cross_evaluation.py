@@ -84,3 +84,10 @@ def test_every_row_of_every_study_builds(study):
         config = ce.row_config(ce.STUDIES[study], overrides)
         assert config.model.kernel_init == "lecun_normal" and config.train_noise == "fresh"
         Setup.from_config(config)
+
+
+def test_the_psnr_loss_blind_study_changes_only_the_loss():
+    """noise_blind_psnr's rows are noise_blind's own (same names, same overrides) with loss="psnr"."""
+    blind, psnr = ce.STUDIES["noise_blind"].rows, ce.STUDIES["noise_blind_psnr"].rows
+    assert set(psnr) < set(blind) and all(psnr[row] == blind[row] | {"loss": "psnr"} for row in psnr)
+    assert ce.STUDIES["noise_blind_psnr"].columns.keys() <= ce.STUDIES["noise_blind"].columns.keys()
