@@ -12,7 +12,9 @@ reductions through the mean and the variance. ``normalize``'s VJP is the closed 
 
     dbias = Σ g,  dscale = Σ g·x̂,  dx = scale / (N σ) · (N g − Σ g − x̂ Σ g·x̂)
 
-with both sums taken in one pass over g and x̂, and one collective for all of them.
+Both sums come from one pass over g and x (Σ g·x̂ = (Σ g·x − mean Σ g) / σ, the same cancellation as
+flax's E[x²] − E[x]²), all of them cross the devices in one collective, and dx is one multiply-add
+chain per element, g k + x a + b with k, a, b per channel.
 """
 
 from __future__ import annotations
@@ -110,10 +112,11 @@ class _FusedBatchNorm(nn.Module):
             c = functools.partial(_per_channel, ndim=x.ndim)
             y = (x - c(ra_mean.value)) * c(lax.rsqrt(ra_var.value + EPSILON) * scale) + c(bias)
             return y.astype(jnp.result_type(x, scale))
+        if self.is_initializing():  # init may run outside the mesh: this batch's statistics, as flax's
+            return normalize(x, scale, bias, EPSILON, None)[0]
         y, mean, var = normalize(x, scale, bias, EPSILON, self.axis_name)
-        if not self.is_initializing():
-            ra_mean.value = MOMENTUM * ra_mean.value + (1 - MOMENTUM) * mean
-            ra_var.value = MOMENTUM * ra_var.value + (1 - MOMENTUM) * var
+        ra_mean.value = MOMENTUM * ra_mean.value + (1 - MOMENTUM) * mean
+        ra_var.value = MOMENTUM * ra_var.value + (1 - MOMENTUM) * var
         return y
 
 

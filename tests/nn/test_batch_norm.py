@@ -127,3 +127,11 @@ def test_bn_dense576_trains_the_same_fused_or_textbook(mnist_sample):
     textbook, reference = _run(sharding.make_mesh(), batches, "bn_dense576", **{"model.fast": False})
     np.testing.assert_allclose(losses, reference, rtol=TOL)
     _assert_close(fused.variables(), textbook.variables())
+
+
+def test_init_in_training_mode_needs_no_mesh():
+    """Initialising with train=True outside shard_map uses this batch's statistics, as flax's layer does."""
+    x = _inputs((4, 5, 5, 3))
+    fused = batch_norm.BatchNorm("data").init_with_output(jax.random.key(0), x, True)
+    textbook = batch_norm.BatchNorm("data", fast=False).init_with_output(jax.random.key(0), x, True)
+    _assert_close(fused, textbook)
