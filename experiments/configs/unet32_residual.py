@@ -1,4 +1,4 @@
-"""The best MNIST denoiser at Gaussian sigma 0.5 within one hour here: the ablation's last row at 50 epochs.
+"""The best MNIST denoiser at Gaussian sigma 0.5 before unet_deep_residual: the ablation's last row at 50 epochs.
 
 Setup (ours, not a reference write-up): unet32_best with the three changes of the ablation
 (results/ablation_unet32/, 10 epochs per row): an MSE loss, a global residual (the unet32_residual
