@@ -46,6 +46,10 @@ def base() -> ConfigDict:
     # learning rate above is its peak, the run's steps its horizon; kwargs e.g. {"warmup": 0.05} (fractions).
     c.lr_schedule = "constant"
     c.lr_schedule_kwargs = ConfigDict()
+    # Evaluate (validation, test, figures, the saved model) with an exponential moving average of the
+    # parameters, updated after every step with this decay (e.g. 0.999; warmed up as min(decay,
+    # (1 + step) / (10 + step))). None: the parameters themselves.
+    c.ema_decay = placeholder(float)
     c.batch_size = 128  # global, split evenly over all devices
     # Each device's rows in chunks of this many (gradients summed; same update). None: 16 on CPU
     # for models without BatchNorm, else none; 0: none (dae_jax.setup.micro_batch_size).
@@ -262,6 +266,8 @@ def check(config: ConfigDict) -> None:
         raise ValueError(
             f"config.learning_rate must be a number > 0 (None: the optimizer's default), got {config.learning_rate}."
         )
+    if config.ema_decay is not None and not 0 < config.ema_decay < 1:
+        raise ValueError(f"config.ema_decay must be None (off) or in (0, 1), e.g. 0.999, got {config.ema_decay}.")
     restore = config.restore_step
     if restore is not None and not (_integer(restore) and restore >= 0):
         raise ValueError(f"config.restore_step must be None (the latest) or a step number >= 0, got {restore!r}.")

@@ -95,6 +95,7 @@ class Setup:
     compute_dtype: Any  # None: float32; else the dtype the model computes in on float32 parameters
     micro_batch: int | None  # see micro_batch_size
     keys: RunKeys
+    ema_decay: float | None = None  # the parameters' moving average that is evaluated (None: off)
 
     @classmethod
     def from_config(
@@ -125,6 +126,7 @@ class Setup:
             compute_dtype=None if config.compute_dtype == "float32" else jnp.dtype(config.compute_dtype),
             micro_batch=micro_batch_size(config.micro_batch_size, per_device, model) if training else None,
             keys=run_keys(config.seed),
+            ema_decay=config.get("ema_decay"),
         )
 
     @property

@@ -1,4 +1,5 @@
-"""The train state (parameters, optimizer state, BatchNorm statistics, step counter) and ``Run``, what a run leaves."""
+"""The train state (parameters, optimizer state, BatchNorm statistics, the parameters' moving average, step
+counter) and ``Run``, what a run leaves."""
 
 from __future__ import annotations
 
@@ -16,10 +17,24 @@ from dae_jax.setup import Setup
 
 class TrainState(train_state.TrainState):
     batch_stats: Any = flax.struct.field(default_factory=dict)  # BatchNorm running statistics ({} without BN)
+    ema_params: Any = None  # the parameters' exponential moving average (config.ema_decay), or None
 
     def variables(self) -> dict:
-        """What ``apply_fn`` takes: params and BatchNorm statistics."""
-        return {"params": self.params, "batch_stats": self.batch_stats}
+        """What ``apply_fn`` takes to evaluate: params (their moving average where kept) and BatchNorm statistics."""
+        params = self.params if self.ema_params is None else self.ema_params
+        return {"params": params, "batch_stats": self.batch_stats}
+
+    def with_ema(self, decay: float | None) -> TrainState:
+        """This state after a step: ``ema_params`` moved towards ``params`` (unchanged where ``decay`` is None).
+
+        The decay is warmed up as min(decay, (1 + step) / (10 + step)), so the early average is not
+        dominated by the initial parameters (TensorFlow's ExponentialMovingAverage with num_updates).
+        """
+        if decay is None:
+            return self
+        step = self.step.astype(jnp.float32)
+        d = jnp.minimum(decay, (1.0 + step) / (10.0 + step))
+        return self.replace(ema_params=jax.tree.map(lambda e, p: e + (1.0 - d) * (p - e), self.ema_params, self.params))
 
 
 def create_train_state(setup: Setup, rng: jax.Array | None = None) -> TrainState:
@@ -37,6 +52,7 @@ def create_train_state(setup: Setup, rng: jax.Array | None = None) -> TrainState
             params=variables["params"],
             tx=setup.tx,
             batch_stats=variables.get("batch_stats", {}),
+            ema_params=None if setup.ema_decay is None else variables["params"],
         )
 
     return jax.jit(init)(setup.keys.init if rng is None else rng)

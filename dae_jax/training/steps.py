@@ -77,7 +77,7 @@ def make_train_step(setup: Setup) -> Callable[[TrainState, Batch, jax.Array], tu
         # BatchNorm already normalises with global-batch statistics (axis "data"), so these agree
         # on every device; the pmean keeps the state replicated by construction.
         batch_stats = lax.pmean(batch_stats, DATA_AXIS)
-        state = state.apply_gradients(grads=grads).replace(batch_stats=batch_stats)
+        state = state.apply_gradients(grads=grads).replace(batch_stats=batch_stats).with_ema(setup.ema_decay)
         return state, {"loss": lax.pmean(total / n, DATA_AXIS)}
 
     return train_step

@@ -186,6 +186,7 @@ def _override(**fields):
         ({"loss": "l1"}, r"config.loss: unknown loss 'l1'; choose one of \['bce', 'mse', 'psnr'\]"),
         ({"optimizer": "rmsprop"}, r"Unknown optimizer 'rmsprop'; choose one of \['adadelta', 'adam', 'sgd'\]"),
         ({"learning_rate": -1.0}, "learning_rate must be a number > 0"),
+        ({"ema_decay": 1.0}, r"ema_decay must be None \(off\) or in \(0, 1\)"),
         ({"optimizer_kwargs": {"momentum": 0.9}}, "Optimizer 'adadelta' has no parameter 'momentum'"),
         ({"corruption__name": "speckle"}, "Unknown corruption 'speckle'"),
         ({"corruption__sigma": -0.5}, "sigma must be a finite number >= 0"),
