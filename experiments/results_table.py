@@ -26,6 +26,7 @@ SECTIONS = (
     "noise_sweep_unet32",
     "ablation_unet32",
     "loss_unet32",
+    "ablation_deep",
     "noise_blind",
     "noise_blind_psnr",
     "corruption_types",
