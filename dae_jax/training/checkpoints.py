@@ -95,7 +95,7 @@ class Checkpoints:
             self.manager.save(
                 step,
                 args=ocp.args.Composite(
-                    state=ocp.args.StandardSave({"train_state": flax.serialization.to_state_dict(state)}),
+                    state=ocp.args.StandardSave({"train_state": _saved_fields(state)}),
                     config=ocp.args.JsonSave(config.to_dict()),
                     progress=ocp.args.JsonSave(progress or {}),
                 ),
@@ -149,14 +149,15 @@ class Checkpoints:
         The step's checksums are verified before anything of it is read.
         """
         step = self._checked_step(step)
-        template = {"train_state": flax.serialization.to_state_dict(state_template)}
+        template = {"train_state": _saved_fields(state_template)}
         try:
             restored = self._restore_state(step, template)
         except ValueError as e:  # a checkpoint of dae-jax 0.1 also holds the run's PRNG key
             if "rng" not in str(e):
                 raise
             restored = self._restore_state(step, template | {"rng": np.zeros((2,), np.uint32)})
-        state = flax.serialization.from_state_dict(state_template, restored["state"]["train_state"])
+        fields = flax.serialization.to_state_dict(state_template) | restored["state"]["train_state"]
+        state = flax.serialization.from_state_dict(state_template, fields)
         return Restored(state, self._read(step, "config"), self._read(step, "progress"))
 
     def _restore_state(self, step: int, template: dict) -> dict:
@@ -285,6 +286,12 @@ def _reason(e: BaseException) -> tuple[str, bool]:
     if code in _FULL:
         return f"{os.strerror(code)}: the disk is full or a file size limit was reached", True
     return " ".join(str(e).split())[:200] or type(e).__name__, False
+
+
+def _saved_fields(state) -> dict:
+    """The state's fields as a dict, without those that are None: a field added to the state later (like
+    ``ema_params``, None unless config.ema_decay is set) then leaves older checkpoints restorable."""
+    return {k: v for k, v in flax.serialization.to_state_dict(state).items() if v is not None}
 
 
 def _abstract(leaf) -> jax.ShapeDtypeStruct:
