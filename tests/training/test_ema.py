@@ -1,10 +1,13 @@
 """The parameters' exponential moving average (config.ema_decay): its update, what is evaluated, its resume."""
 
 import json
+from typing import Any
 
+import flax.struct
 import jax
 import numpy as np
 import pytest
+from flax.training import train_state
 
 from dae_jax import sharding
 from dae_jax.training import checkpoints, steps
@@ -55,3 +58,22 @@ def test_resumed_run_evaluates_the_same_moving_average(tmp_path, run_train):
     run_train(tmp_path / "resumed", *small, "--config.num_epochs=2")
     results = [json.loads((tmp_path / w / "eval.json").read_text()) for w in ("straight", "resumed")]
     assert results[0] == results[1] and results[0]["step"] == 12
+
+
+class _StateBeforeEma(train_state.TrainState):
+    """The train state as dae-jax saved it before the moving average existed."""
+
+    batch_stats: Any = flax.struct.field(default_factory=dict)
+
+
+def test_checkpoint_saved_before_the_moving_average_existed_still_loads(tmp_path):
+    setup = setup_of("conv32")
+    state = create_train_state(setup, jax.random.key(0))
+    old = _StateBeforeEma.create(apply_fn=state.apply_fn, params=state.params, tx=setup.tx, batch_stats={})
+    ckpts = checkpoints.Checkpoints(tmp_path / "ckpt")
+    ckpts.save(old.replace(step=5), setup.config)
+    ckpts.close()
+    restored = checkpoints.Checkpoints(tmp_path / "ckpt").restore(create_train_state(setup, jax.random.key(1))).state
+    assert int(restored.step) == 5 and restored.ema_params is None
+    for a, b in zip(*map(jax.tree.leaves, (state.params, restored.params)), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
