@@ -46,10 +46,8 @@ def base() -> ConfigDict:
     # learning rate above is its peak, the run's steps its horizon; kwargs e.g. {"warmup": 0.05} (fractions).
     c.lr_schedule = "constant"
     c.lr_schedule_kwargs = ConfigDict()
-    # Evaluate (validation, test, figures, the saved model) with an exponential moving average of the
-    # parameters, updated after every step with this decay (e.g. 0.999; warmed up as min(decay,
-    # (1 + step) / (10 + step))). None: the parameters themselves.
-    c.ema_decay = placeholder(float)
+    # e.g. 0.999: validation, test, figures and the loaded model use the parameters' moving average with
+    c.ema_decay = placeholder(float)  # this decay (TrainState.with_ema); None: the parameters themselves
     c.batch_size = 128  # global, split evenly over all devices
     # Each device's rows in chunks of this many (gradients summed; same update). None: 16 on CPU
     # for models without BatchNorm, else none; 0: none (dae_jax.setup.micro_batch_size).
@@ -60,9 +58,8 @@ def base() -> ConfigDict:
     c.max_steps_per_epoch = placeholder(int)  # None: the whole training split
     c.max_eval_examples = placeholder(int)  # None: the whole validation/test split
     c.log_every_steps = 50  # also how often the loss is checked for NaN/inf
-    # True: the training images live on the devices, shuffled there, log_every_steps steps per
-    # jitted call (dae_jax.training.device_loop: the accelerator fast path; single process). False:
-    # tf.data, one step per batch. None: True where it can be and is faster (device_loop.wanted).
+    # True: the training images on the devices, log_every_steps steps per jitted call (training.device_loop,
+    # one process); False: tf.data, a step per batch; None: True where it can be and is faster (device_loop.wanted).
     c.device_resident = placeholder(bool)
     c.checkpoint_every_epochs = 1
     c.checkpoint_every_steps = placeholder(int)  # also save every N steps (None: only per epoch)
@@ -239,11 +236,8 @@ def _finite_numbers(tree, prefix: str) -> None:
 
 
 def check(config: ConfigDict) -> None:
-    """Raises ValueError naming the field and a valid value for a config that cannot run.
-
-    The fields' own values only: names in registries are checked where they are built
-    (``dae_jax.setup.Setup.from_config``, ``dae_jax.data.sources.resolve_source``).
-    """
+    """Raises ValueError naming the field and a valid value for a config that cannot run: the fields' own
+    values only (registry names are checked where they are built: Setup.from_config, sources.resolve_source)."""
     _finite_numbers(config.to_dict(), "config")
     for name in _POSITIVE + _POSITIVE_OR_NONE:
         value = config[name]
@@ -268,8 +262,7 @@ def check(config: ConfigDict) -> None:
         )
     if config.ema_decay is not None and not 0 < config.ema_decay < 1:
         raise ValueError(f"config.ema_decay must be None (off) or in (0, 1), e.g. 0.999, got {config.ema_decay}.")
-    restore = config.restore_step
-    if restore is not None and not (_integer(restore) and restore >= 0):
+    if (restore := config.restore_step) is not None and not (_integer(restore) and restore >= 0):
         raise ValueError(f"config.restore_step must be None (the latest) or a step number >= 0, got {restore!r}.")
     _check_data(config.data)
 

@@ -144,10 +144,8 @@ class Checkpoints:
         return step
 
     def restore(self, state_template, step: int | None = None) -> Restored:
-        """(state, config dict, progress dict) at ``step`` (default latest), laid out like ``state_template``.
-
-        The step's checksums are verified before anything of it is read.
-        """
+        """(state, config dict, progress dict) at ``step`` (default latest), laid out like ``state_template``;
+        the step's checksums are verified before anything of it is read."""
         step = self._checked_step(step)
         template = {"train_state": _saved_fields(state_template)}
         try:
@@ -274,10 +272,8 @@ _FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
 
 
 def _reason(e: BaseException) -> tuple[str, bool]:
-    """(the root cause of a write error in one short line, whether it is a full disk or a size limit).
-
-    tensorstore (under orbax) reports the OS error inside its message: ``[os_error_code='28']``.
-    """
+    """(the root cause of a write error in one short line, whether it is a full disk or a size limit);
+    tensorstore (under orbax) reports the OS error inside its message: ``[os_error_code='28']``."""
     while e.__cause__ is not None or e.__context__ is not None:
         e = e.__cause__ or e.__context__
     code = e.errno if isinstance(e, OSError) else None
