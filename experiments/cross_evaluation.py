@@ -87,6 +87,17 @@ NOISE_BLIND_PSNR = (
     | {"blind [0, 0.7]": BLIND["blind [0, 0.7]"] | PSNR_LOSS}
     | {"blind + estimated sigma channel": BUDGET["blind + estimated sigma channel"] | PSNR_LOSS}
 )
+
+
+def cumulative_rows(changes: dict[str, dict]) -> dict[str, dict]:
+    """An ablation's rows at 10 epochs each: row i applies the first i + 1 of ``changes``' overrides."""
+    rows, overrides = {}, {"num_epochs": 10}
+    for name, change in changes.items():
+        overrides = overrides | change
+        rows[name] = overrides
+    return rows
+
+
 # The best-denoiser ablation at sigma 0.5: unet32_best's recipe at 10 epochs (every row the same budget), then
 # one change at a time, each row keeping the ones above it.
 ABLATION = {
@@ -143,10 +154,7 @@ STUDIES = {
     ),
     "ablation_unet32": Study(
         "unet32_best",
-        {
-            name: {"num_epochs": 10} | {k: v for change in list(ABLATION.values())[: i + 1] for k, v in change.items()}
-            for i, name in enumerate(ABLATION)
-        },
+        cumulative_rows(ABLATION),
         {"sigma 0.5": {"corruption": gaussian(0.5)}},
         "What each change to the best denoiser buys at Gaussian sigma 0.5: 10 epochs per row, each row the one"
         " above plus one change.",
@@ -154,10 +162,7 @@ STUDIES = {
     ),
     "loss_unet32": Study(
         "unet32_residual",
-        {
-            "MSE (the ablation's last row)": {"num_epochs": 10},
-            "+ PSNR loss (10 log10 of each image's MSE)": {"num_epochs": 10, "loss": "psnr"},
-        },
+        cumulative_rows({"MSE (the ablation's last row)": {}, "+ PSNR loss (10 log10 of each image's MSE)": PSNR_LOSS}),
         {"sigma 0.5": {"corruption": gaussian(0.5)}},
         "The PSNR loss against MSE for the best denoiser's setup (unet32_residual) at Gaussian sigma 0.5, 10 epochs"
         " each: the test PSNR is a mean of per-image PSNRs, and this loss is that mean.",
@@ -165,11 +170,7 @@ STUDIES = {
     ),
     "ablation_deep": Study(
         "unet_deep_residual",
-        {
-            name: {"num_epochs": 10}
-            | {k: v for change in list(DEEP_ABLATION.values())[: i + 1] for k, v in change.items()}
-            for i, name in enumerate(DEEP_ABLATION)
-        },
+        cumulative_rows(DEEP_ABLATION),
         {"sigma 0.5": {"corruption": gaussian(0.5)}},
         "The ablation continued past unet_deep_residual's config (21.40 dB / 0.897 at 10 epochs, one earlier run)"
         " at Gaussian sigma 0.5: 10 epochs per row, each row the one above plus one change.",
