@@ -89,13 +89,13 @@ NOISE_BLIND_PSNR = (
 )
 
 
-def cumulative_rows(changes: dict[str, dict]) -> dict[str, dict]:
-    """An ablation's rows at 10 epochs each: row i applies the first i + 1 of ``changes``' overrides."""
+def ablation(config: str, changes: dict[str, dict], about: str) -> Study:
+    """A cumulative study at Gaussian sigma 0.5, 10 epochs a row: row i applies the first i + 1 of ``changes``."""
     rows, overrides = {}, {"num_epochs": 10}
     for name, change in changes.items():
         overrides = overrides | change
         rows[name] = overrides
-    return rows
+    return Study(config, rows, {"sigma 0.5": {"corruption": gaussian(0.5)}}, about, cumulative=True)
 
 
 # The best-denoiser ablation at sigma 0.5: unet32_best's recipe at 10 epochs (every row the same budget), then
@@ -152,29 +152,23 @@ STUDIES = {
         "noise_blind's specialists and blind models (10 epochs each) trained on the PSNR loss (10 log10 of each"
         " image's MSE) instead of BCE: every image weighs the same in dB, whatever its noise level.",
     ),
-    "ablation_unet32": Study(
+    "ablation_unet32": ablation(
         "unet32_best",
-        cumulative_rows(ABLATION),
-        {"sigma 0.5": {"corruption": gaussian(0.5)}},
+        ABLATION,
         "What each change to the best denoiser buys at Gaussian sigma 0.5: 10 epochs per row, each row the one"
         " above plus one change.",
-        cumulative=True,
     ),
-    "loss_unet32": Study(
+    "loss_unet32": ablation(
         "unet32_residual",
-        cumulative_rows({"MSE (the ablation's last row)": {}, "+ PSNR loss (10 log10 of each image's MSE)": PSNR_LOSS}),
-        {"sigma 0.5": {"corruption": gaussian(0.5)}},
+        {"MSE (the ablation's last row)": {}, "+ PSNR loss (10 log10 of each image's MSE)": PSNR_LOSS},
         "The PSNR loss against MSE for the best denoiser's setup (unet32_residual) at Gaussian sigma 0.5, 10 epochs"
         " each: the test PSNR is a mean of per-image PSNRs, and this loss is that mean.",
-        cumulative=True,
     ),
-    "ablation_deep": Study(
+    "ablation_deep": ablation(
         "unet_deep_residual",
-        cumulative_rows(DEEP_ABLATION),
-        {"sigma 0.5": {"corruption": gaussian(0.5)}},
+        DEEP_ABLATION,
         "The ablation continued past unet_deep_residual's config (21.40 dB / 0.897 at 10 epochs, one earlier run)"
         " at Gaussian sigma 0.5: 10 epochs per row, each row the one above plus one change.",
-        cumulative=True,
     ),
     "cross_dataset": Study(
         "conv32_16_adam",
