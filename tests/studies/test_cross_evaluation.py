@@ -91,3 +91,31 @@ def test_the_psnr_loss_blind_study_changes_only_the_loss():
     blind, psnr = ce.STUDIES["noise_blind"].rows, ce.STUDIES["noise_blind_psnr"].rows
     assert set(psnr) < set(blind) and all(psnr[row] == blind[row] | {"loss": "psnr"} for row in psnr)
     assert ce.STUDIES["noise_blind_psnr"].columns.keys() <= ce.STUDIES["noise_blind"].columns.keys()
+
+
+def test_specialists_from_another_study_are_its_committed_rows():
+    """noise_blind_unet32's specialists are noise_sweep_unet32's committed rows, refused when its noisy images differ;
+    the table then compares the blind row with them."""
+    study = ce.STUDIES["noise_blind_unet32"]
+    committed = json.loads((ce.RESULTS / "noise_sweep_unet32" / "matrix.json").read_text())
+    assert committed["columns"] == study.columns
+    assert study.rows["blind [0, 0.7]"] == ce.STUDIES["noise_blind"].rows["blind [0, 0.7]"] | {"num_epochs": 10}
+    cells = {c: dict(committed["rows"][0]["cells"][c]) for c in study.columns}  # the same noisy images...
+    specialists = ce._specialist_rows(study, [{"row": "blind [0, 0.7]", "cells": cells}])
+    assert specialists == {"study": "noise_sweep_unet32", "rows": committed["rows"]}
+    cells["sigma 0.3"]["noisy_psnr"] += 1e-3  # ...and not
+    with pytest.raises(ValueError, match="other noisy images in column 'sigma 0.3'"):
+        ce._specialist_rows(study, [{"row": "blind [0, 0.7]", "cells": cells}])
+    for column in cells:  # scored on fewer images (a smoke run): not comparable, not checked
+        cells[column] = cells[column] | {"num_images": 256}
+    assert ce._specialist_rows(study, [{"row": "blind [0, 0.7]", "cells": cells}]) == specialists
+
+    blind = {c: cells[c] | {"psnr": committed["rows"][i]["cells"][c]["psnr"] - 0.25} for i, c in enumerate(cells)}
+    report = {"study": "noise_blind_unet32", "about": "", "config": "unet32_best", "command": "c"}
+    report |= {
+        "columns": study.columns,
+        "rows": [{"row": "blind [0, 0.7]", "cells": blind}],
+        "specialists": specialists,
+    }
+    text = ce.table(report)
+    assert "(from results/noise_sweep_unet32/)" in text and "| blind [0, 0.7] | -0.25 | -0.25 | -0.25 | -0.25 |" in text
