@@ -49,7 +49,8 @@ class JaxPredictor:
         count = jax.local_device_count()
         self.device = {"platform": device.platform, "device_kind": device.device_kind, "count": count}
         what = "dae_jax.evaluate (noise, model, metrics)" if variant else "Denoiser.denoise"
-        self.description = f"dae-jax (jax {jax.__version__}), {what}, batches split over {count} {device.platform}"
+        split = count if variant else self.denoiser.device_count  # evaluate: every device; denoise: see Denoiser
+        self.description = f"dae-jax (jax {jax.__version__}), {what}, batches split over {split} {device.platform}"
 
     def run(self, steps: int) -> float:
         """Seconds to denoise ``steps`` batches into numpy arrays (to score them, as variant ``evaluate``)."""
