@@ -9,6 +9,8 @@ from __future__ import annotations
 
 
 def table(report: dict) -> str:
+    """``table.md``: PSNR / SSIM per row and column (the specialists taken from another study below the rows),
+    then what each change bought (an ablation) or each row's PSNR minus the columns' specialists'."""
     columns = list(report["columns"])
     first = report["rows"][0]["cells"]
     header = " | ".join(f"{c} (noisy {first[c]['noisy_psnr']:.2f} dB / {first[c]['noisy_ssim']:.3f})" for c in columns)
