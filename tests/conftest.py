@@ -93,6 +93,18 @@ def one_line_error(proc, code: int, *words: str) -> str:
     return lines[0]
 
 
+def file_size_limited(limit_bytes: int, command: list[str]) -> list[str]:
+    """``command`` under a file-size limit (RLIMIT_FSIZE, as a full disk: a write past it fails with EFBIG, its
+    SIGXFSZ ignored). Set by a small exec wrapper: a limit set in a forked child of this threaded process
+    could deadlock it."""
+    setup = (
+        "import os, resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+        f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit_bytes}, {limit_bytes})); "
+        "os.execv(sys.argv[1], sys.argv[1:])"
+    )
+    return [sys.executable, "-c", setup, *command]
+
+
 class Result(NamedTuple):
     returncode: int
     stdout: str
