@@ -80,11 +80,61 @@ def models_of(record: dict) -> dict[str, dict]:
     return {k: {m: v[m] for m in ("psnr", "ssim", "mse", "noisy_psnr")} for k, v in rows.items()}
 
 
+def method_rows(
+    name: str,
+    sigma: float,
+    val: tuple[np.ndarray, np.ndarray],
+    test: tuple[np.ndarray, np.ndarray],
+    subset: int,
+    args: argparse.Namespace,
+) -> dict[str, tuple[dict, np.ndarray]]:
+    """Method ``name`` tuned on ``val`` (noisy, clean) and run on ``test`` (noisy, clean) at noise ``sigma`` with each
+    correction's tuned value: {row: (its JSON record, the denoised test images)}, one row per correction."""
+    method, corrections = classical.METHODS[name], classical.corrections(sigma)
+    (val_noisy, val_clean), (test_noisy, test_clean) = val, test
+    start = time.perf_counter()
+    n_tune = min(args.bm3d_tune_images, len(val_noisy)) if name == "bm3d" else len(val_noisy)
+    tunings = classical.tune(method, val_noisy[:n_tune], val_clean[:n_tune], corrections)
+    tune_seconds = time.perf_counter() - start
+    n = subset if name == "bm3d" else len(test_noisy)
+    outputs, rows = {}, {}  # outputs: param -> (denoised test images, seconds), one run per distinct tuned value
+    for correction, tuning in tunings.items():
+        if tuning.param not in outputs:
+            start = time.perf_counter()
+            outputs[tuning.param] = (method.denoise(test_noisy[:n], tuning.param), time.perf_counter() - start)
+        denoised, seconds = outputs[tuning.param]
+        start = time.perf_counter()
+        denoised = corrections[correction](denoised)
+        seconds += time.perf_counter() - start
+        row = name if correction == "none" else f"{name}+{correction}"
+        entry = {
+            "method": name,
+            "correction": correction,
+            "param": method.param,
+            "value": tuning.param,
+            "validation_psnr": {str(p): v for p, v in tuning.psnr.items()},
+            "num_tune_images": n_tune,
+            "tune_seconds": tune_seconds,
+            "num_test_images": n,
+            "test": classical.score(denoised, test_clean[:n]),
+            "subset": classical.score(denoised[:subset], test_clean[:subset]),
+            "seconds": seconds,
+            "seconds_per_1000_images": 1000 * seconds / n,
+        }
+        rows[row] = (entry, denoised)
+        print(
+            f"sigma {sigma}: {row:<24} {method.param} {tuning.param:<5} test PSNR "
+            f"{entry['test']['psnr']:.2f} dB, SSIM {entry['test']['ssim']:.4f} ({n} images, {seconds:.1f} s; "
+            f"tuning {tune_seconds:.1f} s)",
+            flush=True,
+        )
+    return rows
+
+
 def run_sigma(sigma: float, data: pipeline.Data, args: argparse.Namespace) -> dict:
     """Tunes and scores every method at one sigma; returns the JSON record."""
     config = configs.base()
     spec = {"clip": True, "name": "gaussian", "sigma": sigma}
-    corrections = classical.corrections(sigma)
     val_images = data.validation["image"][: args.num_tune]
     val_clean = np.asarray(corruptions.to_float(val_images))
     val_noisy = classical.fixed_noisy(val_images, spec, config.seed)
@@ -107,43 +157,10 @@ def run_sigma(sigma: float, data: pipeline.Data, args: argparse.Namespace) -> di
     }
     shown = {"clean": test_clean[: args.num_figure_images], "noisy": test_noisy[: args.num_figure_images]}
     for name in args.methods:
-        method = classical.METHODS[name]
-        start = time.perf_counter()
-        n_tune = min(args.bm3d_tune_images, len(val_images)) if name == "bm3d" else len(val_images)
-        tunings = classical.tune(method, val_noisy[:n_tune], val_clean[:n_tune], corrections)
-        tune_seconds = time.perf_counter() - start
-        n = subset if name == "bm3d" else len(test_images)
-        outputs = {}  # param -> (denoised test images, seconds): one run per distinct tuned value
-        for correction, tuning in tunings.items():
-            if tuning.param not in outputs:
-                start = time.perf_counter()
-                outputs[tuning.param] = (method.denoise(test_noisy[:n], tuning.param), time.perf_counter() - start)
-            denoised, seconds = outputs[tuning.param]
-            start = time.perf_counter()
-            denoised = corrections[correction](denoised)
-            seconds += time.perf_counter() - start
-            row = name if correction == "none" else f"{name}+{correction}"
-            record["methods"][row] = {
-                "method": name,
-                "correction": correction,
-                "param": method.param,
-                "value": tuning.param,
-                "validation_psnr": {str(p): v for p, v in tuning.psnr.items()},
-                "num_tune_images": n_tune,
-                "tune_seconds": tune_seconds,
-                "num_test_images": n,
-                "test": classical.score(denoised, test_clean[:n]),
-                "subset": classical.score(denoised[:subset], test_clean[:subset]),
-                "seconds": seconds,
-                "seconds_per_1000_images": 1000 * seconds / n,
-            }
+        rows = method_rows(name, sigma, (val_noisy, val_clean), (test_noisy, test_clean), subset, args)
+        for row, (entry, denoised) in rows.items():
+            record["methods"][row] = entry
             shown[row] = denoised[: args.num_figure_images]
-            test = record["methods"][row]["test"]
-            print(
-                f"sigma {sigma}: {row:<24} {method.param} {tuning.param:<5} test PSNR {test['psnr']:.2f} dB, "
-                f"SSIM {test['ssim']:.4f} ({n} images, {seconds:.1f} s; tuning {tune_seconds:.1f} s)",
-                flush=True,
-            )
     record["models"] = models_of(record)
     figures.image_rows(
         shown, args.out / f"denoising_sigma_{sigma}.png", title=f"first test digits, clipped Gaussian sigma {sigma}"
