@@ -50,7 +50,7 @@ def base() -> ConfigDict:
     c.ema_decay = placeholder(float)  # this decay (TrainState.with_ema); None: the parameters themselves
     c.batch_size = 128  # global, split evenly over all devices
     # Each device's rows in chunks of this many (gradients summed; same update). None: 16 on CPU
-    # for models without BatchNorm, else none; 0: none (dae_jax.setup.micro_batch_size).
+    # for convolutional models without BatchNorm, else none; 0: none (dae_jax.setup.micro_batch_size).
     c.micro_batch_size = placeholder(int)
     c.compute_dtype = "float32"  # "bfloat16": compute in bf16 on float32 parameters (GPU/TPU; slow on CPU)
     c.eval_batch_size = 1000

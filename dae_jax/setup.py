@@ -29,7 +29,9 @@ from dae_jax.data import stream
 from dae_jax.nn import losses, models
 from dae_jax.sharding import DATA_AXIS
 
-# On CPU a train step over 16 images at a time keeps activations in cache (results/benchmarks).
+# On CPU a train step over 16 images at a time keeps a convolutional model's activations in cache
+# (results/benchmarks). Dense models are matrix products, faster whole: side by side in the device-resident
+# loop at batch 128 on 2 cores, dense32 / dense64 / linear16 trained 1.30x / 1.46x / 1.33x faster without.
 CPU_MICRO_BATCH = 16
 
 
@@ -49,11 +51,12 @@ def run_keys(seed: int) -> RunKeys:
 
 def micro_batch_size(requested: int | None, per_device: int, model: models.Autoencoder) -> int | None:
     """The micro-batch of the train step: ``requested`` (0: none), or by default ``CPU_MICRO_BATCH`` on CPU
-    for models without BatchNorm whose layers stay fast inside a ``lax.scan`` (``models.scan_friendly``)
-    when it divides the device batch."""
+    for convolutional models without BatchNorm whose layers stay fast inside a ``lax.scan``
+    (``models.scan_friendly``) when it divides the device batch."""
     batch_norm = models.has_batch_norm(model)
     if requested is None:
-        auto = jax.default_backend() == "cpu" and models.scan_friendly(model) and not batch_norm
+        cpu = jax.default_backend() == "cpu"
+        auto = cpu and models.is_convolutional(model) and models.scan_friendly(model) and not batch_norm
         return CPU_MICRO_BATCH if auto and per_device % CPU_MICRO_BATCH == 0 else None
     if requested == 0 or requested >= per_device:
         return None

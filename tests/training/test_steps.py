@@ -66,7 +66,7 @@ def test_micro_batched_step_matches_full_batch(mnist_sample):
 @pytest.mark.parametrize(
     "requested,per_device,model,expected",
     [(None, 64, "conv32", 16), (None, 8, "conv32", None), (None, 64, "bn_dense576", None), (0, 64, "conv32", None)]
-    + [(8, 64, "conv32", 8)],
+    + [(8, 64, "conv32", 8), (None, 64, "dense32", None), (None, 64, "linear16", None), (8, 64, "dense32", 8)],
 )
 def test_micro_batch_size_choice(requested, per_device, model, expected):
     assert micro_batch_size(requested, per_device, models.make(model)) == expected  # tests run on CPU
