@@ -55,11 +55,11 @@ def test_a_batch_is_split_over_the_devices_in_chunks_and_keeps_the_models_values
     program = d._apply["denoise"].lower(d._replicated_variables, np.zeros((256, 28, 28, 1), np.float32)).as_text()
     assert f"num_partitions = {jax.local_device_count()}" in program  # every device takes a share
     assert "while" in program  # its rows denoiser.CHUNK at a time (lax.map), a conv model on CPU
-    state = create_train_state(setup_of("dense32"))
-    dense = denoiser.Denoiser(setup=setup_of("dense32"), variables=state.variables())
+    dense_state = create_train_state(setup_of("dense32"))  # not the fixture's conv32 state above
+    dense = denoiser.Denoiser(setup=setup_of("dense32"), variables=dense_state.variables())
     program = dense._apply["denoise"].lower(dense._replicated_variables, np.zeros((256, 28, 28, 1))).as_text()
     assert "while" not in program and "num_partitions = 1" in program  # dense: one piece, one device on CPU
-    want = np.asarray(jax.nn.sigmoid(state.apply_fn(state.variables(), x)))
+    want = np.asarray(jax.nn.sigmoid(dense_state.apply_fn(dense_state.variables(), x)))
     np.testing.assert_allclose(dense.denoise(x), want, atol=1e-6)
 
 
