@@ -17,7 +17,8 @@ the same model with what dae-jax adds, one field each:
 - fresh noise for every image at every step (``train_noise = "fresh"``): an endless training set;
 - a validation split held out of the training images (the last 10%) instead of the test set;
 - a linear warm-up over the first 5% of the steps, then cosine decay to zero, peaking at the
-  learning rate the config gives for it.
+  learning rate the config gives for it;
+- where the config says so, its own optimizer or a smaller batch (more updates per epoch).
 """
 
 from __future__ import annotations
@@ -44,9 +45,13 @@ def keras_optimizer(config: ConfigDict, name: str, learning_rate: float | None =
     return config
 
 
-def ours(config: ConfigDict, learning_rate: float, optimizer: str | None = None) -> ConfigDict:
+def ours(
+    config: ConfigDict, learning_rate: float, optimizer: str | None = None, batch_size: int | None = None
+) -> ConfigDict:
     """The faithful ``config`` trained the dae-jax way (see the module docstring), peaking at ``learning_rate``,
-    with ``optimizer`` (Keras's form, dae_jax.optimizers) instead of the config's where given."""
+    with ``optimizer`` (Keras's form, dae_jax.optimizers) and ``batch_size`` instead of the config's where given."""
+    if batch_size is not None:
+        config.batch_size = batch_size
     if optimizer is not None:
         config.optimizer_kwargs = ConfigDict()
         keras_optimizer(config, optimizer)
@@ -58,8 +63,11 @@ def ours(config: ConfigDict, learning_rate: float, optimizer: str | None = None)
     return config
 
 
-def select(config: ConfigDict, variant: str, learning_rate: float, optimizer: str | None = None) -> ConfigDict:
-    """The ``variant`` of a faithful reference ``config``; ``learning_rate`` (and ``optimizer``): the ours variant's."""
+def select(
+    config: ConfigDict, variant: str, learning_rate: float, optimizer: str | None = None, batch_size: int | None = None
+) -> ConfigDict:
+    """The ``variant`` of a faithful reference ``config``; ``learning_rate`` (``optimizer``, ``batch_size``): the
+    ours variant's."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose one of {list(VARIANTS)} (e.g. NAME:ours).")
-    return config if variant == "faithful" else ours(config, learning_rate, optimizer)
+    return config if variant == "faithful" else ours(config, learning_rate, optimizer, batch_size)
