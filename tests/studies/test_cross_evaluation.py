@@ -93,6 +93,17 @@ def test_the_psnr_loss_blind_study_changes_only_the_loss():
     assert ce.STUDIES["noise_blind_psnr"].columns.keys() <= ce.STUDIES["noise_blind"].columns.keys()
 
 
+def test_the_residual_blind_study_is_the_noise_study_on_the_best_recipe():
+    """noise_blind_unet32_residual: noise_blind's specialists and blind model, 10 epochs, on unet32_residual with
+    the PSNR loss; its own rows are the specialists (the table's differences need a row per column)."""
+    study, blind = ce.STUDIES["noise_blind_unet32_residual"], ce.STUDIES["noise_blind"].rows
+    assert set(study.rows) < set(blind) and set(study.columns) < set(study.rows) and study.specialists is None
+    for name, overrides in study.rows.items():
+        config = ce.row_config(study, overrides)
+        assert overrides == blind[name] | {"loss": "psnr", "num_epochs": 10}
+        assert (config.model.name, config.loss, config.num_epochs) == ("unet32_residual", "psnr", 10)
+
+
 def test_specialists_from_another_study_are_its_committed_rows():
     """noise_blind_unet32's specialists are noise_sweep_unet32's committed rows, refused when its noisy images differ;
     the table then compares the blind row with them."""
