@@ -162,13 +162,14 @@ STUDIES = {
     ),
     "noise_blind_unet32_residual": Study(
         "unet32_residual",
-        {name: row | PSNR_LOSS | {"num_epochs": 10} for name, row in NOISE_SWEEP_AND_BLIND.items()},
+        {name: row | PSNR_LOSS | {"num_epochs": 10} for name, row in NOISE_SWEEP_AND_BLIND.items()}
+        | {"blind [0, 0.7], 40 epochs": BUDGET["blind [0, 0.7], 40 epochs"] | PSNR_LOSS},
         {f"sigma {s}": {"corruption": gaussian(s)} for s in SIGMAS},
         "The blind U-Net and its specialists on the best denoiser's recipe (unet32_residual: a global residual, so"
         " the network predicts minus the noise, warm-up and cosine to lr 3e-3; and the PSNR loss), 10 epochs each:"
         " a residual makes the identity, all a lightly corrupted image needs, the easiest output, and the PSNR loss"
         " weighs every image the same in dB, where BCE and MSE let the low-sigma images' small errors count for"
-        " little.",
+        " little. Last, the four specialists' total budget (40 epochs) spent on the blind model.",
     ),
     "noise_blind_psnr": Study(
         "conv32_16_adam",

@@ -29,6 +29,8 @@ SECTIONS = (
     "ablation_deep",
     "noise_blind",
     "noise_blind_psnr",
+    "noise_blind_unet32",
+    "noise_blind_unet32_residual",
     "corruption_types",
     "cross_dataset",
     "linear_probe",
