@@ -53,6 +53,8 @@ class Study:
 # committed studies were trained with it.
 DAE_JAX_RECIPE = {"model.kernel_init": "lecun_normal", "train_noise": "fresh", "data.validation_fraction": 0.1}
 SIGMAS = (0.1, 0.3, 0.5, 0.7)
+# Gaussian noise at each sigma: the noise studies' columns, and their specialists' rows.
+PER_SIGMA = {f"sigma {s}": {"corruption": gaussian(s)} for s in SIGMAS}
 CORRUPTIONS = {
     "gaussian 0.5": gaussian(0.5),
     "masking 0.5": {"name": "masking", "p": 0.5},
@@ -84,9 +86,7 @@ BUDGET = {
     "sigma 0.1, 40 epochs": {"corruption": gaussian(0.1), "num_epochs": 40},
 }
 # noise_blind's four specialists and its blind model: the rows of the same study on another recipe.
-NOISE_SWEEP_AND_BLIND = {f"sigma {s}": {"corruption": gaussian(s)} for s in SIGMAS} | {
-    "blind [0, 0.7]": BLIND["blind [0, 0.7]"]
-}
+NOISE_SWEEP_AND_BLIND = PER_SIGMA | {"blind [0, 0.7]": BLIND["blind [0, 0.7]"]}
 # The same blind models and specialists trained on minus the PSNR (the metric, a mean of per-image dB): BCE
 # weighs an image by its error, so a blind model's low-sigma images, whose errors are small, count for little.
 PSNR_LOSS = {"loss": "psnr"}
@@ -125,14 +125,14 @@ DEEP_ABLATION = {
 STUDIES = {
     "noise_sweep": Study(
         "conv32_16_adam",
-        {f"sigma {s}": {"corruption": gaussian(s)} for s in SIGMAS},
-        {f"sigma {s}": {"corruption": gaussian(s)} for s in SIGMAS},
+        PER_SIGMA,
+        PER_SIGMA,
         "conv32_16_adam trained at each Gaussian sigma (clipped), evaluated at every sigma.",
     ),
     "noise_sweep_unet32": Study(
         "unet32_best",
-        {f"sigma {s}": {"corruption": gaussian(s), "num_epochs": 10} for s in SIGMAS},
-        {f"sigma {s}": {"corruption": gaussian(s)} for s in SIGMAS},
+        {name: row | {"num_epochs": 10} for name, row in PER_SIGMA.items()},
+        PER_SIGMA,
         "The best model's setup (unet32_best) at each sigma, 10 epochs each (not its full budget), every sigma.",
     ),
     "corruption_types": Study(
@@ -143,9 +143,8 @@ STUDIES = {
     ),
     "noise_blind": Study(
         "conv32_16_adam",
-        {f"sigma {s}": {"corruption": gaussian(s)} for s in SIGMAS} | BLIND | BUDGET,
-        {f"sigma {s}": {"corruption": gaussian(s)} for s in SIGMAS}
-        | {k: {"corruption": CORRUPTIONS[k]} for k in ("masking 0.5", "salt & pepper 0.2")},
+        PER_SIGMA | BLIND | BUDGET,
+        PER_SIGMA | {k: {"corruption": CORRUPTIONS[k]} for k in ("masking 0.5", "salt & pepper 0.2")},
         "One blind denoiser (sigma drawn per image from [0, 0.7]; and one that also sees masking and salt &"
         " pepper) against the per-sigma specialists, conv32_16_adam's dae-jax recipe, 10 epochs each unless the"
         " row says; then one given each image's estimated noise std as an input channel, and the four"
@@ -154,7 +153,7 @@ STUDIES = {
     "noise_blind_unet32": Study(
         "unet32_best",
         {"blind [0, 0.7]": BLIND["blind [0, 0.7]"] | {"num_epochs": 10}},
-        {f"sigma {s}": {"corruption": gaussian(s)} for s in SIGMAS},
+        PER_SIGMA,
         "A blind U-Net (unet32_best's setup, sigma drawn per image from [0, 0.7], 10 epochs) against the U-Net"
         " specialists of noise_sweep_unet32 (the same setup at one sigma each, 10 epochs): do skip connections,"
         " which pass a lightly corrupted image's detail through, close conv32_16's gap at low sigma?",
@@ -164,7 +163,7 @@ STUDIES = {
         "unet32_residual",
         {name: row | PSNR_LOSS | {"num_epochs": 10} for name, row in NOISE_SWEEP_AND_BLIND.items()}
         | {"blind [0, 0.7], 40 epochs": BUDGET["blind [0, 0.7], 40 epochs"] | PSNR_LOSS},
-        {f"sigma {s}": {"corruption": gaussian(s)} for s in SIGMAS},
+        PER_SIGMA,
         "The blind U-Net and its specialists on the best denoiser's recipe (unet32_residual: a global residual, so"
         " the network predicts minus the noise, warm-up and cosine to lr 3e-3; and the PSNR loss), 10 epochs each:"
         " a residual makes the identity, all a lightly corrupted image needs, the easiest output, and the PSNR loss"
@@ -174,7 +173,7 @@ STUDIES = {
     "noise_blind_psnr": Study(
         "conv32_16_adam",
         NOISE_BLIND_PSNR,
-        {f"sigma {s}": {"corruption": gaussian(s)} for s in SIGMAS},
+        PER_SIGMA,
         "noise_blind's specialists and blind models (10 epochs each) trained on the PSNR loss (10 log10 of each"
         " image's MSE) instead of BCE: every image weighs the same in dB, whatever its noise level.",
     ),
