@@ -39,6 +39,7 @@ def base() -> ConfigDict:
     # noise drawn once and reused every epoch, as the Keras write-ups' precomputed x_train_noisy.
     c.train_noise = "fresh"
     c.loss = "bce"  # dae_jax.nn.losses.LOSSES: "bce" (sigmoid output), "mse" or "psnr" (linear)
+    c.clip_output = False  # True: linear outputs clipped to [0, 1], trained straight-through (losses.clip_to_unit)
     c.optimizer = "adadelta"  # dae_jax.optimizers.OPTIMIZERS
     c.learning_rate = placeholder(float)  # None: the optimizer's Keras default
     c.optimizer_kwargs = ConfigDict()  # e.g. {"rho": 0.95}

@@ -112,8 +112,7 @@ class Setup:
         all) the per-device batch; ``training=False`` (a trained model applied) leaves micro-batching off.
         ValueError naming the field for an unknown name or a bad parameter."""
         model = models.from_config(config.model).clone(axis_name=DATA_AXIS)
-        if config.loss not in losses.LOSSES:
-            raise ValueError(f"config.loss: unknown loss {config.loss!r}; choose one of {sorted(losses.LOSSES)}.")
+        loss, activation = losses.from_config(config.loss, bool(config.get("clip_output")))
         tx = optimizers.from_config(config, total_steps=max(1, steps_per_epoch * config.num_epochs))
         _check_output_shape(model, tuple(config.image_shape), config.model.name)
         per_device = config.batch_size // (num_devices or jax.device_count())
@@ -124,8 +123,8 @@ class Setup:
             tx=tx,
             corrupt=corruptions.from_spec(device),
             host_corrupt=host_corruptions.make(host),
-            loss=losses.LOSSES[config.loss],
-            activation=losses.OUTPUT_ACTIVATIONS[config.loss],
+            loss=loss,
+            activation=activation,
             compute_dtype=None if config.compute_dtype == "float32" else jnp.dtype(config.compute_dtype),
             micro_batch=micro_batch_size(config.micro_batch_size, per_device, model) if training else None,
             keys=run_keys(config.seed),

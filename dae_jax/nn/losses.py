@@ -84,7 +84,31 @@ OUTPUT_ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
 SCORE_SIGNS: dict[str, float] = {"bce": 1.0, "mse": 1.0, "psnr": -1.0}
 
 
-def get(name: str) -> Callable[[jax.Array, jax.Array], jax.Array]:
+@jax.custom_jvp
+def clip_to_unit(outputs: jax.Array) -> jax.Array:
+    """Linear outputs clipped to the images' range [0, 1], with the identity's gradient (straight-through).
+
+    Every target pixel lies in [0, 1], so clipping never moves an output away from its target. Trained
+    through it, a pixel already past its target's bound (a background pixel below 0) costs nothing and
+    pulls nothing, where the plain loss spends capacity pulling it back to exactly 0; a pixel on the wrong
+    side of the range (below 0 with target 0.3) still gets the gradient of its clipped error.
+    """
+    return jnp.clip(outputs, 0.0, 1.0)
+
+
+# The identity's tangent: the clipped error's gradient reaches every pixel (clip's own would be 0 outside).
+clip_to_unit.defjvp(lambda primals, tangents: (clip_to_unit(*primals), *tangents))
+
+
+def from_config(name: str, clip_output: bool = False) -> tuple[Callable, Callable]:
+    """``(loss, activation)`` of a config's ``loss`` and ``clip_output`` (linear losses only: "mse", "psnr").
+
+    ValueError naming the field for an unknown loss or for clip_output with the sigmoid's "bce"."""
     if name not in LOSSES:
-        raise ValueError(f"Unknown loss {name!r}; choose one of {sorted(LOSSES)}.")
-    return LOSSES[name]
+        raise ValueError(f"config.loss: unknown loss {name!r}; choose one of {sorted(LOSSES)}.")
+    loss, activation = LOSSES[name], OUTPUT_ACTIVATIONS[name]
+    if not clip_output:
+        return loss, activation
+    if name == "bce":
+        raise ValueError("config.clip_output: the 'bce' loss's sigmoid is already in [0, 1]; set it False.")
+    return (lambda outputs, targets: loss(clip_to_unit(outputs), targets)), clip_to_unit

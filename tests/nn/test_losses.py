@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 from dae_jax.nn import losses
 
@@ -47,3 +48,22 @@ def test_psnr_loss_is_minus_the_scored_psnr_and_weighs_images_by_their_own_error
 
 def test_every_loss_has_an_output_activation_and_a_score_sign():
     assert set(losses.OUTPUT_ACTIVATIONS) == set(losses.LOSSES) == set(losses.SCORE_SIGNS)
+
+
+def test_clipped_output_is_in_range_and_passes_the_clipped_errors_gradient():
+    outputs = jnp.array([-0.4, -0.1, 0.2, 0.9, 1.3, 1.3]).reshape(1, 6, 1, 1)
+    targets = jnp.array([0.0, 0.3, 0.25, 1.0, 1.0, 0.6]).reshape(1, 6, 1, 1)
+    loss, activation = losses.from_config("mse", clip_output=True)
+    np.testing.assert_array_equal(activation(outputs).ravel(), np.float32([0.0, 0.0, 0.2, 0.9, 1.0, 1.0]))
+    # Straight-through: d/d outputs = 2 (clip(outputs) - targets) / P. Past its target's bound (the first and
+    # fifth pixels) a pixel gets no gradient; on the wrong side (the second, the sixth) its clipped error's.
+    grad = jax.grad(lambda o: loss(o, targets).sum())(outputs).ravel()
+    np.testing.assert_allclose(grad, 2 * np.array([0.0, -0.3, -0.05, -0.1, 0.0, 0.4]) / 6, atol=1e-7)
+    # Clipping never moves an output away from its target: the clipped loss is at most the plain one.
+    assert loss(outputs, targets) < losses.mse(outputs, targets)
+
+
+def test_clip_output_is_refused_for_the_sigmoid_loss_and_off_by_default():
+    with pytest.raises(ValueError, match=r"config.clip_output: the 'bce' loss's sigmoid"):
+        losses.from_config("bce", clip_output=True)
+    assert losses.from_config("psnr") == (losses.LOSSES["psnr"], losses.OUTPUT_ACTIVATIONS["psnr"])
