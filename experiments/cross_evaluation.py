@@ -185,9 +185,14 @@ STUDIES = {
     ),
     "loss_unet32": ablation(
         "unet32_residual",
-        {"MSE (the ablation's last row)": {}, "+ PSNR loss (10 log10 of each image's MSE)": PSNR_LOSS},
+        {
+            "MSE (the ablation's last row)": {},
+            "+ PSNR loss (10 log10 of each image's MSE)": PSNR_LOSS,
+            "+ outputs clipped to [0, 1], trained straight-through": {"clip_output": True},
+        },
         "The PSNR loss against MSE for the best denoiser's setup (unet32_residual) at Gaussian sigma 0.5, 10 epochs"
-        " each: the test PSNR is a mean of per-image PSNRs, and this loss is that mean.",
+        " each: the test PSNR is a mean of per-image PSNRs, and this loss is that mean; then the outputs clipped to"
+        " the images' range [0, 1], trained through the clip with the identity's gradient (losses.clip_to_unit).",
     ),
     "ablation_deep": ablation(
         "unet_deep_residual",

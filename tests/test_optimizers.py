@@ -91,15 +91,19 @@ def test_setup_names_a_bad_schedule():
         Setup.from_config(config)
 
 
-def test_checkpoints_saved_before_schedules_count_as_constant():
+def test_checkpoints_saved_before_schedules_and_clipping_count_as_constant_and_unclipped():
     import json
 
     config = configs.base()
     saved = json.loads(json.dumps(config.to_dict()))
-    del saved["lr_schedule"], saved["lr_schedule_kwargs"]  # a config saved before the fields existed
+    del saved["lr_schedule"], saved["lr_schedule_kwargs"], saved["clip_output"]  # saved before the fields existed
     assert compatibility.config_differences(saved, config) == []
     config.lr_schedule = "cosine"  # changes the optimizer state's structure: refused
-    assert compatibility.config_differences(saved, config) == ["lr_schedule: 'constant' -> 'cosine'"]
+    config.clip_output = True  # changes the objective the state was trained on: refused
+    assert compatibility.config_differences(saved, config) == [
+        "clip_output: False -> True",
+        "lr_schedule: 'constant' -> 'cosine'",
+    ]
 
 
 def test_keras_form_adam_adds_epsilon_before_the_bias_correction():

@@ -6,11 +6,14 @@ import json
 
 import ml_collections
 
-# Fields that fix the shapes and structure of the saved state: a checkpoint made with other
-# values cannot be resumed.
-STATE_FIELDS = ("image_shape", "model", "loss", "optimizer", "optimizer_kwargs", "lr_schedule", "lr_schedule_kwargs")
+# Fields that fix the shapes and structure of the saved state, or the objective it was trained on: a
+# checkpoint made with other values cannot be resumed.
+STATE_FIELDS = (
+    *("image_shape", "model", "loss", "clip_output"),
+    *("optimizer", "optimizer_kwargs", "lr_schedule", "lr_schedule_kwargs"),
+)
 # What a checkpoint saved before a field existed was made with.
-_FIELDS_ADDED = {"lr_schedule": "constant", "lr_schedule_kwargs": {}}
+_FIELDS_ADDED = {"lr_schedule": "constant", "lr_schedule_kwargs": {}, "clip_output": False}
 _NOT_COMPARED = ("model.kernel_init",)  # how the parameters started: a checkpoint holds what they are now
 
 
