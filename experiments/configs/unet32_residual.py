@@ -14,8 +14,9 @@ on the faster CPU of an earlier session).
 Expected: above unet32_best's 21.35 dB (its 10-epoch ablation row: 21.04 against 20.62); the issue's
 target is 22.0 dB and SSIM 0.90. Measured (seed 0, 10k test images, fixed noise; results/unet32_residual/):
 PSNR 21.47 dB (noisy input 9.38), SSIM 0.9007 (0.412): the SSIM target met, the PSNR one 0.53 dB short;
-validation PSNR flat (21.47) over the last 3 epochs. The PSNR loss (loss="psnr") bought +0.08 dB / +0.004
-SSIM over this MSE at 10 epochs, one seed (results/loss_unet32/); not yet run at 50 epochs.
+validation PSNR flat (21.47) over the last 3 epochs. The PSNR loss (loss="psnr") bought +0.06 dB / +0.003
+SSIM over this MSE at 10 epochs (+0.08 in an earlier run on another CPU), and clip_output=True +0.08 /
++0.005 more (one seed; results/loss_unet32/); neither run at 50 epochs.
 """
 
 from dae_jax import configs

@@ -12,7 +12,13 @@ the same model clipped only at evaluation 20.64 / 0.863; trained through the cli
 Command (full MNIST, 2-core CPU):
   DAE_JAX_MNIST_DIR=../shared/data/mnist dae-jax train \\
       --config=experiments/configs/unet_deep_clipped.py --workdir=workdirs/unet_deep_clipped
+Cost: 36 min 37 s in all on a 2-core AMD EPYC (Zen 4), training 34 min 56 s at 544-787 images/s.
 Expected: above unet_deep_residual's 21.61 dB / 0.904 (same 28 epochs); the issue's target is 22.0 dB.
+Measured (seed 0, 10k test images, fixed noise; results/unet_deep_clipped/): PSNR 21.65 dB (noisy input
+9.38), SSIM 0.9059 (0.412): +0.04 dB / +0.002 over unet_deep_residual (one seed each, that one on an
+Intel Xeon). Validation PSNR led by 0.13-0.19 dB over epochs 2-14 and by 0.05 from epoch 18 on: the clip
+speeds training up more than it raises where training ends. Validation SSIM stayed at 0.86-0.91 from
+epoch 1, where the unclipped run's swung between 0.70 and 0.90 (its background pixels below 0).
 """
 
 from dae_jax import configs
