@@ -67,3 +67,16 @@ def test_clip_output_is_refused_for_the_sigmoid_loss_and_off_by_default():
     with pytest.raises(ValueError, match=r"config.clip_output: the 'bce' loss's sigmoid"):
         losses.from_config("bce", clip_output=True)
     assert losses.from_config("psnr") == (losses.LOSSES["psnr"], losses.OUTPUT_ACTIVATIONS["psnr"])
+
+
+def test_a_clipped_setup_outputs_images_and_names_the_field_for_bce():
+    from dae_jax.training.state import create_train_state
+    from tests.conftest import setup_of
+
+    setup = setup_of("unet32_residual", loss="psnr", clip_output=True)
+    variables = create_train_state(setup, jax.random.key(0)).variables()
+    # The untrained residual model is the identity (its last conv starts at 0): out-of-range inputs come back clipped.
+    x = jnp.linspace(-0.5, 1.5, 4 * 28 * 28).reshape(4, 28, 28, 1)
+    np.testing.assert_array_equal(setup.output(variables, x), jnp.clip(x, 0.0, 1.0))
+    with pytest.raises(ValueError, match=r"^config.clip_output: "):
+        setup_of("conv32", loss="bce", clip_output=True)
