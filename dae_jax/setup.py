@@ -6,7 +6,7 @@ output activation, the compute dtype and the micro-batch size, and the run's key
 instead of turning the config into objects themselves. It is the one home of two rules:
 
 - ``output``: a model's images are its raw output through the loss's activation (sigmoid for
-  BCE, identity for MSE);
+  BCE, identity for MSE and PSNR, a clip to [0, 1] with ``clip_output``: ``losses.from_config``);
 - ``eval_noisy``: the fixed evaluation noise. Example ``i`` of a split is corrupted with
   ``fold_in(keys.eval, i)``, so every run of a seed and every model and baseline scored with
   that seed sees the very same noisy images. Host corruptions (JPEG, ...) are applied before it,

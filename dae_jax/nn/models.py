@@ -2,7 +2,7 @@
 
 ``encode(x, train) -> code`` and ``decode(code, train) -> logits``; ``__call__`` composes them.
 Images are NHWC float32 in [0, 1]. ``decode`` returns pre-activation outputs (logits for a
-BCE loss); ``dae_jax.nn.losses.OUTPUT_ACTIVATIONS`` turns them into images. The layer specs
+BCE loss); the activation of ``dae_jax.nn.losses.from_config`` turns them into images. The layer specs
 ("conv 32 relu", "pool", "save skip1", ...) are documented in ``dae_jax.nn.layers``.
 
 Skip connections. "save"/"add" work anywhere: inside the encoder or decoder they make

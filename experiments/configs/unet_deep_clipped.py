@@ -6,8 +6,10 @@ batch 128, 28 epochs) with one change, clip_output=True (dae_jax.nn.losses.clip_
 lie in [0, 1], so the output is clipped to that range, in training with the identity's gradient. A
 background pixel the network pushes below 0 then costs nothing and pulls nothing, where the plain PSNR
 loss spends capacity pulling it back to exactly 0.
-Probe (unet32_residual, PSNR loss, 3 epochs, one seed, 2-core Zen 4): plain 20.58 dB / SSIM 0.869;
-the same model clipped only at evaluation 20.64 / 0.863; trained through the clip 20.70 / 0.883.
+Probe (not committed: unet32_residual.py with --config.loss=psnr --config.num_epochs=3, with and without
+--config.clip_output=True; one seed, 2-core Zen 4): plain 20.58 dB / SSIM 0.869; the same model clipped
+only at evaluation 20.64 / 0.863; trained through the clip 20.70 / 0.883. At 10 epochs (results/loss_unet32/):
++0.08 dB / +0.005.
 
 Command (full MNIST, 2-core CPU):
   DAE_JAX_MNIST_DIR=../shared/data/mnist dae-jax train \\
@@ -15,9 +17,10 @@ Command (full MNIST, 2-core CPU):
 Cost: 36 min 37 s in all on a 2-core AMD EPYC (Zen 4), training 34 min 56 s at 544-787 images/s.
 Expected: above unet_deep_residual's 21.61 dB / 0.904 (same 28 epochs); the issue's target is 22.0 dB.
 Measured (seed 0, 10k test images, fixed noise; results/unet_deep_clipped/): PSNR 21.65 dB (noisy input
-9.38), SSIM 0.9059 (0.412): +0.04 dB / +0.002 over unet_deep_residual (one seed each, that one on an
-Intel Xeon). Validation PSNR led by 0.13-0.19 dB over epochs 2-14 and by 0.05 from epoch 18 on: the clip
-speeds training up more than it raises where training ends. Validation SSIM stayed at 0.86-0.91 from
+9.38), SSIM 0.9059 (0.412): +0.05 dB (0.047) / +0.002 over unet_deep_residual, within run-to-run spread
+(one seed each, that one on an Intel Xeon). Validation PSNR led by 0.13-0.19 dB in most of epochs 2-14
+(0.41 at epoch 3, 0.05 at epoch 7) and by 0.05 from epoch 18 on: the clip speeds training up more than it
+raises where training ends. Validation SSIM stayed at 0.86-0.91 from
 epoch 1, where the unclipped run's swung between 0.70 and 0.90 (its background pixels below 0).
 """
 

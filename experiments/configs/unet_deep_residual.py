@@ -8,8 +8,8 @@ batch, batch 128, 54,000 training images) with two changes:
 - loss="psnr" (minus the mean of per-image PSNRs, the metric itself; +0.06 and +0.08 dB over MSE at 10
   epochs in two runs, results/loss_unet32/).
 At 10 epochs (one seed, 2-core Intel Xeon, 405-532 images/s): test PSNR 21.40 dB / SSIM 0.897, against
-unet32_residual's 21.11 / 0.890 with the PSNR loss (results/loss_unet32/, an earlier run): +0.29 dB for 2.4x the
-multiply-adds. A test-time 8-fold flip/rotation ensemble of that model lowered it (20.73 dB): the
+unet32_residual's 21.10 / 0.890 with the PSNR loss (results/loss_unet32/; 21.11 in an earlier run):
++0.30 dB for 2.4x the multiply-adds. A test-time 8-fold flip/rotation ensemble of that model lowered it (20.73 dB): the
 digits' orientation is part of what it learned. So did shifting (cycle spinning) the 28-epoch model's
 input and shifting back, on the first 2,000 test images with a noise draw of their own: 21.56 dB
 alone, 21.53 averaged over the 9 shifts of -1..1 pixels, 21.39 over 4 shifts of 0..1 and 20.15 over

@@ -69,7 +69,7 @@ def test_clip_output_is_refused_for_the_sigmoid_loss_and_off_by_default():
     assert losses.from_config("psnr") == (losses.LOSSES["psnr"], losses.OUTPUT_ACTIVATIONS["psnr"])
 
 
-def test_a_clipped_setup_outputs_images_and_names_the_field_for_bce():
+def test_a_clipped_setup_outputs_images_trains_through_the_clip_and_names_the_field_for_bce():
     from dae_jax.training.state import create_train_state
     from tests.conftest import setup_of
 
@@ -78,5 +78,12 @@ def test_a_clipped_setup_outputs_images_and_names_the_field_for_bce():
     # The untrained residual model is the identity (its last conv starts at 0): out-of-range inputs come back clipped.
     x = jnp.linspace(-0.5, 1.5, 4 * 28 * 28).reshape(4, 28, 28, 1)
     np.testing.assert_array_equal(setup.output(variables, x), jnp.clip(x, 0.0, 1.0))
+    # ... and its training loss is taken on the clipped output, straight-through: no gradient for a pixel below
+    # 0 whose target is 0, the clipped error's for one whose target is 0.3 (the plain MSE's would differ in both).
+    outputs, targets = jnp.full((1, 2, 1, 1), -0.2), jnp.array([0.0, 0.3]).reshape(1, 2, 1, 1)
+    grad = jax.grad(lambda o: setup.loss(o, targets).sum())(outputs).ravel()
+    expected = jax.grad(lambda o: losses.negative_psnr(o, targets).sum())(jnp.zeros_like(outputs)).ravel()
+    np.testing.assert_allclose(grad, expected, rtol=1e-6)
+    assert grad[0] == 0.0 and grad[1] < 0.0
     with pytest.raises(ValueError, match=r"^config.clip_output: "):
         setup_of("conv32", loss="bce", clip_output=True)

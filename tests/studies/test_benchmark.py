@@ -1,5 +1,6 @@
 """The benchmark's peers rebuild dae-jax's presets exactly, and the benchmark runs end to end."""
 
+import dataclasses
 import importlib.util
 import json
 
@@ -104,6 +105,19 @@ def test_recipe_takes_the_reference_config():
     assert specs.parse("tconv 32 s2 valid relu") == specs.Layer("tconv", 32, 2, 3, False, True)
     assert specs.parse("conv 1 zero") == specs.Layer("conv", 1, zero=True)
     assert specs.parse("add input") == specs.Layer("add", name="input")
+
+
+def test_the_peers_neither_take_nor_pass_a_clipped_config():
+    from dae_jax import configs
+
+    config = configs.load("conv32_16_adam")
+    config.loss = "mse"
+    recipe = dataclasses.replace(specs.recipe("conv32_16"), loss="mse")
+    assert specs.differences(config, recipe) == []
+    config.clip_output = True  # the peers train and score unclipped outputs
+    assert specs.differences(config, recipe) == ["clip_output (the peers do not clip)"]
+    # unet_deep_clipped sorts before unet_deep_residual: still the unclipped config is the model's reference.
+    assert specs._reference_configs()["unet_deep_residual"] == "unet_deep_residual"
 
 
 @pytest.mark.slow
