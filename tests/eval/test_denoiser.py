@@ -63,6 +63,22 @@ def test_a_batch_is_split_over_the_devices_in_chunks_and_keeps_the_models_values
     np.testing.assert_allclose(dense.denoise(x), want, atol=1e-6)
 
 
+def test_a_dense_model_takes_up_to_1024_rows_a_call_and_a_conv_model_256(saved):
+    """Fewer, larger calls where the rows are cheap (a dense model's dispatch costs as much as ~100 of its rows);
+    the padding of the last call never changes the values."""
+    dense_state = create_train_state(setup_of("dense32"))
+    dense = denoiser.Denoiser(setup=setup_of("dense32"), variables=dense_state.variables())
+    conv = denoiser.load(saved[0])
+    assert (dense.max_rows, conv.max_rows) == (1024, denoiser.CONV_MAX_ROWS) == (1024, 256)
+    rows = []
+    apply = dense._apply["denoise"]
+    dense._apply["denoise"] = lambda variables, x: rows.append(len(x)) or apply(variables, x)
+    x = np.random.default_rng(3).random((1300, 28, 28, 1), dtype=np.float32)
+    want = np.asarray(jax.nn.sigmoid(dense_state.apply_fn(dense_state.variables(), x)))
+    np.testing.assert_allclose(dense.denoise(x), want, atol=1e-6)
+    assert rows == [1024, 512]  # 1,024 rows, then the other 276 padded to the 512-bucket
+
+
 def test_denoise_each_batches_runs_of_model_size_images_in_order(saved, monkeypatch):
     """Any mix of sizes and layouts comes back in order, each as ``denoise_any_size`` gives it, with the
     model-size images of one kind denoised in one call per run (not one per image)."""
