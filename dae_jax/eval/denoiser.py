@@ -15,7 +15,7 @@ import numpy as np
 from jax import lax
 from jax.sharding import PartitionSpec as P
 
-from dae_jax import sharding
+from dae_jax import corruptions, sharding
 from dae_jax.eval import layout, tiling
 from dae_jax.nn import models
 from dae_jax.setup import Setup
@@ -92,8 +92,14 @@ class Denoiser:
     @functools.cached_property
     def _apply(self):
         setup = self.setup
+
+        def denoise(variables, x):
+            """float [0, 1] in and out, or uint8 in and out: converted in the same program as the model."""
+            y = setup.output(variables, corruptions.to_float(x))
+            return layout.to_uint8(y) if x.dtype == jnp.uint8 else y
+
         return {
-            "denoise": self._split(setup.output),
+            "denoise": self._split(denoise),
             "encode": self._split(lambda v, x: setup.model.apply(v, x, method=setup.model.encode)),
             "decode": self._split(lambda v, z: setup.output(v, z, method=setup.model.decode)),
         }
@@ -127,7 +133,7 @@ class Denoiser:
 
     def denoise(self, noisy):
         """Clean images from noisy ones, in the layout and dtype family they were given."""
-        x, given = layout.to_model_input(noisy, self.image_shape)
+        x, given = layout.to_model_input(noisy, self.image_shape, keep_uint8=True)
         return layout.from_model_output(self._batched("denoise", x), given)
 
     def reconstruct(self, imgs):
@@ -171,7 +177,7 @@ class Denoiser:
 
         def flush() -> list:
             batch = np.stack([np.asarray(i) for i in waiting]).reshape(-1, h, w, c)  # HW images get their channel
-            x, given = layout.to_model_input(batch, (h, w, c))  # converted once for the whole run
+            x, given = layout.to_model_input(batch, (h, w, c), keep_uint8=True)  # checked once for the whole run
             given = dataclasses.replace(given, ndim=4, jax_array=isinstance(waiting[0], jax.Array))  # as they came
             out = layout.from_model_output(self._batched("denoise", x), given)
             kept = waiting[0].ndim

@@ -103,9 +103,9 @@ def load_dataset(
             raise ValueError(f"a mapping of arrays needs an 'image' entry, got keys {sorted(arrays)}.")
         description = "arrays"
     arrays = {k: v[:max_examples] for k, v in arrays.items() if k in ("image", "label")}
-    x, given = layout.to_model_input(arrays["image"], denoiser.image_shape)  # checked: one clear error
-    # uint8 stays uint8 (scored exactly as in training); float images are scored as given, in [0, 1].
-    arrays["image"] = np.asarray(arrays["image"]).reshape(x.shape) if given.uint8 else x
+    # Checked (one clear error) and made NHWC; uint8 stays uint8 (scored exactly as in training), float images
+    # are scored as given, in [0, 1].
+    arrays["image"] = layout.to_model_input(arrays["image"], denoiser.image_shape, keep_uint8=True)[0]
     return arrays, description
 
 

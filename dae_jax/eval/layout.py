@@ -21,8 +21,17 @@ class Layout:
     jax_array: bool
 
 
-def to_model_input(images, image_shape: tuple[int, int, int]) -> tuple[np.ndarray, Layout]:
-    """(float32 [N, H, W, C] in [0, 1], layout) for images meant for a model of ``image_shape`` (H, W, C)."""
+def to_uint8(x):
+    """float [0, 1] -> uint8, rounded half to even: numpy on the host, jax.numpy inside a program."""
+    xp = np if isinstance(x, np.ndarray) else jax.numpy
+    return xp.round(xp.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def to_model_input(images, image_shape: tuple[int, int, int], keep_uint8: bool = False) -> tuple[np.ndarray, Layout]:
+    """(float32 [N, H, W, C] in [0, 1], layout) for images meant for a model of ``image_shape`` (H, W, C).
+
+    keep_uint8: uint8 images come back as uint8 [N, H, W, C], for a program that converts them itself
+    as training does (``corruptions.to_float``): a quarter of the bytes to move, and no float copy here."""
     if not isinstance(images, (np.ndarray, jax.Array)):
         raise ValueError(f"expected a numpy or jax array of images, got {type(images).__name__}.")
     layout = Layout(images.ndim, images.dtype == np.uint8, isinstance(images, jax.Array))
@@ -48,7 +57,7 @@ def to_model_input(images, image_shape: tuple[int, int, int]) -> tuple[np.ndarra
     if x.shape[3] != c:
         raise ValueError(f"images have {x.shape[3]} channels but the model takes {c}; shape {images.shape}.")
     if layout.uint8:
-        return x.astype(np.float32) / 255.0, layout
+        return (x if keep_uint8 else x.astype(np.float32) / 255.0), layout
     x = np.asarray(x, np.float32)  # no copy of float32 images
     lo, hi = float(x.min()), float(x.max())  # NaN if any is NaN, +-inf if any is infinite: one pass each
     if not (np.isfinite(lo) and np.isfinite(hi)):
@@ -60,12 +69,13 @@ def to_model_input(images, image_shape: tuple[int, int, int]) -> tuple[np.ndarra
 
 
 def from_model_output(x: np.ndarray, layout: Layout):
-    """float [N, H, W, C] in [0, 1] -> the caller's layout, dtype family and array type."""
+    """float [N, H, W, C] in [0, 1] (or uint8 already, from a program that converted it) -> the caller's
+    layout, dtype family and array type."""
     x = np.asarray(x)
     if layout.ndim == 2:
         x = x[0, :, :, 0]
     elif layout.ndim == 3:
         x = x[0]
-    if layout.uint8:
-        x = np.round(np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8)
+    if layout.uint8 and x.dtype != np.uint8:
+        x = to_uint8(x)
     return jax.numpy.asarray(x) if layout.jax_array else x

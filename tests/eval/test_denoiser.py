@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dae_jax import configs
+from dae_jax import configs, corruptions
 from dae_jax.data import image_files
 from dae_jax.eval import denoiser, layout
 from dae_jax.setup import Setup
@@ -36,8 +36,11 @@ def test_load_denoise_matches_the_model_in_every_layout(saved):
     np.testing.assert_allclose(d.denoise(x), want, atol=1e-6)  # NHWC float, 5 padded to the 8-bucket
     np.testing.assert_allclose(d.denoise(x[0]), want[0], atol=1e-6)  # HWC
     np.testing.assert_allclose(d.denoise(x[0, :, :, 0]), want[0, :, :, 0], atol=1e-6)  # HW
-    u8 = d.denoise((x * 255).astype(np.uint8))
+    x8 = (x * 255).astype(np.uint8)
+    u8 = d.denoise(x8)  # converted to float and back inside the model's program, as training converts
+    want8 = layout.to_uint8(np.asarray(jax.nn.sigmoid(state.apply_fn(state.variables(), corruptions.to_float(x8)))))
     assert u8.dtype == np.uint8 and u8.shape == (5, 28, 28, 1)
+    assert np.abs(u8.astype(int) - want8).max() <= 1 and np.mean(u8 == want8) > 0.99  # jit's rounding: 1 level
     out = d.denoise(jnp.asarray(x))
     assert isinstance(out, jax.Array)
     codes = d.encode(x)
@@ -61,6 +64,22 @@ def test_a_batch_is_split_over_the_devices_in_chunks_and_keeps_the_models_values
     assert "while" not in program and "num_partitions = 1" in program  # dense: one piece, one device on CPU
     want = np.asarray(jax.nn.sigmoid(dense_state.apply_fn(dense_state.variables(), x)))
     np.testing.assert_allclose(dense.denoise(x), want, atol=1e-6)
+
+
+def test_uint8_conversions_agree_on_the_host_and_in_a_program():
+    """to_uint8 rounds half to even in numpy and in XLA alike (every level's midpoint and edges included), and
+    a program's uint8 output passes from_model_output untouched."""
+    levels = np.arange(256, dtype=np.float32)
+    y = np.concatenate([(levels + 0.5) / 255, levels / 255, np.nextafter(levels / 255, 2), [-0.3, 1.7]])
+    y = np.concatenate([y, np.random.default_rng(4).random(10_000, dtype=np.float32)]).astype(np.float32)
+    host = layout.to_uint8(y)
+    np.testing.assert_array_equal(np.asarray(jax.jit(layout.to_uint8)(y)), host)
+    assert host.dtype == np.uint8 and (host[:255] % 2 == 0).all()  # the midpoints went to the even level
+    u8 = host[:784].reshape(1, 28, 28, 1)
+    given = layout.Layout(ndim=2, uint8=True, jax_array=False)
+    np.testing.assert_array_equal(layout.from_model_output(u8, given), u8[0, :, :, 0])
+    floats = y[:784].reshape(1, 28, 28, 1)
+    np.testing.assert_array_equal(layout.from_model_output(floats, given), host[:784].reshape(28, 28))
 
 
 def test_a_dense_model_takes_up_to_1024_rows_a_call_and_a_conv_model_256(saved):
