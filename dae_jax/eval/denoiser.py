@@ -165,7 +165,8 @@ class Denoiser:
         Consecutive images of the model's size go through the model together, up to ``max_rows``
         a call: a folder of small images costs one call per 256 (conv models) rather than one per image (a call of
         one image is ~1 ms, the model's share of it ~0.1 ms for conv32 on 2 cores). Their results are
-        the same as ``denoise_any_size``'s: at the model's size a tile or a resize is the image itself.
+        ``denoise_any_size``'s (at the model's size a tile or a resize is the image itself) up to float
+        rounding: uint8 ones may differ by one level in rare pixels, converted in the model's program here.
         A bad ``fit`` or ``overlap`` is refused now, a bad image when its turn comes.
         """
         tiling.checked_overlap(fit, overlap, self.image_shape[:2])  # model-size images never reach tiling.apply
