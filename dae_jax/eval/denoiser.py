@@ -66,14 +66,9 @@ class Denoiser:
     @functools.cached_property
     def _mesh(self) -> jax.sharding.Mesh:
         """This process's devices: a batch is split over them (one XLA:CPU device per core after
-        ``sharding.use_cpu_cores``; on one device a CPU would denoise on one core). On CPU a model without
-        convolutions (the dense presets) takes one device: its matrix products cost less than splitting the
-        batch and gathering it back (measured side by side on 2 cores, dense32 / dense64 / linear16 at batch 32,
-        128 and 512: 1.3-2.1x the images/s over two devices; bn_dense576, convolutional, 0.6-0.7x)."""
-        devices = jax.local_devices()
-        if jax.default_backend() == "cpu" and not models.is_convolutional(self.model):
-            devices = devices[:1]
-        return sharding.make_mesh(devices)
+        ``sharding.use_cpu_cores``; on one device a CPU would denoise on one core), or on CPU only the first
+        for a model without convolutions (``sharding.model_mesh``)."""
+        return sharding.model_mesh(models.is_convolutional(self.model), jax.local_devices())
 
     @property
     def device_count(self) -> int:

@@ -38,7 +38,8 @@ class JaxRunner:
         config.batch_size = batch_size
         if variant == "resident_bf16":
             config.compute_dtype = "bfloat16"
-        mesh = sharding.make_mesh()
+        convolutional = models.is_convolutional(models.from_config(config.model))
+        mesh = sharding.model_mesh(convolutional, batch_size=batch_size)  # as dae-jax train runs it
         sharding.check_batch_size(batch_size, mesh)
         self.state, train_step, run_setup = _state_and_step(config, mesh)
         self.params = models.param_count(self.state.params)

@@ -48,7 +48,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
 def _train_and_evaluate(config: ml_collections.ConfigDict, workdir, timer: timings.Timings) -> Run:
     config = configs.prepared(config)
     workdir = workdir_lib.check_writable(workdir if workdir is not None else tempfile.mkdtemp(prefix="dae_jax_"))
-    mesh = sharding.make_mesh()
+    convolutional = models.is_convolutional(models.from_config(config.model))
+    mesh = sharding.model_mesh(convolutional, batch_size=config.batch_size)
     sharding.check_batch_size(config.batch_size, mesh)
     sharding.check_batch_size(config.eval_batch_size, mesh, "eval_batch_size")
     analysis.check(config.analyses)
@@ -65,7 +66,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir, timer: timin
         state, progress = ckpts.resume(state, config, steps_per_epoch, data, feed.order)  # first change to workdir
         log.info("training loop: %s; model %s: %s parameters", feed.description, config.model.name, _params(state))
         if jax.process_index() == 0:
-            workdir_lib.record_start(workdir, workdir_lib.run_metadata(config, splits.source, feed.description))
+            metadata = workdir_lib.run_metadata(config, splits.source, feed.description, list(mesh.devices.flat))
+            workdir_lib.record_start(workdir, metadata)
         writer = workdir_lib.MetricWriter(workdir, resumed_step=int(state.step))
         with preemption.stop_requests() as stop_requested:
             loop = _Loop(setup, mesh, workdir, ckpts, steps_per_epoch, feed, stop_requested, timer, data)

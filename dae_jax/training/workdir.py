@@ -173,8 +173,9 @@ def _git_commit() -> str | None:
     return proc.stdout.strip() or None
 
 
-def run_metadata(config: ml_collections.ConfigDict, source: Source, loop: str) -> dict:
-    """What a result needs to be traced back: config, data source, training loop, versions, devices, git commit."""
+def run_metadata(config: ml_collections.ConfigDict, source: Source, loop: str, devices: list) -> dict:
+    """What a result needs to be traced back: config, data source, training loop, versions, the devices it
+    trained on, git commit."""
     import flax
     import optax
 
@@ -192,7 +193,7 @@ def run_metadata(config: ml_collections.ConfigDict, source: Source, loop: str) -
             "optax": optax.__version__,
             "python": platform.python_version(),
         },
-        "devices": [str(d) for d in jax.devices()],
+        "devices": [str(d) for d in devices],
         "process_count": jax.process_count(),
         "git_commit": _git_commit(),
         "host": platform.node(),

@@ -9,7 +9,7 @@ from dae_jax.nn import models
 from dae_jax.setup import micro_batch_size
 from dae_jax.training import checkpoints, device_loop, steps
 from dae_jax.training.state import create_train_state
-from tests.conftest import setup_of
+from tests.conftest import ROOT, setup_of
 
 
 def _state(seed=0, model="conv32"):
@@ -201,3 +201,28 @@ def test_fixed_training_noise_is_a_function_of_the_row_only(mnist_sample):
     fresh = [_one_step(mnist_sample, "fresh", s) for s in (0, 9)]
     assert not np.allclose(jax.tree.leaves(fresh[0])[0], jax.tree.leaves(fresh[1])[0], atol=1e-6)
     assert not np.allclose(jax.tree.leaves(fresh[0])[0], jax.tree.leaves(first)[0], atol=1e-6)
+
+
+def test_a_model_without_convolutions_trains_small_batches_on_one_cpu_device():
+    """Its matrix products use every core of one device; splitting a small batch only adds collectives."""
+    assert jax.device_count() == 8
+    assert sharding.model_mesh(False).devices.size == 1  # Denoiser: no batch size, one device
+    assert sharding.model_mesh(False, batch_size=sharding.DENSE_SPLIT_BATCH - 8).devices.size == 1
+    assert sharding.model_mesh(False, batch_size=sharding.DENSE_SPLIT_BATCH).devices.size == 8
+    assert sharding.model_mesh(True, batch_size=32).devices.size == 8
+    assert sharding.model_mesh(True, jax.devices()[2:6]).devices.size == 4
+
+
+def test_a_dense_run_trains_on_one_device_and_records_it(tfds_dir, tmp_path):
+    import json
+
+    import dae_jax
+
+    config = dae_jax.configs.load(str(ROOT / "experiments" / "configs" / "dense32_dae.py"))
+    config.data.source, config.data.data_dir = "embedded", tfds_dir
+    config.num_epochs, config.max_steps_per_epoch, config.batch_size = 1, 3, 64
+    config.max_eval_examples = config.eval_batch_size = 64
+    run = dae_jax.train(config, tmp_path / "run")
+    assert {d for leaf in jax.tree.leaves(run.state.params) for d in leaf.sharding.device_set} == {jax.devices()[0]}
+    assert json.loads((tmp_path / "run" / "metadata.json").read_text())["devices"] == [str(jax.devices()[0])]
+    assert np.isfinite(run.metrics["psnr"])
