@@ -134,6 +134,7 @@ def test_benchmark_end_to_end_writes_json_and_table(tmp_path):
     assert [r["variant"] for r in saved["results"]][:3] == [None, "resident", "cli"]
     cli = saved["results"][2]
     assert "dae-jax train" in cli["description"] and 0 < cli["startup_s"] < 120  # from the command's timings.json
+    assert "(2 steps of " in cli["description"] and "MNIST" in cli["description"]  # what its epoch ran on
     for row in saved["results"]:
         assert row["params"] == 12_193 and row["batch_size"] == 16
         for key in ("ms_per_step_min", "images_per_s_median", "flops_per_image", "gflops_per_s_median"):
