@@ -13,6 +13,7 @@ Single-process only: each process would need the whole training set on its devic
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import jax
@@ -54,10 +55,36 @@ def put_images(images: np.ndarray, mesh: Mesh) -> jax.Array:
     return jax.device_put(images, sharding.replicated(mesh))
 
 
+@functools.partial(jax.jit, static_argnums=(2, 3, 4))
 def epoch_order(key: jax.Array, epoch: int, num_images: int, steps: int, batch_size: int) -> jax.Array:
-    """Rows of the global batch of every step of ``epoch``: [steps, batch_size] int32, a seeded permutation."""
+    """Rows of the global batch of every step of ``epoch``: [steps, batch_size] int32, a seeded permutation.
+
+    One program, on ``key``'s device."""
     order = jax.random.permutation(jax.random.fold_in(key, epoch), num_images)
     return order[: steps * batch_size].reshape(steps, batch_size).astype(jnp.int32)
+
+
+class EpochOrders:
+    """``orders(epoch)``: ``epoch_order`` of each epoch as a host array, the next epoch's computed ahead.
+
+    The permutation sorts every training row: about 20 ms on CPU for MNIST, a quarter of a linear16
+    epoch. Where training leaves a device of this process idle (a model on one of several CPU devices,
+    ``sharding.model_mesh``), the next epoch's order is dispatched onto it while this epoch trains;
+    otherwise each is computed when its epoch starts.
+    """
+
+    def __init__(self, key: jax.Array, num_images: int, steps: int, batch_size: int, mesh: Mesh, num_epochs: int):
+        idle = [d for d in jax.local_devices() if d not in set(mesh.devices.flat)]
+        self._key = jax.device_put(key, idle[-1]) if idle else key
+        self._shape, self._num_epochs, self._ahead = (num_images, steps, batch_size), num_epochs, bool(idle)
+        self._next: tuple[int, jax.Array] | None = None
+
+    def __call__(self, epoch: int) -> np.ndarray:
+        order = self._next[1] if self._next and self._next[0] == epoch else epoch_order(self._key, epoch, *self._shape)
+        self._next = None
+        if self._ahead and epoch + 1 < self._num_epochs:
+            self._next = (epoch + 1, epoch_order(self._key, epoch + 1, *self._shape))  # runs while this epoch trains
+        return np.asarray(order)
 
 
 def make_multi_step(train_step: Callable, mesh: Mesh) -> Callable:

@@ -86,11 +86,14 @@ class ArrayFeed:
         setup, train = self.setup, self.data.train
         images = device_loop.put_images(train["image"], self.mesh)
         multi_step = device_loop.make_multi_step(steps.make_train_step(setup), self.mesh)
+        config = setup.config
+        rows = len(train["image"])
+        orders = device_loop.EpochOrders(
+            setup.keys.shuffle, rows, self.steps_per_epoch, config.batch_size, self.mesh, config.num_epochs
+        )
 
         def runner(epoch: int, skip: int) -> Advance:
-            batch = setup.config.batch_size
-            order = device_loop.epoch_order(setup.keys.shuffle, epoch, len(train["image"]), self.steps_per_epoch, batch)
-            position = skip
+            order, position = orders(epoch), skip  # order: host int32 [steps, batch]
 
             def advance(state: TrainState, k: int):
                 nonlocal position

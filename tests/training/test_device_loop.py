@@ -41,3 +41,20 @@ def test_epoch_order_is_a_seeded_permutation():
     assert a.shape == (6, 16) and len(set(a.ravel())) == 96 and a.max() < 100
     np.testing.assert_array_equal(a, device_loop.epoch_order(jax.random.key(1), 3, 100, 6, 16))
     assert not np.array_equal(a, device_loop.epoch_order(jax.random.key(1), 4, 100, 6, 16))
+
+
+def test_epoch_orders_compute_the_next_epoch_ahead_on_an_idle_device():
+    """The same orders as epoch_order, in sequence, resumed out of it, and with the next one already dispatched
+    onto a device the one-device mesh leaves idle."""
+    key, shape = jax.random.key(2), (100, 6, 16)
+    want = [np.asarray(device_loop.epoch_order(key, e, *shape)) for e in range(4)]
+    one = device_loop.EpochOrders(key, *shape, sharding.make_mesh(jax.devices()[:1]), num_epochs=4)
+    for epoch in (0, 1, 3, 2, 3):  # 3 then 2: a resumed run asks for an epoch other than the one computed ahead
+        np.testing.assert_array_equal(one(epoch), want[epoch])
+        if epoch < 3:
+            assert one._next[0] == epoch + 1 and one._next[1].devices() == {jax.local_devices()[-1]}
+        else:  # none after the last epoch
+            assert one._next is None
+    every = device_loop.EpochOrders(key, *shape, sharding.make_mesh(), num_epochs=4)
+    np.testing.assert_array_equal(every(1), want[1])
+    assert every._next is None  # no idle device: each epoch's order when it starts
