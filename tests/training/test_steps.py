@@ -225,4 +225,6 @@ def test_a_dense_run_trains_on_one_device_and_records_it(tfds_dir, tmp_path):
     run = dae_jax.train(config, tmp_path / "run")
     assert {d for leaf in jax.tree.leaves(run.state.params) for d in leaf.sharding.device_set} == {jax.devices()[0]}
     assert json.loads((tmp_path / "run" / "metadata.json").read_text())["devices"] == [str(jax.devices()[0])]
-    assert np.isfinite(run.metrics["psnr"])
+    saved = json.loads((tmp_path / "run" / "eval.json").read_text())
+    again = dae_jax.evaluate(run.workdir, max_examples=64)  # over all 8 devices: the scores of its one
+    assert all(again[k] == saved[k] for k in ("bce", "mse", "psnr", "ssim")) and np.isfinite(saved["psnr"])
