@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from dae_jax import corruptions, host_corruptions, optimizers
+from dae_jax import corruptions, host_corruptions, optimizers, sharding
 from dae_jax.data import stream
 from dae_jax.nn import losses, models
 from dae_jax.sharding import DATA_AXIS
@@ -47,6 +47,12 @@ class RunKeys(NamedTuple):
 def run_keys(seed: int) -> RunKeys:
     rng = jax.random.key(seed)
     return RunKeys(*(jax.random.fold_in(rng, i) for i in range(4)))
+
+
+def training_mesh(config: ml_collections.ConfigDict) -> jax.sharding.Mesh:
+    """The mesh ``config`` trains on: ``sharding.model_mesh`` of its model at its batch size."""
+    convolutional = models.is_convolutional(models.from_config(config.model))
+    return sharding.model_mesh(convolutional, batch_size=config.batch_size)
 
 
 def micro_batch_size(requested: int | None, per_device: int, model: models.Autoencoder) -> int | None:

@@ -52,10 +52,7 @@ class CliRunner:
         self.params = models.param_count(jax.eval_shape(lambda: create_train_state(setup).params))
         self.batch_size = batch_size
         self.startup_s = None
-        self.description = (
-            "dae-jax train, the command in a fresh process per repeat: its second epoch of 2, images/s as "
-            "metrics.jsonl records it (input pipeline included, compilation excluded)"
-        )
+        self.description = _description("")
 
     def run(self, steps: int) -> float:
         """Seconds of the second epoch of a ``dae-jax train`` run of 2 epochs x ``steps`` steps."""
@@ -73,13 +70,17 @@ class CliRunner:
             self.startup_s = json.loads((workdir / "timings.json").read_text())[-1]["startup"]
             source = json.loads((workdir / "metadata.json").read_text())["data_source"]
             # A small dataset's epoch is shorter than ``steps``: its fixed costs then weigh more, so say so.
-            self.description = self.description.split(": its second epoch")[0] + (
-                f": its second epoch of 2 ({second['step'] - first['step']} steps of {source}), images/s as "
-                "metrics.jsonl records it (input pipeline included, compilation excluded)"
-            )
+            self.description = _description(f" ({second['step'] - first['step']} steps of {source})")
         finally:
             shutil.rmtree(workdir.parent, ignore_errors=True)
         return steps * self.batch_size / second["images_per_s"]
+
+
+def _description(epoch: str) -> str:
+    return (
+        f"dae-jax train, the command in a fresh process per repeat: its second epoch of 2{epoch}, images/s as "
+        "metrics.jsonl records it (input pipeline included, compilation excluded)"
+    )
 
 
 def train(config: str, workdir: Path, overrides: dict) -> None:

@@ -30,6 +30,7 @@ class JaxRunner:
 
         from dae_jax import configs, sharding
         from dae_jax.nn import models
+        from dae_jax.setup import training_mesh
         from dae_jax.training import device_loop
 
         if variant not in self.VARIANTS:
@@ -38,8 +39,7 @@ class JaxRunner:
         config.batch_size = batch_size
         if variant == "resident_bf16":
             config.compute_dtype = "bfloat16"
-        convolutional = models.is_convolutional(models.from_config(config.model))
-        mesh = sharding.model_mesh(convolutional, batch_size=batch_size)  # as dae-jax train runs it
+        mesh = training_mesh(config)  # as dae-jax train runs it
         sharding.check_batch_size(batch_size, mesh)
         self.state, train_step, run_setup = _state_and_step(config, mesh)
         self.params = models.param_count(self.state.params)

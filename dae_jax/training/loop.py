@@ -24,7 +24,7 @@ from dae_jax import configs, files, sharding
 from dae_jax.data import pipeline
 from dae_jax.eval import analysis, figures
 from dae_jax.nn import models
-from dae_jax.setup import Setup
+from dae_jax.setup import Setup, training_mesh
 from dae_jax.training import divergence, feeds, preemption, timings
 from dae_jax.training import workdir as workdir_lib
 from dae_jax.training.checkpoints import Checkpoints
@@ -48,8 +48,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
 def _train_and_evaluate(config: ml_collections.ConfigDict, workdir, timer: timings.Timings) -> Run:
     config = configs.prepared(config)
     workdir = workdir_lib.check_writable(workdir if workdir is not None else tempfile.mkdtemp(prefix="dae_jax_"))
-    convolutional = models.is_convolutional(models.from_config(config.model))
-    mesh = sharding.model_mesh(convolutional, batch_size=config.batch_size)
+    mesh = training_mesh(config)
     sharding.check_batch_size(config.batch_size, mesh)
     sharding.check_batch_size(config.eval_batch_size, mesh, "eval_batch_size")
     analysis.check(config.analyses)
