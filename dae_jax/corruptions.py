@@ -19,6 +19,17 @@ import numpy as np
 Corruption = Callable[[jax.Array, jax.Array], jax.Array]
 
 
+def _flat_draw(sample: Callable, key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    """``sample(key, shape=...)`` (a ``jax.random`` sampler) drawn as one flat vector and reshaped.
+
+    The same values: a sampler makes its bits for the flat size either way. But XLA:CPU vectorizes the
+    elementwise transform of the bits (erfinv for normals) along the last axis, and an image's last axis is
+    its channels, 1 or 3 long; drawn flat, 128 x 28 x 28 x 1 normals took 0.80x the time, 128 x 32 x 32 x 3
+    0.47x (2-core Zen 4, measured side by side).
+    """
+    return sample(key, shape=(int(np.prod(shape)),)).reshape(shape)
+
+
 def to_float(images: jax.Array) -> jax.Array:
     """Images as corruptions take them: uint8 [0, 255] -> float32 [0, 1]; float images are taken to be in [0, 1]."""
     if images.dtype != jnp.uint8:
@@ -38,7 +49,7 @@ def gaussian(key: jax.Array, images: jax.Array, *, sigma: float = 0.5, clip: boo
     Clipping biases the noise (background pixels at 0 can only go up), as in the Keras
     references, which clip with ``np.clip(x_noisy, 0., 1.)``.
     """
-    noisy = images + sigma * jax.random.normal(key, images.shape, images.dtype)
+    noisy = images + sigma * _flat_draw(functools.partial(jax.random.normal, dtype=images.dtype), key, images.shape)
     return jnp.clip(noisy, 0.0, 1.0) if clip else noisy
 
 
@@ -47,7 +58,7 @@ def masking(key: jax.Array, images: jax.Array, *, p: float = 0.25) -> jax.Array:
 
     One draw per pixel, shared by its channels. images: [N, H, W, C].
     """
-    keep = jax.random.bernoulli(key, 1.0 - p, (*images.shape[:-1], 1))
+    keep = _flat_draw(functools.partial(jax.random.bernoulli, p=1.0 - p), key, (*images.shape[:-1], 1))
     return jnp.where(keep, images, 0.0)
 
 
@@ -55,8 +66,8 @@ def salt_and_pepper(key: jax.Array, images: jax.Array, *, p: float = 0.1) -> jax
     """Each pixel, with probability ``p``, becomes 0 or 1 with equal chance (shared by its channels)."""
     hit_key, value_key = jax.random.split(key)
     shape = (*images.shape[:-1], 1)
-    hit = jax.random.bernoulli(hit_key, p, shape)
-    value = jax.random.bernoulli(value_key, 0.5, shape).astype(images.dtype)
+    hit = _flat_draw(functools.partial(jax.random.bernoulli, p=p), hit_key, shape)
+    value = _flat_draw(jax.random.bernoulli, value_key, shape).astype(images.dtype)  # p = 0.5
     return jnp.where(hit, value, images)
 
 
