@@ -39,6 +39,15 @@ CONV_MAX_ROWS = 256
 CHUNK = 8
 
 
+def _rows(images: jax.Array) -> jax.Array:
+    """Images [N, H, W, C] as rows [N, H * W * C], reshaped back on the host (free there).
+
+    XLA:CPU vectorizes an elementwise loop along its output's last axis, here an image's 1 or 3 channels. On
+    2 cores (Zen 4), dense32's forward pass and sigmoid at 128 rows took 1.3x as long with the images' shape
+    as its output as with rows, and ``denoise`` 1.07x (264 against 246 us a call, 3 rounds)."""
+    return images.reshape(images.shape[0], -1)
+
+
 @dataclasses.dataclass(frozen=True, eq=False)  # eq=False: hashed by identity (evaluation caches its steps)
 class Denoiser:
     """A trained autoencoder applied to images; see ``load``.
@@ -90,13 +99,13 @@ class Denoiser:
 
         def denoise(variables, x):
             """float [0, 1] in and out, or uint8 in and out: converted in the same program as the model."""
-            y = setup.output(variables, corruptions.to_float(x))
+            y = _rows(setup.output(variables, corruptions.to_float(x)))
             return layout.to_uint8(y) if x.dtype == jnp.uint8 else y
 
         return {
             "denoise": self._split(denoise),
             "encode": self._split(lambda v, x: setup.model.apply(v, x, method=setup.model.encode)),
-            "decode": self._split(lambda v, z: setup.output(v, z, method=setup.model.decode)),
+            "decode": self._split(lambda v, z: _rows(setup.output(v, z, method=setup.model.decode))),
         }
 
     def _split(self, fn):
@@ -124,7 +133,8 @@ class Denoiser:
             if size > len(chunk):  # copied only when padded: a call is a few hundred microseconds for small models
                 chunk = np.concatenate([chunk, np.zeros((size - len(chunk), *chunk.shape[1:]), chunk.dtype)])
             out.append(np.asarray(self._apply[name](self._replicated_variables, chunk))[: len(x) - start])
-        return np.concatenate(out)  # a writable array of its own, also for one chunk
+        out = np.concatenate(out)  # a writable array of its own, also for one chunk
+        return out if name == "encode" else out.reshape(len(x), *self.image_shape)  # images came as _rows
 
     def denoise(self, noisy):
         """Clean images from noisy ones, in the layout and dtype family they were given."""
