@@ -227,4 +227,8 @@ def test_a_dense_run_trains_on_one_device_and_records_it(tfds_dir, tmp_path):
     assert json.loads((tmp_path / "run" / "metadata.json").read_text())["devices"] == [str(jax.devices()[0])]
     saved = json.loads((tmp_path / "run" / "eval.json").read_text())
     again = dae_jax.evaluate(run.workdir, max_examples=64)  # over all 8 devices: the scores of its one
-    assert all(again[k] == saved[k] for k in ("bce", "mse", "psnr", "ssim")) and np.isfinite(saved["psnr"])
+    # Each device sums its images' scores, then the devices' sums are added: the float32 association, so
+    # the last bits, depend on the device count (make_eval_step), nothing else does.
+    keys = ("bce", "mse", "psnr", "ssim", "noisy_psnr", "noisy_ssim")
+    np.testing.assert_allclose([again[k] for k in keys], [saved[k] for k in keys], rtol=1e-6)
+    assert np.isfinite(saved["psnr"])
