@@ -11,8 +11,8 @@ both to 1e-5. They exist because, measured on XLA CPU (results/benchmarks/):
 - ``upsample_conv2d`` replaces conv(upsample(x)) by four 2x2 convolutions of the small image,
   one per output phase: 16/36 of the multiply-adds, and the 4x larger upsampled tensor is
   never built.
-- ``strided_conv2d`` computes a stride-2 convolution as a stride-1 convolution of the image's
-  space-to-depth (its four pixel phases stacked as channels), so it takes the fast path too.
+- ``strided_conv2d`` computes a stride-2 convolution as one matrix product of the image's patches
+  (im2col), on XLA's fast matmul path instead of its strided convolution.
 - ``transposed_conv2d`` computes a stride-2 transposed convolution as one stride-1 convolution
   of the small image whose output channels are the four output phases (sub-pixel form): the zeros
   of the dilated input are never multiplied.
@@ -113,19 +113,23 @@ def upsample_conv2d(x: jax.Array, kernel: jax.Array) -> jax.Array:
 def strided_conv2d(x: jax.Array, kernel: jax.Array, padding: Padding) -> jax.Array:
     """Stride-2 convolution, ``lax.conv_general_dilated(x, kernel, (2, 2), padding)`` (no bias).
 
-    x: [N, H, W, Cin]; kernel: [k, k, Cin, Cout] -> [N, (H + pt + pb - k) // 2 + 1, ..., Cout]. The padded
-    image's pixel (2m + p, 2n + q) becomes channel block (p, q) of pixel (m, n); kernel tap (u, v) becomes
-    tap (u // 2, v // 2) of block (u % 2, v % 2) of a ceil(k/2)-square kernel, zero where u or v >= k.
+    x: [N, H, W, Cin]; kernel: [k, k, Cin, Cout] -> [N, (H + pt + pb - k) // 2 + 1, ..., Cout]. The k x k
+    pixels each output reads are stacked as channels (im2col: k^2 strided slices of the padded image), then
+    one matrix product with the kernel as a [k^2 Cin, Cout] matrix. Measured in bn_dense576's device-resident
+    train step (2-core Zen 4, fresh processes alternating, 2-3 rounds) against the earlier stride-1
+    convolution of the space-to-depth image: 1.08x at batch 128, 1.1x at 512, 1.1-1.3x at 32.
     """
     (n, h, w, c), (k, cout) = x.shape, (kernel.shape[0], kernel.shape[-1])
     (pt, pb), (pl, pr) = padding
-    half = (k + 1) // 2
-    rows, cols = 2 * ((h + pt + pb - k) // 2 + half), 2 * ((w + pl + pr - k) // 2 + half)  # even, cover all taps
-    x = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (pt, rows - pt - h, 0), (pl, cols - pl - w, 0), (0, 0, 0)))
-    x = x.reshape(n, rows // 2, 2, cols // 2, 2, c).transpose(0, 1, 3, 2, 4, 5).reshape(n, rows // 2, cols // 2, 4 * c)
-    kernel = jnp.pad(kernel, ((0, 2 * half - k), (0, 2 * half - k), (0, 0), (0, 0)))
-    kernel = kernel.reshape(half, 2, half, 2, c, cout).transpose(0, 2, 1, 3, 4, 5).reshape(half, half, 4 * c, cout)
-    return conv2d(x, kernel, ((0, 0), (0, 0)))
+    rows, cols = (h + pt + pb - k) // 2 + 1, (w + pl + pr - k) // 2 + 1
+    x = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (pt, pb, 0), (pl, pr, 0), (0, 0, 0)))
+    taps = [  # tap (u, v) of every output: pixels u, u + 2, ..., u + 2 (rows - 1) (and v, ... along W)
+        lax.slice(x, (0, u, v, 0), (n, u + 2 * rows - 1, v + 2 * cols - 1, c), (1, 2, 2, 1))
+        for u in range(k)
+        for v in range(k)
+    ]
+    patches = jnp.concatenate(taps, axis=-1)  # [N, rows, cols, (u, v, Cin)]
+    return jnp.einsum("nhwc,cd->nhwd", patches, kernel.reshape(k * k * c, cout))
 
 
 def _transpose_taps(size: int, padding: str) -> tuple[int, int, np.ndarray]:

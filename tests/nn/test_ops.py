@@ -103,11 +103,20 @@ def test_fast_model_matches_textbook_model(name):
         np.testing.assert_allclose(a, b, atol=TOL)
 
 
-@pytest.mark.parametrize("shape", [(2, 14, 14, 4), (2, 3, 3, 4), (2, 7, 9, 2), (1, 28, 28, 1)])
-def test_strided_conv2d_matches_lax_strided_conv(shape):
+@pytest.mark.parametrize(
+    "shape,pads",
+    [
+        ((2, 14, 14, 4), "SAME"),
+        ((2, 3, 3, 4), "SAME"),
+        ((2, 7, 9, 2), "SAME"),
+        ((1, 28, 28, 1), "SAME"),
+        ((2, 9, 8, 3), "VALID"),
+    ],
+)
+def test_strided_conv2d_matches_lax_strided_conv(shape, pads):
     x = jax.random.normal(jax.random.key(4), shape)
     w = jax.random.normal(jax.random.key(5), (3, 3, shape[-1], 6)) * 0.2
-    padding = tuple(map(tuple, lax.padtype_to_pads(shape[1:3], (3, 3), (2, 2), "SAME")))
+    padding = tuple(map(tuple, lax.padtype_to_pads(shape[1:3], (3, 3), (2, 2), pads)))
 
     def reference(x, w):
         return lax.conv_general_dilated(x, w, (2, 2), padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
