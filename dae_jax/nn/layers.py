@@ -218,7 +218,7 @@ def fast_in_scan(step: dict) -> bool:
     """Whether a planned step's backward pass stays on XLA CPU's fast path inside a ``lax.scan`` (fast layers).
 
     Autodiff's backward passes of XLA's strided and transposed convolutions fall to a slow generic loop
-    there; the fast layers avoid them for stride-2 convs (a stride-1 conv of the space-to-depth image) and
+    there; the fast layers avoid them for stride-2 convs (one matrix product of the image's patches) and
     3x3 stride-2 transposed convs (sub-pixel form), not for transposed convs of other kernels or strides.
     """
     if step["op"] == "tconv":
