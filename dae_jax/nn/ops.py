@@ -162,7 +162,7 @@ def transposed_conv2d(x: jax.Array, kernel: jax.Array, padding: str) -> jax.Arra
     4 x Cout channels, each phase's taps placed where its window pixels are (``_transpose_taps``), zero
     elsewhere; the phases are then interleaved into the large image. 16 multiply-adds per input pixel and
     channel pair where the phases alone need 9 (and the dilated form 36), but one convolution where four
-    (one per phase) ran 1.15x slower in bn_dense576's train step at batch 128 (2-core Zen 4, 3 rounds).
+    (one per phase) took 1.12x as long in bn_dense576's train step at batch 128 (2-core Zen 4, 3 rounds).
     """
     if kernel.shape[:2] != (3, 3) or padding not in ("SAME", "VALID"):
         raise ValueError(f"transposed_conv2d takes a 3x3 kernel and SAME or VALID, got {kernel.shape[:2]}, {padding}.")
