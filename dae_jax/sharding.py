@@ -151,6 +151,12 @@ def global_batch(local: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Arra
     return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local.items()}
 
 
+def global_batches(local: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
+    """This process's rows of k stacked batches [k, b, ...] -> global arrays [k, B, ...] split over ``data`` on B."""
+    sharding = NamedSharding(mesh, P(None, DATA_AXIS))
+    return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local.items()}
+
+
 def data_parallel(step: Callable, mesh: Mesh, donate_state: bool) -> Callable:
     """jit(shard_map(step)): state (or variables) and key replicated, batch split over ``data``; jitted once.
 

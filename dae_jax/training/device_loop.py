@@ -9,6 +9,10 @@ gathers its rows of the global batch and runs the very same ``train_step``
 parameters as the host loop (tests/training/test_device_loop.py); the order differs from tf.data's shuffle,
 so a run with ``config.device_resident`` sees its data in another (equally random) order.
 Single-process only: each process would need the whole training set on its devices.
+
+``make_fed_multi_step`` is the same scan over ``k`` batches the host stacked (image folders, host
+corruptions, several processes): XLA:CPU then takes the step's temporaries once a call instead of once a
+step (results/benchmarks/: a block over glibc's mmap threshold is mapped and faulted in afresh every call).
 """
 
 from __future__ import annotations
@@ -107,5 +111,26 @@ def make_multi_step(train_step: Callable, mesh: Mesh) -> Callable:
 
         return lax.scan(one_step, state, order)
 
-    mapped = jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(), P(), P()), out_specs=P(), check_vma=False)
+    return _scanning(per_device, mesh, (P(), P(), P(), P()))
+
+
+def make_fed_multi_step(train_step: Callable, mesh: Mesh) -> Callable:
+    """``multi_step(state, batches, key) -> (state, losses [k])``: ``train_step`` on each of ``k`` stacked batches.
+
+    ``batches``: the host loop's batch dict with every array stacked to [k, B, ...], split over the devices
+    along B (``sharding.global_batches``). Jitted once per ``k``, with the state donated.
+    """
+
+    def per_device(state, batches, key):
+        def one_step(state, batch):
+            state, metrics = train_step(state, batch, key)
+            return state, metrics["loss"]
+
+        return lax.scan(one_step, state, batches)
+
+    return _scanning(per_device, mesh, (P(), P(None, DATA_AXIS), P()))
+
+
+def _scanning(per_device: Callable, mesh: Mesh, in_specs: tuple) -> Callable:
+    mapped = jax.shard_map(per_device, mesh=mesh, in_specs=in_specs, out_specs=P(), check_vma=False)
     return sharding.one_at_a_time(jax.jit(mapped, donate_argnums=(0,)), mesh)

@@ -9,8 +9,8 @@
   the data-parallel eval step; or whole images, ``dae_jax.eval.whole_image``, for a stream).
 - ``figure_examples(n)``: the first n test examples (uint8, whole) for the run's figures.
 
-``ArrayFeed`` trains from tf.data batches one jitted step at a time, or with the training set
-resident on the devices and k steps per call (``device_loop``). ``StreamFeed`` trains from
+``ArrayFeed`` trains from tf.data batches, or with the training set resident on the devices and k steps
+per call (``device_loop``). ``StreamFeed`` trains from
 ``dae_jax.data.stream``'s batches of views (random crops, flips, host corruptions) read on
 background threads.
 """
@@ -18,7 +18,7 @@ background threads.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import jax
 import jax.numpy as jnp
@@ -27,6 +27,7 @@ import numpy as np
 from dae_jax import sharding
 from dae_jax.data import pipeline, stream
 from dae_jax.eval import evaluation, whole_image
+from dae_jax.nn import models
 from dae_jax.setup import Setup
 from dae_jax.training import device_loop, steps
 from dae_jax.training.state import TrainState
@@ -35,15 +36,48 @@ Advance = Callable[[TrainState, int], tuple[TrainState, jax.Array]]
 EpochRunner = Callable[[int, int], Advance]
 
 
-def _stepping(step_fn, batches, mesh, key) -> Advance:
-    """``advance`` over an iterator of this process's batches, one jitted step each."""
+# Bytes of host batches stacked into one call of the fed multi-step: the k batches sit in host and device
+# memory at once, so batches of large images go fewer a call (a batch over this, one a call).
+STACK_MAX_BYTES = 64 << 20
 
+
+def _host_fed(setup: Setup, mesh) -> Callable[[Iterator[dict]], Advance]:
+    """``advance`` over an iterator of this process's batches: where the model stays fast inside a ``lax.scan``
+    (``models.scan_friendly``; any model off CPU), k batches stacked into one call of
+    ``device_loop.make_fed_multi_step``, else one jitted step a batch."""
+    train_step, key = steps.make_train_step(setup), setup.keys.train
+    if jax.default_backend() != "cpu" or models.scan_friendly(setup.model):
+        multi_step = device_loop.make_fed_multi_step(train_step, mesh)
+        return lambda batches: _stacking(multi_step, batches, mesh, key)
+    step_fn = sharding.data_parallel(train_step, mesh, donate_state=True)
+    return lambda batches: _stepping(step_fn, batches, mesh, key)
+
+
+def _stepping(step_fn, batches: Iterator[dict], mesh, key) -> Advance:
     def advance(state: TrainState, k: int):
         losses = []
         for batch in itertools.islice(batches, k):
             state, m = step_fn(state, sharding.global_batch(batch, mesh), key)
             losses.append(m["loss"])
         return state, jnp.stack(losses)
+
+    return advance
+
+
+def _stacking(multi_step, batches: Iterator[dict], mesh, key) -> Advance:
+    """k batches a call, at most ``STACK_MAX_BYTES`` of them; the next group is read while the last one runs."""
+
+    def advance(state: TrainState, k: int):
+        losses = []
+        while k > 0:
+            first = next(batches)
+            per_call = max(1, STACK_MAX_BYTES // sum(v.nbytes for v in first.values()))
+            group = [first, *itertools.islice(batches, min(k, per_call) - 1)]
+            stacked = {name: np.stack([batch[name] for batch in group]) for name in first}
+            state, chunk = multi_step(state, sharding.global_batches(stacked, mesh), key)
+            losses.append(chunk)
+            k -= len(group)
+        return state, jnp.concatenate(losses)
 
     return advance
 
@@ -64,21 +98,18 @@ class ArrayFeed:
         )
         self.order = "device-resident" if self.resident else "host"  # whose permutation orders the epochs
         self.description = (
-            "device-resident lax.scan (dae_jax.training.device_loop)"
-            if self.resident
-            else "tf.data, one step per batch"
+            "device-resident lax.scan (dae_jax.training.device_loop)" if self.resident else "tf.data batches"
         )
         self.eval_step = sharding.data_parallel(steps.make_eval_step(setup), mesh, donate_state=False)
         self.runner = self._device_runner() if self.resident else self._host_runner()
 
     def _host_runner(self) -> EpochRunner:
         setup, train = self.setup, self.data.train
-        step_fn = sharding.data_parallel(steps.make_train_step(setup), self.mesh, donate_state=True)
+        fed = _host_fed(setup, self.mesh)
         local_batch = setup.config.batch_size // jax.process_count()
 
         def runner(epoch: int, skip: int) -> Advance:
-            batches = pipeline.train_batches(train, local_batch, setup.config.seed, epoch, skip, setup.host_corrupt)
-            return _stepping(step_fn, batches, self.mesh, setup.keys.train)
+            return fed(pipeline.train_batches(train, local_batch, setup.config.seed, epoch, skip, setup.host_corrupt))
 
         return runner
 
@@ -135,15 +166,13 @@ class StreamFeed:
         self.setup, self.mesh, self.splits = setup, mesh, splits
         self.sources = {split: splits.source_of(split) for split in splits.tfds_splits}
         self.order = "streamed"
-        self.description = "streamed from disk (dae_jax.data.stream: grain over ArrayRecord), one step per batch"
-        step_fn = sharding.data_parallel(steps.make_train_step(setup), mesh, donate_state=True)
+        self.description = "streamed from disk (dae_jax.data.stream: grain over ArrayRecord)"
+        fed = _host_fed(setup, mesh)
         local_batch = setup.config.batch_size // jax.process_count()
 
         def runner(epoch: int, skip: int) -> Advance:
             batches = stream.train_batches(self.sources["train"], setup.image_spec, local_batch, epoch, skip)
-            return _stepping(
-                step_fn, ({"image": b["image"], "row": b["row"], **_input(b)} for b in batches), mesh, setup.keys.train
-            )
+            return fed({"image": b["image"], "row": b["row"], **_input(b)} for b in batches)
 
         self.runner = runner
 

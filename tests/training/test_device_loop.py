@@ -1,10 +1,10 @@
-"""The device-resident fast path runs the same train steps as the host loop."""
+"""The device-resident fast path, and host batches stacked k a call, run the same train steps as the host loop."""
 
 import jax
 import numpy as np
 
 from dae_jax import sharding
-from dae_jax.training import device_loop, steps
+from dae_jax.training import device_loop, feeds, steps
 from dae_jax.training.state import create_train_state
 from tests.conftest import setup_of
 
@@ -58,3 +58,37 @@ def test_epoch_orders_compute_the_next_epoch_ahead_on_an_idle_device():
     every = device_loop.EpochOrders(key, *shape, sharding.make_mesh(), num_epochs=4)
     np.testing.assert_array_equal(every(1), want[1])
     assert every._next is None  # no idle device: each epoch's order when it starts
+
+
+def test_host_batches_stacked_k_a_call_give_the_parameters_of_one_step_a_call(mnist_sample, monkeypatch):
+    mesh = sharding.make_mesh(jax.devices()[:4])
+    setup = setup_of("conv32_16", optimizer="adam", micro_batch_size=4)
+    images = mnist_sample["image"][:192]
+    batches = [{"image": images[i : i + 32], "row": np.arange(i, i + 32)} for i in range(0, 192, 32)]
+
+    def fresh_state():
+        return jax.device_put(create_train_state(setup, jax.random.key(0)), sharding.replicated(mesh))
+
+    host_step = sharding.data_parallel(steps.make_train_step(setup), mesh, donate_state=True)
+    host, host_losses = fresh_state(), []
+    for batch in batches:
+        host, m = host_step(host, sharding.global_batch(batch, mesh), setup.keys.train)
+        host_losses.append(float(m["loss"]))
+
+    def fed(sizes: list[int], stack_max_batches: int):
+        """The 6 batches through ``advance`` calls of ``sizes`` steps, at most ``stack_max_batches`` a call."""
+        monkeypatch.setattr(feeds, "STACK_MAX_BYTES", stack_max_batches * sum(v.nbytes for v in batches[0].values()))
+        advance, state, losses = feeds._host_fed(setup, mesh)(iter(batches)), fresh_state(), []
+        for k in sizes:
+            state, chunk = advance(state, k)
+            assert chunk.shape == (k,)
+            losses.append(chunk)
+        return state, np.concatenate(losses)
+
+    fed_a, losses_a = fed([4, 2], stack_max_batches=3)  # calls of 3, 1 and 2 steps
+    fed_b, losses_b = fed([1, 5], stack_max_batches=8)  # calls of 1 and 5 steps: a resumed run's other split
+    np.testing.assert_allclose(losses_a, host_losses, rtol=1e-5)
+    assert int(fed_a.step) == int(host.step) == 6
+    for a, b, c in zip(*(jax.tree.leaves(s.params) for s in (fed_a, fed_b, host)), strict=True):
+        np.testing.assert_array_equal(a, b)  # how the steps are grouped into calls changes no bit
+        np.testing.assert_allclose(a, c, atol=1e-5)
