@@ -145,15 +145,10 @@ def check_batch_size(global_batch: int, mesh: Mesh, field: str = "batch_size") -
         )
 
 
-def global_batch(local: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
-    """This process's rows of a batch -> one global array sharded over ``data``."""
-    sharding = batch_sharding(mesh)
-    return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local.items()}
-
-
-def global_batches(local: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
-    """This process's rows of k stacked batches [k, b, ...] -> global arrays [k, B, ...] split over ``data`` on B."""
-    sharding = NamedSharding(mesh, P(None, DATA_AXIS))
+def global_batch(local: dict[str, np.ndarray], mesh: Mesh, stacked: bool = False) -> dict[str, jax.Array]:
+    """This process's rows of a batch [b, ...] -> one global array [B, ...] sharded over ``data``; with
+    ``stacked``, of k batches [k, b, ...] -> [k, B, ...] sharded on B (``device_loop.make_fed_multi_step``)."""
+    sharding = NamedSharding(mesh, P(None, DATA_AXIS)) if stacked else batch_sharding(mesh)
     return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local.items()}
 
 

@@ -118,7 +118,7 @@ def make_fed_multi_step(train_step: Callable, mesh: Mesh) -> Callable:
     """``multi_step(state, batches, key) -> (state, losses [k])``: ``train_step`` on each of ``k`` stacked batches.
 
     ``batches``: the host loop's batch dict with every array stacked to [k, B, ...], split over the devices
-    along B (``sharding.global_batches``). Jitted once per ``k``, with the state donated.
+    along B (``sharding.global_batch(..., stacked=True)``). Jitted once per ``k``, with the state donated.
     """
 
     def per_device(state, batches, key):
@@ -132,5 +132,6 @@ def make_fed_multi_step(train_step: Callable, mesh: Mesh) -> Callable:
 
 
 def _scanning(per_device: Callable, mesh: Mesh, in_specs: tuple) -> Callable:
+    """jit(shard_map(per_device)) returning replicated results, the state (first argument) donated."""
     mapped = jax.shard_map(per_device, mesh=mesh, in_specs=in_specs, out_specs=P(), check_vma=False)
     return sharding.one_at_a_time(jax.jit(mapped, donate_argnums=(0,)), mesh)

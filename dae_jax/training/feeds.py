@@ -74,7 +74,7 @@ def _stacking(multi_step, batches: Iterator[dict], mesh, key) -> Advance:
             per_call = max(1, STACK_MAX_BYTES // sum(v.nbytes for v in first.values()))
             group = [first, *itertools.islice(batches, min(k, per_call) - 1)]
             stacked = {name: np.stack([batch[name] for batch in group]) for name in first}
-            state, chunk = multi_step(state, sharding.global_batches(stacked, mesh), key)
+            state, chunk = multi_step(state, sharding.global_batch(stacked, mesh, stacked=True), key)
             losses.append(chunk)
             k -= len(group)
         return state, jnp.concatenate(losses)
