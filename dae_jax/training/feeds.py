@@ -46,11 +46,21 @@ def _host_fed(setup: Setup, mesh) -> Callable[[Iterator[dict]], Advance]:
     (``models.scan_friendly``; any model off CPU), k batches stacked into one call of
     ``device_loop.make_fed_multi_step``, else one jitted step a batch."""
     train_step, key = steps.make_train_step(setup), setup.keys.train
-    if jax.default_backend() != "cpu" or models.scan_friendly(setup.model):
+    if _stacks(setup):
         multi_step = device_loop.make_fed_multi_step(train_step, mesh)
         return lambda batches: _stacking(multi_step, batches, mesh, key)
     step_fn = sharding.data_parallel(train_step, mesh, donate_state=True)
     return lambda batches: _stepping(step_fn, batches, mesh, key)
+
+
+def _stacks(setup: Setup) -> bool:
+    """Whether host batches go k a call: the model stays fast inside a ``lax.scan`` (always off CPU)."""
+    return jax.default_backend() != "cpu" or models.scan_friendly(setup.model)
+
+
+def _per_call(setup: Setup) -> str:
+    """How ``_host_fed`` feeds the batches, for the run's log and metadata."""
+    return "up to log_every_steps a call (lax.scan)" if _stacks(setup) else "one step a call"
 
 
 def _stepping(step_fn, batches: Iterator[dict], mesh, key) -> Advance:
@@ -98,7 +108,9 @@ class ArrayFeed:
         )
         self.order = "device-resident" if self.resident else "host"  # whose permutation orders the epochs
         self.description = (
-            "device-resident lax.scan (dae_jax.training.device_loop)" if self.resident else "tf.data batches"
+            "device-resident lax.scan (dae_jax.training.device_loop)"
+            if self.resident
+            else f"tf.data batches, {_per_call(setup)}"
         )
         self.eval_step = sharding.data_parallel(steps.make_eval_step(setup), mesh, donate_state=False)
         self.runner = self._device_runner() if self.resident else self._host_runner()
@@ -166,7 +178,7 @@ class StreamFeed:
         self.setup, self.mesh, self.splits = setup, mesh, splits
         self.sources = {split: splits.source_of(split) for split in splits.tfds_splits}
         self.order = "streamed"
-        self.description = "streamed from disk (dae_jax.data.stream: grain over ArrayRecord)"
+        self.description = f"streamed from disk (dae_jax.data.stream: grain over ArrayRecord), {_per_call(setup)}"
         fed = _host_fed(setup, mesh)
         local_batch = setup.config.batch_size // jax.process_count()
 
