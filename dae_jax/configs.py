@@ -60,8 +60,8 @@ def base() -> ConfigDict:
     c.max_eval_examples = placeholder(int)  # None: the whole validation/test split
     c.log_every_steps = 50  # also how often the loss is checked for NaN/inf
     # True: the training images on the devices, log_every_steps steps per jitted call (training.device_loop,
-    # one process); False: tf.data batches, stacked up to log_every_steps a call (training.feeds); None: True where
-    # it can be and is faster (device_loop.wanted).
+    # one process); False: tf.data batches, up to log_every_steps a call where the model is scan-friendly
+    # (training.feeds); None: True where it can be and is faster (device_loop.wanted).
     c.device_resident = placeholder(bool)
     c.checkpoint_every_epochs = 1
     c.checkpoint_every_steps = placeholder(int)  # also save every N steps (None: only per epoch)

@@ -63,6 +63,7 @@ def test_epoch_orders_compute_the_next_epoch_ahead_on_an_idle_device():
 def test_host_batches_stacked_k_a_call_give_the_parameters_of_one_step_a_call(mnist_sample, monkeypatch):
     mesh = sharding.make_mesh(jax.devices()[:4])
     setup = setup_of("conv32_16", optimizer="adam", micro_batch_size=4)
+    assert feeds._stacks(setup)  # its batches go k a call, the path under test
     images = mnist_sample["image"][:192]
     batches = [{"image": images[i : i + 32], "row": np.arange(i, i + 32)} for i in range(0, 192, 32)]
 
@@ -88,6 +89,7 @@ def test_host_batches_stacked_k_a_call_give_the_parameters_of_one_step_a_call(mn
     fed_a, losses_a = fed([4, 2], stack_max_batches=3)  # calls of 3, 1 and 2 steps
     fed_b, losses_b = fed([1, 5], stack_max_batches=8)  # calls of 1 and 5 steps: a resumed run's other split
     np.testing.assert_allclose(losses_a, host_losses, rtol=1e-5)
+    np.testing.assert_array_equal(losses_a, losses_b)
     assert int(fed_a.step) == int(host.step) == 6
     for a, b, c in zip(*(jax.tree.leaves(s.params) for s in (fed_a, fed_b, host)), strict=True):
         np.testing.assert_array_equal(a, b)  # how the steps are grouped into calls changes no bit
