@@ -64,6 +64,8 @@ def _per_call(setup: Setup) -> str:
 
 
 def _stepping(step_fn, batches: Iterator[dict], mesh, key) -> Advance:
+    """One jitted step a batch."""
+
     def advance(state: TrainState, k: int):
         losses = []
         for batch in itertools.islice(batches, k):
