@@ -18,7 +18,8 @@ both to 1e-5. They exist because, measured on XLA CPU (results/benchmarks/):
   of the dilated input are never multiplied.
 - ``max_pool_2x2`` routes the gradient to the first maximum of each window (as XLA's
   select-and-scatter and TensorFlow do) with elementwise selects, instead of autodiff's
-  tie-counting rule for ``max`` or XLA's slow select-and-scatter.
+  tie-counting rule for ``max`` or XLA's slow select-and-scatter; without a gradient it takes the
+  maximum of four strided views, faster than XLA's reduction over the window in inference.
 
 Images are NHWC, kernels HWIO.
 """
@@ -194,12 +195,19 @@ def max_pool_2x2(x: jax.Array, padding: str = "valid") -> jax.Array:
     """2x2 max pooling, stride 2: ``flax.linen.max_pool(x, (2, 2), (2, 2), padding.upper())``.
 
     [N, H, W, C] -> [N, H/2, W/2, C] (floor for 'valid', ceil for 'same', as Keras pads).
+
+    Computed as the maximum of each window's four pixels, four strided views of x, where a gradient is not
+    taken (inference, validation); under differentiation ``_max_pool_fwd`` reduces over the window axes. The
+    values are the same (a maximum is exact). Measured side by side on 2 cores (Zen 4), ``Denoiser.denoise``
+    at batch 128: unet32 and unet32_residual 1.22-1.29x the images/s, bn_dense576 1.18-1.27x, conv32 and
+    conv32_16 within noise; conv32's train step ran about 7% slower with the four maxima as its forward.
     """
-    return _pool_windows(x, padding).max(axis=(2, 4))
+    w = _pool_windows(x, padding)  # [N, H', 2, W', 2, C]
+    return jnp.maximum(jnp.maximum(w[:, :, 0, :, 0], w[:, :, 0, :, 1]), jnp.maximum(w[:, :, 1, :, 0], w[:, :, 1, :, 1]))
 
 
 def _max_pool_fwd(x, padding):
-    pooled = max_pool_2x2(x, padding)
+    pooled = _pool_windows(x, padding).max(axis=(2, 4))
     return pooled, (x, pooled)
 
 

@@ -64,6 +64,11 @@ def test_max_pool_matches_flax_including_ties(padding, shape):
         return nn.max_pool(x, (2, 2), (2, 2), padding.upper())
 
     _assert_same_function(lambda x: ops.max_pool_2x2(x, padding), reference, x)
+    # The plain call (four maxima) and the differentiated one (a reduction) give flax's values exactly.
+    x = jax.random.normal(jax.random.key(5), shape)
+    expected = jax.jit(reference)(x)
+    np.testing.assert_array_equal(jax.jit(lambda x: ops.max_pool_2x2(x, padding))(x), expected)
+    np.testing.assert_array_equal(jax.jit(lambda x: jax.vjp(lambda x: ops.max_pool_2x2(x, padding), x)[0])(x), expected)
 
 
 def test_conv2d_gradient_inside_scan_is_unchanged():
