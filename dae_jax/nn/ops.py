@@ -7,7 +7,9 @@ both to 1e-5. They exist because, measured on XLA CPU (results/benchmarks/):
 - ``conv2d`` writes its backward passes as *forward* convolutions. XLA CPU sends forward
   convolutions to its fast library path everywhere, but leaves autodiff's backward
   convolutions on a slow generic loop inside ``lax.scan`` bodies; with this VJP the
-  micro-batched train step (``dae_jax.training.steps.make_train_step``) runs at full speed.
+  micro-batched train step (``dae_jax.training.steps.make_train_step``) runs at full speed. Its
+  kernel gradient contracts over the batch and is summed over pieces of ``KERNEL_GRAD_ROWS`` rows on
+  CPU, where XLA runs it slower per row as the batch grows (a step without micro-batches: BatchNorm).
 - ``upsample_conv2d`` replaces conv(upsample(x)) by four 2x2 convolutions of the small image,
   one per output phase: 16/36 of the multiply-adds, and the 4x larger upsampled tensor is
   never built.
@@ -67,10 +69,33 @@ def _conv2d_bwd(padding, residuals, dy):
     # dx: correlate dy with the spatially flipped kernel, input/output channels swapped.
     flipped = jnp.flip(kernel, (0, 1)).swapaxes(2, 3)
     dx = _forward_conv(dy, flipped, ((kh - 1 - pt, kh - 1 - pb), (kw - 1 - pl, kw - 1 - pr)))
-    # dkernel[u, v, c, d] = sum_{n,i,j} xpad[n, i+u, j+v, c] dy[n, i, j, d]: a forward convolution
-    # of x seen as [Cin (batch), H, W, N (features)] with dy seen as a [H, W, N, Cout] kernel.
-    dkernel = _forward_conv(x.transpose(3, 1, 2, 0), dy.transpose(1, 2, 0, 3), padding)  # [Cin, kh, kw, Cout]
-    return dx, dkernel.transpose(1, 2, 0, 3)
+    return dx, _kernel_gradient(x, dy, padding)
+
+
+# On CPU the kernel gradient of a batch of more rows than this is summed over pieces of this many rows. Its
+# convolution contracts over the batch (below), and XLA:CPU runs it slower per row as the batch grows: alone
+# on one core (Zen 5), 256 rows of bn_dense576's transposed convs and first conv took 1.2-1.8x as long in one
+# piece as in pieces of 16-64 rows under lax.scan, 64 rows in one piece as fast as in pieces.
+KERNEL_GRAD_ROWS = 64
+
+
+def _kernel_gradient(x: jax.Array, dy: jax.Array, padding: Padding) -> jax.Array:
+    """The kernel's gradient [kh, kw, Cin, Cout] of ``conv2d(x, kernel, padding)`` given dy [N, H', W', Cout].
+
+    dkernel[u, v, c, d] = sum_{n,i,j} xpad[n, i+u, j+v, c] dy[n, i, j, d]: a forward convolution of x seen as
+    [Cin (batch), H, W, N (features)] with dy seen as a [H', W', N, Cout] kernel; on CPU summed over pieces of
+    ``KERNEL_GRAD_ROWS`` rows where N is a larger multiple of it.
+    """
+
+    def piece(x, dy):
+        return _forward_conv(x.transpose(3, 1, 2, 0), dy.transpose(1, 2, 0, 3), padding).transpose(1, 2, 0, 3)
+
+    n, rows = x.shape[0], KERNEL_GRAD_ROWS
+    if jax.default_backend() != "cpu" or n <= rows or n % rows:
+        return piece(x, dy)
+    pieces = [a.reshape(n // rows, rows, *a.shape[1:]) for a in (x, dy)]
+    total = jnp.zeros(jax.eval_shape(piece, pieces[0][0], pieces[1][0]).shape, x.dtype)
+    return lax.scan(lambda acc, xy: (acc + piece(*xy), None), total, pieces)[0]
 
 
 conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)

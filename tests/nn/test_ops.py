@@ -35,12 +35,20 @@ def _assert_same_function(fast, reference, *args):
         ((2, 9, 7, 4), 2, ((0, 0), (0, 0))),
         ((2, 12, 12, 3), 5, ops.same_padding(5)),
         ((2, 8, 8, 1), 3, ((1, 1), (1, 1))),
+        ((2 * ops.KERNEL_GRAD_ROWS, 6, 5, 3), 3, ops.same_padding(3)),  # the kernel gradient in two pieces
     ],
 )
 def test_conv2d_matches_lax_conv(shape, kernel, padding):
     x = jax.random.normal(jax.random.key(0), shape)
     w = jax.random.normal(jax.random.key(1), (kernel, kernel, shape[-1], 6)) * 0.2
     _assert_same_function(lambda x, w: ops.conv2d(x, w, padding), lambda x, w: _reference_conv(x, w, padding), x, w)
+
+
+@pytest.mark.parametrize("rows,pieces", [(ops.KERNEL_GRAD_ROWS, 0), (3 * ops.KERNEL_GRAD_ROWS, 1)])
+def test_kernel_gradient_of_a_large_batch_is_summed_in_pieces(rows, pieces):
+    x = jnp.ones((rows, 4, 4, 2))
+    jaxpr = jax.make_jaxpr(jax.grad(lambda w: ops.conv2d(x, w, ops.same_padding(3)).sum()))(jnp.ones((3, 3, 2, 2)))
+    assert str(jaxpr).count("scan[") == pieces
 
 
 @pytest.mark.parametrize("shape", [(2, 7, 7, 8), (3, 14, 10, 4)])
