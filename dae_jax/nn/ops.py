@@ -1,27 +1,25 @@
 """Fast, exact formulations of the layers' maths: convolution, max pooling, nearest upsampling.
 
-Each function computes the same values (to float rounding, ~1e-6) and the same gradients as
-the straightforward JAX/Flax version named in its docstring; ``tests/test_ops.py`` checks
-both to 1e-5. They exist because, measured on XLA CPU (results/benchmarks/):
+Each function computes the same values (to float rounding, ~1e-6) and the same gradients as the straightforward
+JAX/Flax version named in its docstring; ``tests/nn/test_ops.py`` checks both to 1e-5. They exist because,
+measured on XLA CPU (results/benchmarks/):
 
-- ``conv2d`` writes its backward passes as *forward* convolutions. XLA CPU sends forward
-  convolutions to its fast library path everywhere, but leaves autodiff's backward
-  convolutions on a slow generic loop inside ``lax.scan`` bodies; with this VJP the
-  micro-batched train step (``dae_jax.training.steps.make_train_step``) runs at full speed. Its
-  kernel gradient contracts over the batch and is summed over pieces of ``KERNEL_GRAD_ROWS`` rows on
-  CPU, where XLA runs it slower per row as the batch grows (a step without micro-batches: BatchNorm).
-- ``upsample_conv2d`` replaces conv(upsample(x)) by four 2x2 convolutions of the small image,
-  one per output phase: 16/36 of the multiply-adds, and the 4x larger upsampled tensor is
-  never built.
-- ``strided_conv2d`` computes a stride-2 convolution as one matrix product of the image's patches
-  (im2col), on XLA's fast matmul path instead of its strided convolution.
-- ``transposed_conv2d`` computes a stride-2 transposed convolution as one stride-1 convolution
-  of the small image whose output channels are the four output phases (sub-pixel form): the zeros
-  of the dilated input are never multiplied.
-- ``max_pool_2x2`` routes the gradient to the first maximum of each window (as XLA's
-  select-and-scatter and TensorFlow do) with elementwise selects, instead of autodiff's
-  tie-counting rule for ``max`` or XLA's slow select-and-scatter; without a gradient it takes the
-  maximum of four strided views, faster than XLA's reduction over the window in inference.
+- ``conv2d`` writes its backward passes as *forward* convolutions. XLA CPU sends forward convolutions to its fast
+  library path everywhere, but leaves autodiff's backward convolutions on a slow generic loop inside ``lax.scan``
+  bodies; with this VJP the micro-batched train step (``dae_jax.training.steps.make_train_step``) runs at full
+  speed. On CPU its kernel gradient, which contracts over the batch and runs slower per row as the batch grows, is
+  summed over pieces of ``KERNEL_GRAD_ROWS`` rows (a step without micro-batches: BatchNorm).
+- ``upsample_conv2d`` replaces conv(upsample(x)) by four 2x2 convolutions of the small image, one per output
+  phase: 16/36 of the multiply-adds, and the 4x larger upsampled tensor is never built.
+- ``strided_conv2d`` computes a stride-2 convolution as one matrix product of the image's patches (im2col), on
+  XLA's fast matmul path instead of its strided convolution.
+- ``transposed_conv2d`` computes a stride-2 transposed convolution as one stride-1 convolution of the small image
+  whose output channels are the four output phases (sub-pixel form): the zeros of the dilated input are never
+  multiplied.
+- ``max_pool_2x2`` routes the gradient to the first maximum of each window (as XLA's select-and-scatter and
+  TensorFlow do) with elementwise selects, instead of autodiff's tie-counting rule for ``max`` or XLA's slow
+  select-and-scatter; without a gradient it takes the maximum of four strided views, faster than XLA's
+  reduction over the window in inference.
 
 Images are NHWC, kernels HWIO.
 """
