@@ -34,7 +34,7 @@ def _assert_same_function(fast, reference, *args):
         ((3, 14, 14, 8), 3, ops.same_padding(3)),
         ((2, 9, 7, 4), 2, ((0, 0), (0, 0))),
         ((2, 12, 12, 3), 5, ops.same_padding(5)),
-        ((2, 8, 8, 1), 3, ((1, 1), (1, 1))),
+        ((2, 8, 8, 1), 3, ((1, 1), (1, 1))),  # one input channel: computed with ONE_CHANNEL_COUT outputs
         ((2 * ops.KERNEL_GRAD_ROWS, 6, 5, 3), 3, ops.same_padding(3)),  # the kernel gradient in two pieces
     ],
 )
