@@ -9,7 +9,7 @@ The research API (README "Python API"):
 - ``evaluate(denoiser, dataset=None, corruption=None) -> dict``: the run's metrics on any TFDS
   dataset or array of images;
 - ``Setup.from_config(config)``: a config as objects (model, optimizer, corruption, loss);
-- the modules ``configs``, ``corruptions``, ``nn`` (``models``, ``losses``, ``ops``), ``metrics``,
+- the modules ``configs``, ``corruptions``, ``nn`` (``models``, ``losses``, ``ops``, ``pooling``), ``metrics``,
   usable on their own.
 
 The packages are the architecture (docs/architecture.md): ``nn`` (layers, models, losses),
@@ -33,7 +33,7 @@ from dae_jax import configs, corruptions, optimizers, sharding  # noqa: E402
 from dae_jax.eval import metrics  # noqa: E402
 from dae_jax.eval.denoiser import Denoiser, load  # noqa: E402
 from dae_jax.eval.evaluation import evaluate  # noqa: E402
-from dae_jax.nn import losses, models, ops  # noqa: E402
+from dae_jax.nn import losses, models, ops, pooling  # noqa: E402
 from dae_jax.setup import Setup  # noqa: E402
 from dae_jax.training.state import Run  # noqa: E402
 
@@ -60,6 +60,7 @@ __all__ = [
     "models",
     "ops",
     "optimizers",
+    "pooling",
     "sharding",
     "train",
 ]

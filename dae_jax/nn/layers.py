@@ -43,7 +43,7 @@ import flax.linen as nn
 import jax
 from jax import lax
 
-from dae_jax.nn import noise_level, ops
+from dae_jax.nn import noise_level, ops, pooling
 from dae_jax.nn.batch_norm import BatchNorm
 
 # How a layer's kernel starts: Flax's default, or Keras's (the reference write-ups' layers).
@@ -105,7 +105,7 @@ class Conv(nn.Module):
         else:
             y = ops.conv2d(x if size is None else _resize_nearest(x, size), kernel, padding)
         if self.pool is not None:  # max commutes with the bias and the relu: pool the 4x smaller tensor
-            y = ops.max_pool_2x2(y, self.pool)
+            y = pooling.max_pool_2x2(y, self.pool)
         return activation(y + bias[None, None, None, :])
 
 
@@ -245,7 +245,7 @@ def build(
         return BatchNorm(axis_name, fast), None
     if op == "pool":
         if fast:
-            return functools.partial(ops.max_pool_2x2, padding=step["padding"]), None
+            return functools.partial(pooling.max_pool_2x2, padding=step["padding"]), None
         pool = functools.partial(nn.max_pool, window_shape=(2, 2), strides=(2, 2), padding=step["padding"].upper())
         return pool, None
     if op == "up":

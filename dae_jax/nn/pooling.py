@@ -1,0 +1,73 @@
+"""2x2 max pooling with stride 2, exact and fast on XLA:CPU.
+
+``max_pool_2x2`` computes ``flax.linen.max_pool`` and routes the gradient to the first maximum of each window
+(as XLA's select-and-scatter and TensorFlow do) with elementwise selects, instead of autodiff's tie-counting rule
+for ``max`` or XLA's slow select-and-scatter; without a gradient it takes the maximum of four strided views,
+faster than XLA's reduction over the window in inference. ``tests/nn/test_ops.py`` checks values and gradients
+against flax, ties included.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+
+def _pool_windows(x: jax.Array, padding: str) -> jax.Array:
+    """[N, H, W, C] -> [N, H', 2, W', 2, C]: 'valid' drops an odd last row/column, 'same' pads it with -inf."""
+    _, h, w, _ = x.shape
+    if padding == "same":
+        x = jnp.pad(x, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), constant_values=-jnp.inf)
+    else:
+        x = x[:, : h - h % 2, : w - w % 2]
+    n, h, w, c = x.shape
+    return x.reshape(n, h // 2, 2, w // 2, 2, c)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def max_pool_2x2(x: jax.Array, padding: str = "valid") -> jax.Array:
+    """2x2 max pooling, stride 2: ``flax.linen.max_pool(x, (2, 2), (2, 2), padding.upper())``.
+
+    [N, H, W, C] -> [N, H/2, W/2, C] (floor for 'valid', ceil for 'same', as Keras pads).
+
+    Computed as the maximum of each window's four pixels, four strided views of x, where a gradient is not
+    taken (inference, validation); under differentiation ``_max_pool_fwd`` reduces over the window axes. The
+    values are the same (a maximum is exact). Measured side by side on 2 cores (Zen 4), ``Denoiser.denoise``
+    at batch 128: unet32 and unet32_residual 1.22-1.29x the images/s, bn_dense576 1.18-1.27x, conv32 and
+    conv32_16 within noise; conv32's train step ran about 7% slower with the four maxima as its forward.
+    """
+    w = _pool_windows(x, padding)  # [N, H', 2, W', 2, C]
+    return jnp.maximum(jnp.maximum(w[:, :, 0, :, 0], w[:, :, 0, :, 1]), jnp.maximum(w[:, :, 1, :, 0], w[:, :, 1, :, 1]))
+
+
+def _max_pool_fwd(x, padding):
+    pooled = _pool_windows(x, padding).max(axis=(2, 4))
+    return pooled, (x, pooled)
+
+
+def _max_pool_bwd(padding, residuals, g):
+    x, pooled = residuals
+    windows = _pool_windows(x, padding)  # [N, H', 2, W', 2, C]
+    hit = windows == pooled[:, :, None, :, None, :]
+    h00, h01 = hit[:, :, :1, :, :1], hit[:, :, :1, :, 1:]
+    h10, h11 = hit[:, :, 1:, :, :1], hit[:, :, 1:, :, 1:]
+    # The first maximum in row-major window order takes the gradient.
+    first = jnp.concatenate(
+        [
+            jnp.concatenate([h00, h01 & ~h00], axis=4),
+            jnp.concatenate([h10 & ~(h00 | h01), h11 & ~(h00 | h01 | h10)], axis=4),
+        ],
+        axis=2,
+    )
+    grad = jnp.where(first, g[:, :, None, :, None, :], jnp.zeros((), g.dtype))
+    n, hp, _, wp, _, c = grad.shape
+    grad = grad.reshape(n, 2 * hp, 2 * wp, c)
+    _, h, w, _ = x.shape
+    if padding == "same":
+        return (grad[:, :h, :w],)
+    return (jnp.pad(grad, ((0, 0), (0, h - 2 * hp), (0, w - 2 * wp), (0, 0))),)
+
+
+max_pool_2x2.defvjp(_max_pool_fwd, _max_pool_bwd)
