@@ -50,7 +50,9 @@ class JaxPredictor:
         self.device = {"platform": device.platform, "device_kind": device.device_kind, "count": count}
         what = "dae_jax.evaluate (noise, model, metrics)" if variant else "Denoiser.denoise"
         split = count if variant else self.denoiser.device_count  # evaluate: every device; denoise: see Denoiser
+        inline = "" if jax.config.values["jax_cpu_enable_async_dispatch"] else " (one-device calls inline)"
         self.description = f"dae-jax (jax {jax.__version__}), {what}, batches split over {split} {device.platform}"
+        self.description += inline
 
     def run(self, steps: int) -> float:
         """Seconds to denoise ``steps`` batches into numpy arrays (to score them, as variant ``evaluate``)."""
