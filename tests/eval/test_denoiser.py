@@ -203,3 +203,50 @@ def test_a_run_trained_on_eight_devices_loads_on_one(trained_run, tmp_path):
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().endswith("(3, 28, 28, 1)")
+
+
+INLINE_DENOISE = """
+import sys, jax, numpy as np
+from dae_jax import sharding
+sharding.use_cpu_cores(inline=sys.argv[2] == "inline")
+import dae_jax
+d = dae_jax.load(sys.argv[1])
+np.save(sys.argv[3], d.denoise(np.random.default_rng(0).random((32, 28, 28, 1), dtype=np.float32)))
+print(jax.config.values["jax_cpu_enable_async_dispatch"], d.device_count)
+"""
+
+
+def test_inline_dispatch_denoises_as_async_dispatch_does(tmp_path):
+    """``use_cpu_cores(inline=True)`` (dae-jax denoise and encode) turns async dispatch off before JAX starts, so
+    a dense model's one-device calls run on the calling thread, with the same results bit for bit."""
+    setup = setup_of("dense32")
+    with checkpoints.Checkpoints(tmp_path / "run" / "checkpoints") as ckpts:
+        ckpts.save(create_train_state(setup, jax.random.key(0)), setup.config)
+    printed = {}
+    for mode in ("inline", "async"):
+        command = [sys.executable, "-c", INLINE_DENOISE, str(tmp_path / "run"), mode, str(tmp_path / f"{mode}.npy")]
+        done = subprocess.run(command, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+        printed[mode] = done.stdout.split()
+    assert printed == {"inline": ["False", "1"], "async": ["True", "1"]}
+    np.testing.assert_array_equal(np.load(tmp_path / "inline.npy"), np.load(tmp_path / "async.npy"))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.uint8])
+def test_a_batch_reaches_xla_at_a_64_byte_boundary_with_zero_padding(dtype):
+    base = (np.random.default_rng(0).random(5 * 784 + 64) * 200).astype(dtype)
+    for offset in range(0, 64 // base.itemsize, 3):  # every alignment the array can have
+        chunk = base[offset : offset + 3 * 784].reshape(3, 28, 28, 1)
+        batch = denoiser._aligned_batch(chunk, 4)
+        assert batch.ctypes.data % denoiser.ALIGNMENT == 0 and batch.dtype == dtype and batch.shape == (4, 28, 28, 1)
+        np.testing.assert_array_equal(batch[:3], chunk)
+        assert not batch[3].any()
+
+
+def test_unaligned_images_denoise_as_aligned_ones_do(saved):
+    d = denoiser.load(saved[0])
+    base = np.random.default_rng(1).random(16 * 784 + 16, dtype=np.float32)
+    for k in range(4):  # 0 to 12 bytes past wherever base starts: at least three are not 64-byte aligned
+        x = base[k : k + 16 * 784].reshape(16, 28, 28, 1)
+        aligned = denoiser._aligned_batch(x, 16)  # given to XLA as it is
+        np.testing.assert_array_equal(d.denoise(x), d.denoise(aligned))
