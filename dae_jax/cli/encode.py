@@ -35,10 +35,11 @@ def _save(path: str, array) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from dae_jax import files, sharding
+    from dae_jax import allocator, files, sharding
     from dae_jax.eval import denoiser, evaluation
 
-    sharding.use_cpu_cores()  # one XLA:CPU device per core: a batch is split over every core
+    sharding.use_cpu_cores(inline=True)  # a batch split over every core; calls awaited at once
+    allocator.keep_freed_memory()  # a batch's buffers reused, not faulted in again each call
     if args.labels and Path(args.labels).resolve() == Path(args.out).resolve():
         raise common.UsageError("--labels and --out name the same file")
     for out in filter(None, (args.out, args.labels)):

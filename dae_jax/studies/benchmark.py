@@ -60,7 +60,9 @@ from dae_jax.studies.workers import Worker, parse_peers
 
 COMMON_NOTES = (
     "Batches are already in memory: the input pipeline is not timed. Each framework runs in its own process, "
-    "warmed up (compilation excluded) and timed alternately with the others.",
+    "warmed up (compilation excluded) and timed alternately with the others. Every worker sets glibc's malloc "
+    "to keep freed blocks for reuse (dae_jax.allocator; PyTorch's CPU tuning guide advises jemalloc or tcmalloc "
+    "for this): by default each block of a few MiB is mapped afresh and its pages faulted in on every step.",
     "speedup = dae-jax images/s / peer images/s (medians over repeats); > 1 means dae-jax is faster.",
 )
 NOTES = {

@@ -16,6 +16,8 @@ import importlib.util
 import multiprocessing
 import traceback
 
+from dae_jax import allocator
+
 # The packages each peer needs; a peer whose packages are missing is skipped with a notice.
 PEER_PACKAGES = {"torch": ("torch",), "keras": ("keras", "tensorflow")}
 PEERS = tuple(PEER_PACKAGES)
@@ -37,14 +39,16 @@ def runner_class(framework: str, task: str, variant: str | None = None) -> type:
     return getattr(importlib.import_module(module), name)
 
 
-def _version(framework: str, module) -> str:
+def _version(framework: str, module, task: str) -> str:
     if framework == "dae-jax":
         import jax
 
         import dae_jax
         from dae_jax import sharding
 
-        sharding.use_cpu_cores()  # one XLA:CPU device per core, as dae-jax train runs (before JAX starts)
+        # One XLA:CPU device per core (before JAX starts), as dae-jax train runs, and inference run inline
+        # as dae-jax denoise runs it.
+        sharding.use_cpu_cores(inline=task == "infer")
         return f"dae-jax {dae_jax.__version__}, jax {jax.__version__}"
     return module.version()
 
@@ -57,9 +61,10 @@ def serve(conn, framework: str, variant: str | None, task: str) -> None:
     Every reply is ``("ok", value)`` or ``("error", message)``; ``("stop",)`` ends it.
     """
     runner = None
+    allocator.keep_freed_memory()  # every framework alike: freed blocks reused, not faulted in again
     try:
         cls = runner_class(framework, task, variant)
-        version = _version(framework, importlib.import_module(cls.__module__))
+        version = _version(framework, importlib.import_module(cls.__module__), task)
         variant = variant or cls.DEFAULT_VARIANT  # the runner refuses an unknown variant
         conn.send(("ok", (version, variant)))
     except Exception as e:  # noqa: BLE001 - reported to the parent, which decides

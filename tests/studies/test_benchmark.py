@@ -162,6 +162,7 @@ def test_inference_benchmark_times_every_framework_on_the_same_model(tmp_path):
     assert {r["params"] for r in report["results"]} == {12_193}  # one architecture in every framework
     assert all(r["images_per_s_median"] > 0 for r in report["results"])
     assert "Denoiser.denoise" in report["results"][0]["description"] and report["task"] == "infer"
+    assert report["results"][0]["description"].endswith("(one-device calls inline)")  # as dae-jax denoise runs
     (summary,) = report["summary"]
     assert summary["dae-jax:evaluate"] > 0 and "evaluate / faster peer" in out.with_suffix(".md").read_text()
     assert out.with_suffix(".md").read_text().startswith("# Inference throughput")
