@@ -10,7 +10,7 @@ The research API (README "Python API"):
   dataset or array of images;
 - ``Setup.from_config(config)``: a config as objects (model, optimizer, corruption, loss);
 - the modules ``configs``, ``corruptions``, ``nn`` (``models``, ``losses``, ``ops``, ``pooling``), ``metrics``,
-  usable on their own.
+  usable on their own; ``sharding`` and ``allocator`` set up a CPU process (README "Python API").
 
 The packages are the architecture (docs/architecture.md): ``nn`` (layers, models, losses),
 ``data`` (sources, TFDS builders, batches), ``training`` (state and steps, the loop, checkpoints,
@@ -29,7 +29,7 @@ _IMPORT_STARTED = time.perf_counter()
 
 import os  # noqa: E402
 
-from dae_jax import configs, corruptions, optimizers, sharding  # noqa: E402
+from dae_jax import allocator, configs, corruptions, optimizers, sharding  # noqa: E402
 from dae_jax.eval import metrics  # noqa: E402
 from dae_jax.eval.denoiser import Denoiser, load  # noqa: E402
 from dae_jax.eval.evaluation import evaluate  # noqa: E402
@@ -51,6 +51,7 @@ __all__ = [
     "Denoiser",
     "Run",
     "Setup",
+    "allocator",
     "configs",
     "corruptions",
     "evaluate",
