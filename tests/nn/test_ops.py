@@ -32,26 +32,38 @@ def _assert_same_function(fast, reference, *args):
 
 
 @pytest.mark.parametrize(
-    "shape,kernel,padding",
+    "shape,kernel,padding,cout",
     [
-        ((3, 14, 14, 8), 3, ops.same_padding(3)),
-        ((2, 9, 7, 4), 2, ((0, 0), (0, 0))),
-        ((2, 12, 12, 3), 5, ops.same_padding(5)),
-        ((2, 8, 8, 1), 3, ((1, 1), (1, 1))),  # one input channel: computed with ONE_CHANNEL_COUT outputs
-        ((2 * ops.KERNEL_GRAD_ROWS, 6, 5, 3), 3, ops.same_padding(3)),  # the kernel gradient in two pieces
+        ((3, 14, 14, 8), 3, ops.same_padding(3), 6),
+        ((2, 9, 7, 4), 2, ((0, 0), (0, 0)), 6),
+        ((2, 12, 12, 3), 5, ops.same_padding(5), 6),
+        ((2, 8, 8, 1), 3, ((1, 1), (1, 1)), 6),  # one input channel: computed with ONE_CHANNEL_COUT outputs
+        ((2 * ops.KERNEL_GRAD_ROWS, 6, 5, 3), 3, ops.same_padding(3), 6),  # the kernel gradient in two pieces
+        # Few output channels: shifted tap products, with any padding (a transposed conv's is uneven).
+        ((3, 10, 9, 16), 3, ops.same_padding(3), 1),
+        ((2, 7, 8, 5), 2, ((1, 0), (0, 1)), 2),
+        ((2, 9, 9, 4), 3, ((0, 2), (1, 0)), 1),
     ],
 )
-def test_conv2d_matches_lax_conv(shape, kernel, padding):
+def test_conv2d_matches_lax_conv(shape, kernel, padding, cout):
     x = jax.random.normal(jax.random.key(0), shape)
-    w = jax.random.normal(jax.random.key(1), (kernel, kernel, shape[-1], 6)) * 0.2
+    w = jax.random.normal(jax.random.key(1), (kernel, kernel, shape[-1], cout)) * 0.2
     _assert_same_function(lambda x, w: ops.conv2d(x, w, padding), lambda x, w: _reference_conv(x, w, padding), x, w)
 
 
 @pytest.mark.parametrize("rows,pieces", [(ops.KERNEL_GRAD_ROWS, 0), (3 * ops.KERNEL_GRAD_ROWS, 1)])
 def test_kernel_gradient_of_a_large_batch_is_summed_in_pieces(rows, pieces):
     x = jnp.ones((rows, 4, 4, 2))
-    jaxpr = jax.make_jaxpr(jax.grad(lambda w: ops.conv2d(x, w, ops.same_padding(3)).sum()))(jnp.ones((3, 3, 2, 2)))
+    jaxpr = jax.make_jaxpr(jax.grad(lambda w: ops.conv2d(x, w, ops.same_padding(3)).sum()))(jnp.ones((3, 3, 2, 4)))
     assert str(jaxpr).count("scan[") == pieces
+
+
+@pytest.mark.parametrize("kernel_size,cout,convolution", [(3, 2, False), (3, 3, True), (2, 4, False), (5, 1, True)])
+def test_few_tap_products_take_no_convolution_forward_or_backward(kernel_size, cout, convolution):
+    x, w = jnp.ones((2, 8, 8, 16)), jnp.ones((kernel_size, kernel_size, 16, cout))
+    assert (kernel_size**2 * cout > ops.SHIFTED_PRODUCTS_MAX) == convolution
+    jaxpr = jax.make_jaxpr(jax.grad(lambda x, w: ops.conv2d(x, w, ops.same_padding(kernel_size)).sum(), (0, 1)))
+    assert ("conv_general_dilated" in str(jaxpr(x, w))) == convolution
 
 
 @pytest.mark.parametrize("shape", [(2, 7, 7, 8), (3, 14, 10, 4)])
