@@ -53,9 +53,9 @@ ONE_CHANNEL_COUT = 32
 # conv, which makes the image, and bn_dense576's last transposed conv in sub-pixel form) is one matrix product of
 # the pixels with every tap's kernel and a sum of the tap products shifted into place (``_shifted_products``).
 # XLA:CPU runs such narrow convolutions far below its rate. Alone on one core (Zen 5), 64 rows, forward /
-# forward and backward (autodiff's either way), ms: 3x3 32 -> 1 at 28x28 1.01 / 3.6 as a convolution, 0.46 / 1.9
-# so; 32 -> 2 0.98 / 3.5 against 0.73 / 2.3; 2x2 16 -> 4 at 14x14 0.33 / 0.41 against 0.11 / 0.22; but 3x3
-# 32 -> 3 (27 products) 1.0 / 6.9 against 2.5 / 4.1 (the forward pass, all of inference, slower).
+# forward and backward, ms, as a convolution (this module's VJP) against so: 3x3 32 -> 1 at 28x28 1.01 / 4.45
+# against 0.46 / 2.01; 2x2 16 -> 4 at 15x15 0.39 / 0.50 against 0.12 / 0.25; 3x3 32 -> 2 forward 0.98 against
+# 0.73; but 3x3 32 -> 3 (27 products) forward 1.0 against 2.5 (inference slower).
 SHIFTED_PRODUCTS_MAX = 18
 
 
