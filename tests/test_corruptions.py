@@ -44,6 +44,22 @@ def test_per_example_noise_does_not_depend_on_batch():
     assert not np.array_equal(whole[0], whole[1])
 
 
+@pytest.mark.parametrize("jit", [False, True])
+def test_each_example_is_drawn_with_threefrys_original_layout(jit):
+    key, images, rows = jax.random.key(3), jnp.full((4, 6, 6, 1), 0.5), jnp.arange(4)
+    unclipped = lambda k, x: corruptions.gaussian(k, x, sigma=1.0, clip=False)  # noqa: E731
+    draw = jax.jit(corruptions.per_example, static_argnums=0) if jit else corruptions.per_example
+    noisy = draw(unclipped, key, images, rows)
+
+    def expected(partitionable):
+        keys = [jax.random.fold_in(key, i) for i in range(4)]
+        with jax.threefry_partitionable(partitionable):
+            return jnp.stack([0.5 + jax.random.normal(k, (36,)).reshape(6, 6, 1) for k in keys])
+
+    np.testing.assert_allclose(noisy, expected(False), rtol=1e-6, atol=1e-6)
+    assert not np.allclose(noisy, expected(True), atol=0.1)  # JAX's default layout: other numbers
+
+
 @pytest.mark.parametrize("shape", [(3, 28, 28, 1), (2, 9, 7, 3), (5, 6)])
 def test_noise_drawn_flat_equals_the_shaped_draw(shape):
     """The corruptions draw their randomness as one flat vector (faster on XLA:CPU); the values must be the
