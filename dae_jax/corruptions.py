@@ -230,19 +230,23 @@ def literal(text: str):
         return text
 
 
-def per_example(corrupt: Corruption, key: jax.Array, images: jax.Array, indices: jax.Array) -> jax.Array:
+def per_example(
+    corrupt: Corruption, key: jax.Array, images: jax.Array, indices: jax.Array, *, fast_bits: bool = False
+) -> jax.Array:
     """Corrupts image i with the key ``fold_in(key, indices[i])``.
 
     The noise of an example then depends only on (key, index): not on the batch size, the
     number of devices or how the batch is sharded. That is what makes the 8-device step equal
     the 1-device step, and the fixed test noise the same for every run.
     images: [N, ...]; indices: [N] int.
+
+    fast_bits: draw with threefry's original bit layout, which makes two 32-bit words of every hash block,
+    where JAX's default (partitionable: jit can then shard one random array without communication) hashes a
+    block for each word. An example's draw is never sharded, so the default only doubles the hashing: 128 x 784
+    normals took 0.21 against 0.32 ms, 512 x 784 0.77 against 1.19 ms (2-core Zen 5). Other numbers than the
+    default's, as random. Training draws so (dae-jax before this drew its training noise with the default);
+    the fixed evaluation noise keeps the default, so every version scores the same noisy test images.
     """
     keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, indices)
-    # Drawn with threefry's original bit layout, which makes two 32-bit words of every hash block, where JAX's
-    # default layout (partitionable: jit can then shard one random array without communication) hashes a block
-    # for each word. An example's draw is never sharded, so the default only doubled the hashing: 128 x 784
-    # normals took 0.21 against 0.32 ms, 512 x 784 0.77 against 1.19 ms (2-core Zen 5). The same seed then draws
-    # other numbers than dae-jax did before this layout (as random: runs of earlier versions differ in the noise).
-    with jax.threefry_partitionable(False):
+    with jax.threefry_partitionable(not fast_bits):
         return jax.vmap(lambda k, x: corrupt(k, x[None])[0])(keys, images)

@@ -1,3 +1,5 @@
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -45,19 +47,20 @@ def test_per_example_noise_does_not_depend_on_batch():
 
 
 @pytest.mark.parametrize("jit", [False, True])
-def test_each_example_is_drawn_with_threefrys_original_layout(jit):
+@pytest.mark.parametrize("fast_bits", [False, True])
+def test_fast_bits_draw_with_threefrys_original_layout(jit, fast_bits):
     key, images, rows = jax.random.key(3), jnp.full((4, 6, 6, 1), 0.5), jnp.arange(4)
     unclipped = lambda k, x: corruptions.gaussian(k, x, sigma=1.0, clip=False)  # noqa: E731
-    draw = jax.jit(corruptions.per_example, static_argnums=0) if jit else corruptions.per_example
-    noisy = draw(unclipped, key, images, rows)
+    draw = functools.partial(corruptions.per_example, unclipped, fast_bits=fast_bits)
+    noisy = (jax.jit(draw) if jit else draw)(key, images, rows)
 
-    def expected(partitionable):
+    def expected(partitionable):  # JAX's default layout is partitionable
         keys = [jax.random.fold_in(key, i) for i in range(4)]
         with jax.threefry_partitionable(partitionable):
             return jnp.stack([0.5 + jax.random.normal(k, (36,)).reshape(6, 6, 1) for k in keys])
 
-    np.testing.assert_allclose(noisy, expected(False), rtol=1e-6, atol=1e-6)
-    assert not np.allclose(noisy, expected(True), atol=0.1)  # JAX's default layout: other numbers
+    np.testing.assert_allclose(noisy, expected(not fast_bits), rtol=1e-6, atol=1e-6)
+    assert not np.allclose(noisy, expected(fast_bits), atol=0.1)  # the other layout: other numbers
 
 
 @pytest.mark.parametrize("shape", [(3, 28, 28, 1), (2, 9, 7, 3), (5, 6)])

@@ -8,9 +8,10 @@ measured on XLA CPU (results/benchmarks/):
   library path everywhere, but leaves autodiff's backward convolutions on a slow generic loop inside ``lax.scan``
   bodies; with this VJP the micro-batched train step (``dae_jax.training.steps.make_train_step``) runs at full
   speed. On CPU its kernel gradient, which contracts over the batch and runs slower per row as the batch grows, is
-  summed over pieces of ``KERNEL_GRAD_ROWS`` rows (a step without micro-batches: BatchNorm). With few output
-  channels (a decoder's last conv) it is instead one matrix product of the pixels with every tap's kernel and
-  the tap products shifted into place and summed, 1.3-3x faster than XLA:CPU's convolution.
+  summed over pieces of ``KERNEL_GRAD_ROWS`` rows (a step without micro-batches: BatchNorm). A conv with few
+  tap products per pixel (kh * kw * Cout <= ``SHIFTED_PRODUCTS_MAX``: a decoder's last) skips this VJP: it is
+  one matrix product of the pixels with every tap's kernel, the products shifted into place and summed, and
+  autodiff differentiates it; 1.3-3x faster than XLA:CPU's narrow convolutions.
 - ``upsample_conv2d`` replaces conv(upsample(x)) by four 2x2 convolutions of the small image, one per output
   phase: 16/36 of the multiply-adds, and the 4x larger upsampled tensor is never built.
 - ``strided_conv2d`` computes a stride-2 convolution as one matrix product of the image's patches (im2col), on
@@ -46,6 +47,7 @@ def same_padding(kernel_size: int) -> Padding:
 # its generic path, slower than its library path for 32. Alone on one core (Zen 5), bn_dense576's first conv
 # (3x3, 1 -> 16 channels, 28x28, relu after) took 0.21 / 0.42 / 1.57 ms at 8 / 16 / 64 rows, so 0.08 / 0.14 /
 # 0.51 ms; wider inputs gained nothing that way (3 -> 16 channels 1.3x slower, 16 -> 16 and 16 -> 4 within 10%).
+# (A conv with few tap products, below, takes ``_shifted_products`` first.)
 ONE_CHANNEL_COUT = 32
 
 
@@ -53,9 +55,9 @@ ONE_CHANNEL_COUT = 32
 # conv, which makes the image, and bn_dense576's last transposed conv in sub-pixel form) is one matrix product of
 # the pixels with every tap's kernel and a sum of the tap products shifted into place (``_shifted_products``).
 # XLA:CPU runs such narrow convolutions far below its rate. Alone on one core (Zen 5), 64 rows, forward /
-# forward and backward, ms, as a convolution (this module's VJP) against so: 3x3 32 -> 1 at 28x28 1.01 / 4.45
-# against 0.46 / 2.01; 2x2 16 -> 4 at 15x15 0.39 / 0.50 against 0.12 / 0.25; 3x3 32 -> 2 forward 0.98 against
-# 0.73; but 3x3 32 -> 3 (27 products) forward 1.0 against 2.5 (inference slower).
+# forward and backward, ms, as a convolution (this module's VJP) against as shifted products: 3x3 32 -> 1 at
+# 28x28 1.01 / 4.45 against 0.46 / 2.01; 2x2 16 -> 4 at 15x15 0.39 / 0.50 against 0.12 / 0.25; 3x3 32 -> 2
+# forward 0.98 against 0.73; but 3x3 32 -> 3 (27 products) forward 1.0 against 2.5 (inference slower).
 SHIFTED_PRODUCTS_MAX = 18
 
 
@@ -67,9 +69,12 @@ def _shifted_products(x: jax.Array, kernel: jax.Array, padding: Padding) -> jax.
     n, h, w, _ = x.shape
     (pt, pb), (pl, pr) = padding
     out_h, out_w = h + pt + pb - kh + 1, w + pl + pr - kw + 1
-    z = (x @ kernel.transpose(2, 0, 1, 3).reshape(cin, kh * kw * cout)).reshape(n, h, w, kh * kw, cout)
+    if out_h < 1 or out_w < 1:
+        raise ValueError(f"a {kh}x{kw} kernel does not fit a {h}x{w} image padded by {padding}.")
+    taps = kernel.transpose(2, 0, 1, 3).reshape(cin, kh * kw * cout)
+    z = jnp.matmul(x, taps, preferred_element_type=jnp.float32).reshape(n, h, w, kh * kw, cout)  # f32 sums
     z = lax.pad(z, jnp.zeros((), z.dtype), ((0, 0, 0), (pt, pb, 0), (pl, pr, 0), (0, 0, 0), (0, 0, 0)))
-    return sum(z[:, u : u + out_h, v : v + out_w, u * kw + v] for u in range(kh) for v in range(kw))
+    return sum(z[:, u : u + out_h, v : v + out_w, u * kw + v] for u in range(kh) for v in range(kw)).astype(x.dtype)
 
 
 def _by_shifted_products(kernel: jax.Array) -> bool:

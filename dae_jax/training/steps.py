@@ -46,11 +46,11 @@ def make_train_step(setup: Setup) -> Callable[[TrainState, Batch, jax.Array], tu
                 "(int32 [B], the image's index in the training split), or set train_noise='fresh'."
             )
         if fixed_noise:  # each training image's noise is a function of (key, its row) only: the same every epoch
-            noisy = corruptions.per_example(setup.corrupt, key, given, batch["row"])
+            noisy = corruptions.per_example(setup.corrupt, key, given, batch["row"], fast_bits=True)
         else:  # fresh noise every step; example i of the global batch gets fold_in(step_key, i)
             step_key = jax.random.fold_in(key, state.step)
             index = lax.axis_index(DATA_AXIS) * n + jnp.arange(n)
-            noisy = corruptions.per_example(setup.corrupt, step_key, given, index)
+            noisy = corruptions.per_example(setup.corrupt, step_key, given, index, fast_bits=True)
 
         def summed_loss(params, noisy, clean):
             if compute_dtype is not None:

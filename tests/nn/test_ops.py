@@ -39,10 +39,12 @@ def _assert_same_function(fast, reference, *args):
         ((2, 12, 12, 3), 5, ops.same_padding(5), 6),
         ((2, 8, 8, 1), 3, ((1, 1), (1, 1)), 6),  # one input channel: computed with ONE_CHANNEL_COUT outputs
         ((2 * ops.KERNEL_GRAD_ROWS, 6, 5, 3), 3, ops.same_padding(3), 6),  # the kernel gradient in two pieces
-        # Few output channels: shifted tap products, with any padding (a transposed conv's is uneven).
+        # Few tap products per pixel: shifted products, with any padding (upsample_conv2d's phases' is uneven;
+        # the input gradient's, kh - 1 - pt, negative where pt > kh - 1).
         ((3, 10, 9, 16), 3, ops.same_padding(3), 1),
         ((2, 7, 8, 5), 2, ((1, 0), (0, 1)), 2),
         ((2, 9, 9, 4), 3, ((0, 2), (1, 0)), 1),
+        ((2, 9, 9, 2), 3, ((3, 0), (-1, 2)), 6),  # dx: 3x3 x 2 products (Cin 2)
     ],
 )
 def test_conv2d_matches_lax_conv(shape, kernel, padding, cout):
