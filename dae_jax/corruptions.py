@@ -244,8 +244,8 @@ def per_example(
     where JAX's default (partitionable: jit can then shard one random array without communication) hashes a
     block for each word. An example's draw is never sharded, so the default only doubles the hashing: 128 x 784
     normals took 0.21 against 0.32 ms, 512 x 784 0.77 against 1.19 ms (2-core Zen 5). Other numbers than the
-    default's, as random. Training draws so (dae-jax before this drew its training noise with the default);
-    the fixed evaluation noise keeps the default, so every version scores the same noisy test images.
+    default's, as random. Training draws so; the fixed evaluation noise keeps the default, so every version
+    scores the same noisy test images.
     """
     keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, indices)
     with jax.threefry_partitionable(not fast_bits):
