@@ -97,6 +97,17 @@ def parse_with_config(p: Parser, args: list[str]):
     return namespace, config
 
 
+def prepare_for_inference() -> None:
+    """Sets up this process, before JAX starts, for calls whose results are awaited one by one (``dae-jax
+    denoise`` and ``encode``): one XLA:CPU device per core with one-device calls run inline
+    (``sharding.use_cpu_cores``), and a batch's buffers reused rather than faulted in again each call
+    (``allocator.keep_freed_memory``)."""
+    from dae_jax import allocator, sharding
+
+    sharding.use_cpu_cores(inline=True)
+    allocator.keep_freed_memory()
+
+
 def quiet_logs(verbose: bool) -> None:
     """dae-jax's progress (logger ``dae_jax``) on stdout as plain lines; other libraries' logs off."""
     handler = logging.StreamHandler(sys.stdout)

@@ -86,12 +86,11 @@ def read_all(sources: list[Path], channels: int) -> Iterator[np.ndarray]:
 
 
 def run(args: argparse.Namespace) -> None:
-    from dae_jax import allocator, files, sharding
+    from dae_jax import files
     from dae_jax.data import image_files
     from dae_jax.eval import denoiser
 
-    sharding.use_cpu_cores(inline=True)  # a batch split over every core; calls awaited at once
-    allocator.keep_freed_memory()  # a batch's buffers reused, not faulted in again each call
+    common.prepare_for_inference()
     pairs = image_pairs(args.inputs, Path(args.out))
     # Before anything is read or written: no input replaced, nothing written through a link out of --out.
     files.check_outputs([t for _, t in pairs], args.out, [s for s, _ in pairs], args.overwrite)

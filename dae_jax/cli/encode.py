@@ -35,11 +35,10 @@ def _save(path: str, array) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from dae_jax import allocator, files, sharding
+    from dae_jax import files
     from dae_jax.eval import denoiser, evaluation
 
-    sharding.use_cpu_cores(inline=True)  # a batch split over every core; calls awaited at once
-    allocator.keep_freed_memory()  # a batch's buffers reused, not faulted in again each call
+    common.prepare_for_inference()
     if args.labels and Path(args.labels).resolve() == Path(args.out).resolve():
         raise common.UsageError("--labels and --out name the same file")
     for out in filter(None, (args.out, args.labels)):
