@@ -50,9 +50,8 @@ def run_keys(seed: int) -> RunKeys:
 
 
 def training_mesh(config: ml_collections.ConfigDict) -> jax.sharding.Mesh:
-    """The mesh ``config`` trains on: ``sharding.model_mesh`` of its model at its batch size."""
-    convolutional = models.is_convolutional(models.from_config(config.model))
-    return sharding.model_mesh(convolutional, batch_size=config.batch_size)
+    """The mesh ``config`` trains on: ``sharding.model_mesh`` of its model."""
+    return sharding.model_mesh(models.is_convolutional(models.from_config(config.model)))
 
 
 def micro_batch_size(requested: int | None, per_device: int, model: models.Autoencoder) -> int | None:

@@ -82,26 +82,22 @@ def make_mesh(devices=None) -> Mesh:
     return Mesh(np.asarray(devices), (DATA_AXIS,))
 
 
-# A model without convolutions trains on one CPU device below this batch (``model_mesh``).
-DENSE_SPLIT_BATCH = 512
-
-
-def model_mesh(convolutional: bool, devices=None, batch_size: int | None = None) -> Mesh:
+def model_mesh(convolutional: bool, devices=None) -> Mesh:
     """The mesh a model's batches are split over: ``devices`` (default every device of every process), but
     only the first for a model without convolutions (``models.is_convolutional``) on the CPU devices of one
-    process, unless it trains (``batch_size``) on at least ``DENSE_SPLIT_BATCH`` images a step.
+    process.
 
     Such a model (the dense presets) is a few matrix products, which XLA:CPU runs on every core of one
-    device; splitting a small batch over devices only adds a collective a step (the gradients' all-reduce,
-    the outputs' gather). Side by side on 2 cores, dense32 / dense64 / linear16: training's step on one
-    device 1.4-3.4x the images/s over two at batch 32 and 128, its device-resident loop 1.05-3.0x, but
-    0.8-1.13x at batch 512; denoising 1.3-2.1x at batch 32 to 512. Convolutional models keep every
-    device: XLA runs one device's convolutions on one core (bn_dense576 0.6-0.7x on one).
+    device; splitting a batch over devices only adds a collective a step (the gradients' all-reduce, the
+    outputs' gather). Side by side on 2 cores, dense32 / dense64 / linear16, one device over two: training's
+    step 1.4-3.4x the images/s at batch 32 and 128 (Zen 4); at batch 512, the device-resident loop
+    0.98-1.09x / 1.20-1.23x / 1.24-1.34x and the step 1.14-1.25x / 1.06-1.16x / 1.48-2.3x (Zen 5; on Zen 4
+    0.80-1.13x, results/benchmarks/README.md); denoising 1.3-2.1x at batch 32 to 512. Convolutional models
+    keep every device: XLA runs one device's convolutions on one core (bn_dense576 0.6-0.7x on one).
     """
     devices = jax.devices() if devices is None else devices
     one_process = len({d.process_index for d in devices}) == 1
-    small = batch_size is None or batch_size < DENSE_SPLIT_BATCH
-    if not convolutional and small and one_process and devices[0].platform == "cpu":
+    if not convolutional and one_process and devices[0].platform == "cpu":
         devices = devices[:1]
     return make_mesh(devices)
 

@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> None:
     from dae_jax.data import image_files
     from dae_jax.eval import denoiser
 
-    common.prepare_for_inference()
+    common.prepare_process(inline=True)
     pairs = image_pairs(args.inputs, Path(args.out))
     # Before anything is read or written: no input replaced, nothing written through a link out of --out.
     files.check_outputs([t for _, t in pairs], args.out, [s for s, _ in pairs], args.overwrite)

@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> None:
     from dae_jax import files
     from dae_jax.eval import denoiser, evaluation
 
-    common.prepare_for_inference()
+    common.prepare_process(inline=True)
     if args.labels and Path(args.labels).resolve() == Path(args.out).resolve():
         raise common.UsageError("--labels and --out name the same file")
     for out in filter(None, (args.out, args.labels)):

@@ -47,11 +47,11 @@ def build() -> common.Parser:
 
 
 def run(args: argparse.Namespace) -> None:
-    from dae_jax import files, sharding
+    from dae_jax import files
     from dae_jax.eval import evaluation
     from dae_jax.training import workdir
 
-    sharding.use_cpu_cores()  # one XLA:CPU device per core: a batch is split over every core
+    common.prepare_process()  # one XLA:CPU device per core: a batch is split over every core
     if args.out:
         files.check_output(args.out, args.overwrite)
     result = evaluation.evaluate(

@@ -41,10 +41,9 @@ def parse(argv: list[str]):
 
 
 def run(args) -> None:
-    from dae_jax import sharding
     from dae_jax.training import sweep
 
-    sharding.use_cpu_cores(args.config.batch_size, args.config.eval_batch_size)
+    common.prepare_process(args.config.batch_size, args.config.eval_batch_size)
     rows = sweep.run(args.config, args.workdir, args.grid, command=args.command_line, stop_on_error=args.debug)
     print(f"wrote {Path(args.workdir) / 'summary.md'} and {Path(args.workdir) / 'summary.png'}")
     failed = [row["name"] for row in rows if "error" in row]

@@ -43,6 +43,6 @@ def run(args) -> None:
     from dae_jax import sharding
     from dae_jax.training import loop
 
-    sharding.use_cpu_cores(args.config.batch_size, args.config.eval_batch_size)
+    common.prepare_process(args.config.batch_size, args.config.eval_batch_size)
     sharding.initialize_distributed(args.coordinator_address, args.num_processes, args.process_id)
     loop.train_and_evaluate(args.config, args.workdir)

@@ -203,13 +203,11 @@ def test_fixed_training_noise_is_a_function_of_the_row_only(mnist_sample):
     assert not np.allclose(jax.tree.leaves(fresh[0])[0], jax.tree.leaves(first)[0], atol=1e-6)
 
 
-def test_a_model_without_convolutions_trains_small_batches_on_one_cpu_device():
-    """Its matrix products use every core of one device; splitting a small batch only adds collectives."""
+def test_a_model_without_convolutions_trains_on_one_cpu_device():
+    """Its matrix products use every core of one device; splitting a batch only adds collectives."""
     assert jax.device_count() == 8
-    assert sharding.model_mesh(False).devices.size == 1  # Denoiser: no batch size, one device
-    assert sharding.model_mesh(False, batch_size=sharding.DENSE_SPLIT_BATCH - 8).devices.size == 1
-    assert sharding.model_mesh(False, batch_size=sharding.DENSE_SPLIT_BATCH).devices.size == 8
-    assert sharding.model_mesh(True, batch_size=32).devices.size == 8
+    assert sharding.model_mesh(False).devices.size == 1
+    assert sharding.model_mesh(True).devices.size == 8
     assert sharding.model_mesh(True, jax.devices()[2:6]).devices.size == 4
 
 
