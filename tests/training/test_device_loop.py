@@ -94,3 +94,20 @@ def test_host_batches_stacked_k_a_call_give_the_parameters_of_one_step_a_call(mn
     for a, b, c in zip(*(jax.tree.leaves(s.params) for s in (fed_a, fed_b, host)), strict=True):
         np.testing.assert_array_equal(a, b)  # how the steps are grouped into calls changes no bit
         np.testing.assert_allclose(a, c, atol=1e-5)
+
+
+def test_resident_images_give_back_the_rows_they_were_put_as():
+    """Held as 32-bit words (a row's bytes zero-padded to a whole word), gathered rows come back exact."""
+    mesh = sharding.make_mesh(jax.devices()[:2])
+    rng = np.random.default_rng(0)
+    index = np.array([3, 0, 9, 3])
+    for images in (
+        rng.integers(0, 256, (10, 28, 28, 1), dtype=np.uint8),  # 784 bytes a row: whole words
+        rng.integers(0, 256, (10, 5, 3, 3), dtype=np.uint8),  # 45 bytes: padded to 48
+        rng.random((10, 3, 3, 1), dtype=np.float32),
+    ):
+        resident = device_loop.put_images(images, mesh)
+        assert resident.words.dtype == np.uint32 and resident.words.shape[1] == -(-images[0].nbytes // 4)
+        for rows in (resident.rows(index), jax.jit(lambda r, i: r.rows(i))(resident, index)):
+            assert rows.dtype == images.dtype
+            np.testing.assert_array_equal(np.asarray(rows), images[index])
