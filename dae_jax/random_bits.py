@@ -44,7 +44,7 @@ def threefry2x32(key: jax.Array, x0: jax.Array, x1: jax.Array) -> tuple[jax.Arra
 
 def _bits32(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
     """uint32 ``shape`` as JAX's threefry makes them from ``key`` (uint32 [2]) in the current layout,
-    for fewer than 2**32 words."""
+    for fewer than 2**32 - 1 words (from there JAX's original layout hashes in blocks)."""
     n = math.prod(shape)
     count = lax.iota(np.uint32, n)
     if jax.config.jax_threefry_partitionable:  # each word a hash of its flat index (high word 0), folded
@@ -58,7 +58,7 @@ def _bits32(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
 
 
 def _random_bits(key: jax.Array, bit_width: int, shape: tuple[int, ...]) -> jax.Array:
-    if bit_width != 32 or math.prod(shape) >= 2**32:  # JAX's own (rare here)
+    if bit_width != 32 or math.prod(shape) >= 2**32 - 1:  # JAX's own (rare here)
         return jax.random.bits(_wrap(key), shape, np.dtype(f"uint{bit_width}"))
     return _bits32(key, tuple(shape))
 
@@ -79,5 +79,9 @@ UNROLLED_THREEFRY = jax_random.define_prng_impl(
 
 
 def unrolled(keys: jax.Array) -> jax.Array:
-    """Typed threefry ``keys`` (any shape) as keys of ``UNROLLED_THREEFRY``: the same draws, the hash unrolled."""
+    """Typed threefry ``keys`` (any shape) as keys of ``UNROLLED_THREEFRY`` on CPU: the same draws, the hash
+    unrolled. Keys of another generator (``JAX_DEFAULT_PRNG_IMPL=rbg``), and any keys on GPU and TPU, where
+    JAX's own lowering is not a loop, are returned as they are."""
+    if jax.random.key_impl(keys) != "threefry2x32" or jax.default_backend() != "cpu":
+        return keys
     return jax.random.wrap_key_data(jax.random.key_data(keys), impl=UNROLLED_THREEFRY)

@@ -76,3 +76,22 @@ def test_per_example_noise_is_unchanged():
         with jax.threefry_partitionable(not fast_bits):
             expected = jax.vmap(lambda k, x: corrupt(k, x[None])[0])(keys, images)
         np.testing.assert_array_equal(got, expected)
+
+
+def test_keys_of_another_generator_pass_through():
+    rbg = jax.random.key(0, impl="rbg")
+    assert random_bits.unrolled(rbg) is rbg
+    twice = random_bits.unrolled(random_bits.unrolled(jax.random.key(0)))
+    np.testing.assert_array_equal(jax.random.key_data(twice), jax.random.key_data(jax.random.key(0)))
+
+
+def test_draws_inside_a_jitted_scan_are_jax_s():
+    """As the device-resident loop draws them: per example, under vmap, inside lax.scan."""
+    keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(jax.random.key(4), jnp.arange(6)).reshape(3, 2)
+
+    def draws(keys):
+        return jax.lax.scan(lambda c, k: (c, jax.vmap(lambda k: jax.random.normal(k, (5, 3)))(k)), 0, keys)[1]
+
+    for partitionable in (False, True):
+        with jax.threefry_partitionable(partitionable):
+            np.testing.assert_array_equal(jax.jit(draws)(random_bits.unrolled(keys)), draws(keys))
