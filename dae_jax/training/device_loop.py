@@ -71,8 +71,10 @@ class ResidentImages:
         dtype = np.dtype(self.dtype)
         raw = lax.bitcast_convert_type(self.words[index], jnp.uint8).reshape(len(index), -1)
         raw = raw[:, : math.prod(self.row_shape) * dtype.itemsize]
-        if dtype.itemsize > 1:
-            raw = lax.bitcast_convert_type(raw.reshape(len(index), -1, dtype.itemsize), dtype)
+        if dtype != np.uint8:
+            raw = lax.bitcast_convert_type(
+                raw.reshape(len(index), -1, dtype.itemsize) if dtype.itemsize > 1 else raw, dtype
+            )
         return raw.reshape(len(index), *self.row_shape)
 
 
@@ -83,7 +85,9 @@ def put_images(images: np.ndarray, mesh: Mesh) -> ResidentImages:
             "config.device_resident keeps the whole training set on every device and runs in one process only; "
             "set it to False for multi-process training."
         )
-    raw = np.ascontiguousarray(images).reshape(len(images), -1).view(np.uint8)
+    if images.dtype.kind not in "uif":
+        raise ValueError(f"the device-resident loop takes numeric images, not {images.dtype}; convert them to uint8.")
+    raw = np.ascontiguousarray(images, images.dtype.newbyteorder("=")).reshape(len(images), -1).view(np.uint8)
     raw = np.pad(raw, ((0, 0), (0, -raw.shape[1] % 4))) if raw.shape[1] % 4 else raw
     words = jax.device_put(raw.view(np.uint32), sharding.replicated(mesh))
     return ResidentImages(words, tuple(images.shape[1:]), images.dtype.name)

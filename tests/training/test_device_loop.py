@@ -105,9 +105,11 @@ def test_resident_images_give_back_the_rows_they_were_put_as():
         rng.integers(0, 256, (10, 28, 28, 1), dtype=np.uint8),  # 784 bytes a row: whole words
         rng.integers(0, 256, (10, 5, 3, 3), dtype=np.uint8),  # 45 bytes: padded to 48
         rng.random((10, 3, 3, 1), dtype=np.float32),
+        rng.integers(-128, 128, (10, 3, 3, 1), dtype=np.int8),
+        rng.random((10, 2, 2, 1)).astype(">f4"),  # the other byte order: given back as numbers, not bytes
     ):
         resident = device_loop.put_images(images, mesh)
         assert resident.words.dtype == np.uint32 and resident.words.shape[1] == -(-images[0].nbytes // 4)
         for rows in (resident.rows(index), jax.jit(lambda r, i: r.rows(i))(resident, index)):
-            assert rows.dtype == images.dtype
+            assert rows.dtype == images.dtype.newbyteorder("=")
             np.testing.assert_array_equal(np.asarray(rows), images[index])
