@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> None:
     from dae_jax.eval import evaluation
     from dae_jax.training import workdir
 
-    common.prepare_process()  # one XLA:CPU device per core: a batch is split over every core
+    common.prepare_process()  # one XLA:CPU device per core, freed memory kept for reuse
     if args.out:
         files.check_output(args.out, args.overwrite)
     result = evaluation.evaluate(

@@ -16,8 +16,8 @@ from dae_jax.studies.bench_report import xla_flops
 class JaxRunner:
     """dae-jax's jitted data-parallel train step on ``recipe``'s reference config, same interface as the peers'.
 
-    The state and step are built from the config's ``Setup`` as ``dae_jax.train`` builds them
-    (micro-batched on CPU, one device per core). Variant ``resident``: the accelerator fast path, the images on the
+    The state and step are built from the config's ``Setup`` as ``dae_jax.train`` builds them (micro-batched
+    on CPU, on ``setup.training_mesh``'s devices). Variant ``resident``: the accelerator fast path, the images on the
     devices and ``steps`` steps in one jitted ``lax.scan`` (``dae_jax.training.device_loop``); ``resident_bf16``:
     the same computing in bfloat16 on float32 parameters (``config.compute_dtype``; for GPUs and TPUs).
     """
