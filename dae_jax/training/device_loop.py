@@ -71,10 +71,8 @@ class ResidentImages:
         dtype = np.dtype(self.dtype)
         raw = lax.bitcast_convert_type(self.words[index], jnp.uint8).reshape(len(index), -1)
         raw = raw[:, : math.prod(self.row_shape) * dtype.itemsize]
-        if dtype != np.uint8:
-            raw = lax.bitcast_convert_type(
-                raw.reshape(len(index), -1, dtype.itemsize) if dtype.itemsize > 1 else raw, dtype
-            )
+        if dtype != np.uint8:  # [B, pixels, itemsize] bytes -> [B, pixels] (a one-byte dtype keeps a last axis of 1)
+            raw = lax.bitcast_convert_type(raw.reshape(len(index), -1, dtype.itemsize), dtype)
         return raw.reshape(len(index), *self.row_shape)
 
 
