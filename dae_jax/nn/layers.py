@@ -25,8 +25,9 @@ A layer spec is a short string; a word after the layer's own options sets the ac
 ``plan`` parses a sequence of specs and merges a stride-1 conv that follows "up"/"resize" or
 precedes "pool" into one ``Conv`` layer that does all of it (same parameters, same values). With
 ``fast=True`` (the default) it computes them with the exact fast formulations of
-``dae_jax.nn.ops``: an upsampling followed by a 3x3 conv is a conv on the small image; a conv
-followed by relu and max pooling pools first (relu and an added bias commute with max).
+``dae_jax.nn.ops`` and ``dae_jax.nn.strided``: an upsampling followed by a 3x3 conv is a conv on the small
+image; a conv followed by relu and max pooling pools first (relu and an added bias commute with max); a
+BatchNorm followed by max pooling normalizes the pooled tensor (``batch_norm.normalize_max_pool``).
 ``fast=False`` computes the textbook way and is the reference the tests compare against.
 ``build`` turns one planned step into a callable layer, its kernels started by one of ``KERNEL_INITS``
 (biases start at zero).
@@ -43,7 +44,7 @@ import flax.linen as nn
 import jax
 from jax import lax
 
-from dae_jax.nn import noise_level, ops, pooling
+from dae_jax.nn import noise_level, ops, pooling, strided
 from dae_jax.nn.batch_norm import BatchNorm
 
 # How a layer's kernel starts: Flax's default, or Keras's (the reference write-ups' layers).
@@ -99,7 +100,7 @@ class Conv(nn.Module):
             y = activation(y + bias[None, None, None, :])
             return y if self.pool is None else nn.max_pool(y, (2, 2), (2, 2), self.pool.upper())
         if self.strides == 2:
-            y = ops.strided_conv2d(x, kernel, padding)
+            y = strided.strided_conv2d(x, kernel, padding)
         elif size == (2 * x.shape[1], 2 * x.shape[2]) and k == 3 and self.padding == "SAME":
             y = ops.upsample_conv2d(x, kernel)
         else:
@@ -109,13 +110,14 @@ class Conv(nn.Module):
         return activation(y + bias[None, None, None, :])
 
 
-# (kernel size, stride) of the transposed convs computed in sub-pixel form (ops.transposed_conv2d).
+# (kernel size, stride) of the transposed convs computed in sub-pixel form (strided.transposed_conv2d).
 SUBPIXEL_TCONV = (3, 2)
 
 
 class ConvTranspose(nn.Module):
     """``nn.ConvTranspose(features, (k, k), strides, padding)`` + bias, the same parameters (``kernel`` [k, k, Cin,
-    F], ``bias`` [F]); stride 2 with a 3x3 kernel in sub-pixel form (ops.transposed_conv2d) unless ``fast=False``."""
+    F], ``bias`` [F]); stride 2 with a 3x3 kernel in sub-pixel form (``strided.transposed_conv2d``) unless
+    ``fast=False``."""
 
     features: int
     kernel_size: int = 3
@@ -132,7 +134,7 @@ class ConvTranspose(nn.Module):
         kernel = self.param("kernel", init, (k, k, x.shape[-1], self.features))
         bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
         if self.fast and (k, s) == SUBPIXEL_TCONV:
-            y = ops.transposed_conv2d(x, kernel, self.padding)
+            y = strided.transposed_conv2d(x, kernel, self.padding)
         else:
             y = lax.conv_transpose(x, kernel, (s, s), self.padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
         return y + bias[None, None, None, :]
@@ -201,7 +203,8 @@ def parse(spec: str) -> dict:
 
 
 def plan(specs: Sequence[str]) -> list[dict]:
-    """Parsed specs with "up"/"resize" + stride-1 conv and conv + "pool" merged into one conv step."""
+    """Parsed specs with "up"/"resize" + stride-1 conv and conv + "pool" merged into one conv step, and
+    "bn" + "pool" into one BatchNorm step (the pool's place kept by a "pooled" step that does nothing)."""
     steps: list[dict] = []
     for step in map(parse, specs):
         prev = steps[-1] if steps else None
@@ -209,6 +212,9 @@ def plan(specs: Sequence[str]) -> list[dict]:
             steps[-1] = {**step, "upsample": prev["op"] == "up", "resize_to": prev.get("size")}
         elif step["op"] == "pool" and prev and prev["op"] == "conv" and prev["strides"] == 1 and "pool" not in prev:
             prev["pool"] = step["padding"]
+        elif step["op"] == "pool" and prev and prev["op"] == "bn" and "pool" not in prev:
+            prev["pool"] = step["padding"]
+            steps.append({"op": "pooled"})  # keeps the later layers' indices, so their parameters' names
         else:
             steps.append(step)
     return steps
@@ -242,7 +248,9 @@ def build(
     if op == "dense":
         return nn.Dense(step["features"], kernel_init=KERNEL_INITS[kernel_init]), relu
     if op == "bn":
-        return BatchNorm(axis_name, fast), None
+        return BatchNorm(axis_name, fast, step.get("pool")), None
+    if op == "pooled":  # done by the BatchNorm before it
+        return (lambda x: x), None
     if op == "pool":
         if fast:
             return functools.partial(pooling.max_pool_2x2, padding=step["padding"]), None

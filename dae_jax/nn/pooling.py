@@ -48,26 +48,51 @@ def _max_pool_fwd(x, padding):
 
 
 def _max_pool_bwd(padding, residuals, g):
-    x, pooled = residuals
-    windows = _pool_windows(x, padding)  # [N, H', 2, W', 2, C]
+    return (first_max_gradient(*residuals, g, padding),)
+
+
+def _first_by_masks(windows: jax.Array, pooled: jax.Array) -> jax.Array:
+    """[N, H', 2, W', 2, C] bool: each window's first maximum, from each pixel's hit and those before it."""
     hit = windows == pooled[:, :, None, :, None, :]
     h00, h01 = hit[:, :, :1, :, :1], hit[:, :, :1, :, 1:]
     h10, h11 = hit[:, :, 1:, :, :1], hit[:, :, 1:, :, 1:]
-    # The first maximum in row-major window order takes the gradient.
-    first = jnp.concatenate(
+    return jnp.concatenate(
         [
             jnp.concatenate([h00, h01 & ~h00], axis=4),
             jnp.concatenate([h10 & ~(h00 | h01), h11 & ~(h00 | h01 | h10)], axis=4),
         ],
         axis=2,
     )
+
+
+def _first_by_place(windows: jax.Array, pooled: jax.Array) -> jax.Array:
+    """``_first_by_masks``: the first maximum's place in its window (0-3) found on the pooled grid, then each
+    pixel's own place compared with it."""
+    views = [windows[:, :, a, :, b] for a in (0, 1) for b in (0, 1)]  # row-major window order
+    place = jnp.where(views[0] == pooled, 0, jnp.where(views[1] == pooled, 1, jnp.where(views[2] == pooled, 2, 3)))
+    return place[:, :, None, :, None, :] == jnp.arange(4).reshape(1, 1, 2, 1, 2, 1)
+
+
+def first_max_gradient(
+    x: jax.Array, pooled: jax.Array, g: jax.Array, padding: str, by_place: bool = False
+) -> jax.Array:
+    """The gradient of ``max_pool_2x2(x, padding)`` (= pooled) given the pooled gradient g [N, H', W', C]: g at
+    the first maximum of each window in row-major order, zero elsewhere and in a dropped row/column -> x's shape.
+
+    Two exact ways to find the first maximum, each faster in one place (XLA fuses either into the pass that
+    uses the gradient, differently): masks (the default) in a conv's pooling, conv32_16's train step at batch 128
+    1.1x as fast as by place; by place after a BatchNorm (``batch_norm.normalize_max_pool``), bn_dense576's
+    1.14x / 1.07x as fast at batch 128 / 512 as by masks (2-core Zen 5, 2 rounds each).
+    """
+    windows = _pool_windows(x, padding)  # [N, H', 2, W', 2, C]
+    first = (_first_by_place if by_place else _first_by_masks)(windows, pooled)
     grad = jnp.where(first, g[:, :, None, :, None, :], jnp.zeros((), g.dtype))
     n, hp, _, wp, _, c = grad.shape
     grad = grad.reshape(n, 2 * hp, 2 * wp, c)
     _, h, w, _ = x.shape
     if padding == "same":
-        return (grad[:, :h, :w],)
-    return (jnp.pad(grad, ((0, 0), (0, h - 2 * hp), (0, w - 2 * wp), (0, 0))),)
+        return grad[:, :h, :w]
+    return jnp.pad(grad, ((0, 0), (0, h - 2 * hp), (0, w - 2 * wp), (0, 0)))
 
 
 max_pool_2x2.defvjp(_max_pool_fwd, _max_pool_bwd)

@@ -18,9 +18,9 @@ def _inputs(shape, dtype=jnp.float32):
     return (3.0 + 2.0 * jax.random.normal(jax.random.key(1), shape)).astype(dtype)
 
 
-def _train_apply(fast, axis_name=None):
-    """(variables, x) -> (y, new batch_stats) of a BatchNorm layer in training mode."""
-    layer = batch_norm.BatchNorm(axis_name, fast=fast)
+def _train_apply(fast, axis_name=None, pool=None):
+    """(variables, x) -> (y, new batch_stats) of a BatchNorm layer [and max pooling] in training mode."""
+    layer = batch_norm.BatchNorm(axis_name, fast=fast, pool=pool)
 
     def apply(variables, x):
         y, updates = layer.apply(variables, x, True, mutable=["batch_stats"])
@@ -30,10 +30,13 @@ def _train_apply(fast, axis_name=None):
 
 
 def _trained_variables(layer, x):
-    """Initial variables with scale and bias moved off 1 and 0, so their gradients' paths are exercised."""
+    """Initial variables with scale and bias moved off 1 and 0, so their gradients' paths are exercised; every
+    other channel's scale negative (a pooling after it then takes each window's minimum)."""
     variables = layer.init(jax.random.key(0), x, False)
     params = jax.tree.map(lambda p: p + jax.random.uniform(jax.random.key(2), p.shape), variables["params"])
-    return {**variables, "params": params}
+    bn = params["BatchNorm_0"]
+    signs = jnp.where(jnp.arange(bn["scale"].size) % 2 == 1, -1.0, 1.0)
+    return {**variables, "params": {"BatchNorm_0": {**bn, "scale": bn["scale"] * signs}}}
 
 
 def _grads(apply, variables, x, weights):
@@ -51,20 +54,34 @@ def _assert_close(a, b):
         np.testing.assert_allclose(u, v, atol=TOL * max(1.0, float(jnp.abs(v).max())), rtol=TOL)
 
 
-@pytest.mark.parametrize("shape", [(8, 28, 28, 16), (16, 576), (5, 3, 3, 2)])
-def test_fused_batch_norm_matches_flax(shape):
+@pytest.mark.parametrize(
+    "shape,pool",
+    [
+        ((8, 28, 28, 16), None),
+        ((16, 576), None),
+        ((5, 3, 3, 2), None),
+        ((8, 28, 28, 16), "valid"),
+        ((5, 7, 7, 6), "valid"),  # an odd side: the last row and column are dropped, but counted in the statistics
+        ((3, 7, 6, 6), "same"),
+    ],
+)
+@pytest.mark.parametrize("relu", [False, True])
+def test_fused_batch_norm_matches_flax(shape, pool, relu):
+    """With relu'd inputs, half are 0: most pooling windows hold tied extremes, in both directions."""
     x = _inputs(shape)
-    layer, fast = _train_apply(True)
-    _, textbook = _train_apply(False)
+    x = jnp.maximum(x - 3.0, 0.0) if relu else x
+    layer, fast = _train_apply(True, pool=pool)
+    _, textbook = _train_apply(False, pool=pool)
     variables = _trained_variables(layer, x)
     assert jax.tree.structure(variables) == jax.tree.structure(
         batch_norm.BatchNorm(fast=False).init(jax.random.key(0), x, False)
     )
-    _assert_close(jax.jit(fast)(variables, x), jax.jit(textbook)(variables, x))  # y and the running statistics
-    weights = jax.random.normal(jax.random.key(99), shape)
+    out = jax.jit(fast)(variables, x)  # y and the running statistics
+    _assert_close(out, jax.jit(textbook)(variables, x))
+    weights = jax.random.normal(jax.random.key(99), out[0].shape)
     _assert_close(_grads(fast, variables, x, weights), _grads(textbook, variables, x, weights))
     inference = layer.apply(variables, x, False)
-    _assert_close(inference, batch_norm.BatchNorm(fast=False).apply(variables, x, False))
+    _assert_close(inference, batch_norm.BatchNorm(fast=False, pool=pool).apply(variables, x, False))
 
 
 def test_statistics_are_differentiable_like_their_formulas():
@@ -82,17 +99,19 @@ def test_statistics_are_differentiable_like_their_formulas():
     _assert_close(jax.grad(fused)(x), jax.grad(formulas)(x))
 
 
-def test_global_batch_statistics_over_eight_devices_match_flax():
+@pytest.mark.parametrize("pool", [None, "valid"])
+def test_global_batch_statistics_over_eight_devices_match_flax(pool):
     """Under shard_map (pmap's semantics, as the train step runs), each device normalizes with the global
     batch's statistics; the input gradients include every device's loss, as flax's do."""
     assert jax.device_count() == 8
     mesh = sharding.make_mesh()
-    x, weights = _inputs((32, 7, 7, 4)), jax.random.normal(jax.random.key(5), (32, 7, 7, 4))
-    layer, _ = _train_apply(True, "data")
+    x = _inputs((32, 7, 7, 4))
+    weights = jax.random.normal(jax.random.key(5), (32, 7, 7, 4) if pool is None else (32, 3, 3, 4))
+    layer, _ = _train_apply(True, "data", pool)
     variables = _trained_variables(layer, x)
 
     def run(fast):
-        _, apply = _train_apply(fast, "data")
+        _, apply = _train_apply(fast, "data", pool)
 
         def per_device(variables, x, weights):
             (dparams, dx), (y, stats) = _grads(apply, variables, x, weights), apply(variables, x)
@@ -104,7 +123,7 @@ def test_global_batch_statistics_over_eight_devices_match_flax():
         return jax.jit(mapped)(variables, x, weights)
 
     _assert_close(run(True), run(False))
-    _, whole = _train_apply(True)
+    _, whole = _train_apply(True, pool=pool)
     _assert_close(run(True)[:2], jax.jit(whole)(variables, x))  # the global batch's statistics, as on one device
 
 

@@ -1,4 +1,4 @@
-"""The fast formulations of dae_jax.nn.ops and dae_jax.nn.pooling against the textbook JAX/Flax versions,
+"""The fast formulations of dae_jax.nn.ops, strided and pooling against the textbook JAX/Flax versions,
 values and gradients."""
 
 import functools
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from dae_jax.nn import models, ops, pooling
+from dae_jax.nn import models, ops, pooling, strided
 
 TOL = 1e-5
 
@@ -37,7 +37,12 @@ def _assert_same_function(fast, reference, *args):
         ((3, 14, 14, 8), 3, ops.same_padding(3), 6),
         ((2, 9, 7, 4), 2, ((0, 0), (0, 0)), 6),
         ((2, 12, 12, 3), 5, ops.same_padding(5), 6),
-        ((2, 8, 8, 1), 3, ((1, 1), (1, 1)), 6),  # one input channel: computed with ONE_CHANNEL_COUT outputs
+        # One input channel, few taps: the shifted image's products, in two pieces, one (odd rows) or pieces of
+        # KERNEL_GRAD_ROWS rows; more taps: a convolution.
+        ((2, 8, 8, 1), 3, ((1, 1), (1, 1)), 6),
+        ((3, 9, 7, 1), 3, ((0, 2), (1, 0)), 16),
+        ((2 * ops.KERNEL_GRAD_ROWS, 6, 5, 1), 3, ops.same_padding(3), 16),
+        ((2, 8, 8, 1), 5, ops.same_padding(5), 8),
         ((2 * ops.KERNEL_GRAD_ROWS, 6, 5, 3), 3, ops.same_padding(3), 6),  # the kernel gradient in two pieces
         # Few tap products per pixel: shifted products, with any padding (upsample_conv2d's phases' is uneven;
         # the input gradient's, kh - 1 - pt, negative where pt > kh - 1).
@@ -66,6 +71,14 @@ def test_few_tap_products_take_no_convolution_forward_or_backward(kernel_size, c
     assert (kernel_size**2 * cout > ops.SHIFTED_PRODUCTS_MAX) == convolution
     jaxpr = jax.make_jaxpr(jax.grad(lambda x, w: ops.conv2d(x, w, ops.same_padding(kernel_size)).sum(), (0, 1)))
     assert ("conv_general_dilated" in str(jaxpr(x, w))) == convolution
+
+
+@pytest.mark.parametrize("rows,cout,maps", [(4, 16, 1), (3 * ops.KERNEL_GRAD_ROWS, 16, 1), (3, 16, 0), (4, 17, 0)])
+def test_a_one_channel_conv_with_few_taps_is_computed_in_pieces_without_a_convolution(rows, cout, maps):
+    x, w = jnp.ones((rows, 6, 6, 1)), jnp.ones((3, 3, 1, cout))
+    jaxpr = str(jax.make_jaxpr(lambda x, w: ops.conv2d(x, w, ops.same_padding(3)))(x, w))
+    assert ("conv_general_dilated" in jaxpr) == (9 * cout > ops.ONE_CHANNEL_PRODUCTS_MAX)
+    assert jaxpr.count("scan[") == maps
 
 
 @pytest.mark.parametrize("shape", [(2, 7, 7, 8), (3, 14, 10, 4)])
@@ -152,7 +165,7 @@ def test_strided_conv2d_matches_lax_strided_conv(shape, pads):
     def reference(x, w):
         return lax.conv_general_dilated(x, w, (2, 2), padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
-    _assert_same_function(lambda x, w: ops.strided_conv2d(x, w, padding), reference, x, w)
+    _assert_same_function(lambda x, w: strided.strided_conv2d(x, w, padding), reference, x, w)
 
 
 @pytest.mark.parametrize(
@@ -166,7 +179,7 @@ def test_transposed_conv2d_matches_flax_conv_transpose(padding, shape):
     def reference(x, w):
         return layer.apply({"params": {"kernel": w}}, x)
 
-    _assert_same_function(lambda x, w: ops.transposed_conv2d(x, w, padding), reference, x, w)
+    _assert_same_function(lambda x, w: strided.transposed_conv2d(x, w, padding), reference, x, w)
 
 
 def test_strided_and_transposed_layers_compute_keras_layers():
