@@ -79,10 +79,11 @@ def first_max_gradient(
     """The gradient of ``max_pool_2x2(x, padding)`` (= pooled) given the pooled gradient g [N, H', W', C]: g at
     the first maximum of each window in row-major order, zero elsewhere and in a dropped row/column -> x's shape.
 
-    Two exact ways to find the first maximum, each faster in one place (XLA fuses either into the pass that
-    uses the gradient, differently): masks (the default) in a conv's pooling, conv32_16's train step at batch 128
-    1.1x as fast as by place; by place after a BatchNorm (``batch_norm.normalize_max_pool``), bn_dense576's
-    1.14x / 1.07x as fast at batch 128 / 512 as by masks (2-core Zen 5, 2 rounds each).
+    Two exact ways to find the first maximum, which XLA fuses differently into the pass that uses the gradient:
+    masks (the default) in a conv's pooling, by place after a BatchNorm (``batch_norm.normalize_max_pool``). In a
+    probe's resident step (2-core Zen 5, 2 rounds each) by place ran conv32_16 at 0.9x the images/s at batch 128
+    and bn_dense576 at 1.14x / 1.07x at batch 128 / 512; the benchmark's own runner and ``dae-jax train`` showed
+    bn_dense576 no faster or slower with the whole change (results/benchmarks/README.md).
     """
     windows = _pool_windows(x, padding)  # [N, H', 2, W', 2, C]
     first = (_first_by_place if by_place else _first_by_masks)(windows, pooled)
