@@ -126,7 +126,10 @@ def normalize_max_pool(
     Per channel, BatchNorm is y = x k + shift, monotone in x: increasing where k >= 0, decreasing where k < 0.
     So the maximum of a window's normalized values is the normalized maximum of x k's sign times x, and its
     gradient goes to that pixel (the first in the window where several are equal, as the pooling's). The
-    values are the same, bit for bit: x k = (±x) |k| exactly, and rounding keeps the order.
+    values are the same, bit for bit: x k = (±x) |k| exactly, and rounding keeps the order. One difference:
+    where the normalization itself makes distinct values equal (k = 0, or rounding), the gradient goes to the
+    largest ±x, not to the first of the equal outputs as the unfused layers' does; both are gradients of the
+    same function there.
     """
     return _pooled_forward(x, scale, bias, epsilon, axis_name, padding)[0]
 
@@ -144,7 +147,7 @@ def _pooled_backward(epsilon, axis_name, padding, residuals, cotangents):
     x, scale, mean, inv, top = residuals
     g, g_mean, g_var = (c.astype(jnp.float32) for c in cotangents)
     c = functools.partial(_per_channel, ndim=x.ndim)
-    sign, x32 = c(_signs(scale * inv)), x.astype(jnp.float32)
+    sign, x32 = c(_signs(scale * inv)), x.astype(top.dtype)  # as the forward pass pooled it
     # Σ over x's pixels of the unpooled gradient and of it times x: only the pooled pixels (x = ±top) count.
     local = _sums(g, g * top * sign)
     k, a, b, dscale, dbias = _coefficients(
@@ -187,11 +190,11 @@ class _FusedBatchNorm(nn.Module):
     def _infer(self, x, scale, bias, mean, var):
         """(x - mean) k + bias with the running statistics [-> pooled: the same of the window's largest ±x]."""
         c = functools.partial(_per_channel, ndim=x.ndim)
-        k = lax.rsqrt(var + EPSILON) * scale
+        k, dtype = lax.rsqrt(var + EPSILON) * scale, jnp.result_type(x, scale)
         if self.pool is not None:
-            sign = c(_signs(k))
+            sign = c(_signs(k)).astype(x.dtype)
             x = sign * pooling.max_pool_2x2(x * sign, self.pool)
-        return ((x - c(mean)) * c(k) + c(bias)).astype(jnp.result_type(x, scale))
+        return ((x - c(mean)) * c(k) + c(bias)).astype(dtype)
 
 
 class BatchNorm(nn.Module):

@@ -43,7 +43,9 @@ def same_padding(kernel_size: int) -> Padding:
 # bn_dense576's first layer, 3x3 1 -> 16) is a sum of the shifted image's products with each tap's kernel row,
 # elementwise (``_one_channel_products``). Alone on one core (Zen 5), 3x3 1 -> 16 with bias and relu at 16 / 64 /
 # 256 rows took 0.04 / 0.14 / 0.55 ms against the convolution's 0.12 / 0.45 / 4.7-18.7 ms; 3x3 1 -> 32 ran
-# 2.1-2.7x as fast alone but no faster in conv32's and conv32_16's train steps, and 3x3 1 -> 64 0.9-1.05x.
+# 2.1-2.7x as fast alone but no faster in conv32's and conv32_16's train steps, and 3x3 1 -> 64 0.9-1.05x. A
+# wider one-channel conv is XLA's convolution, on its generic path below 32 output channels (2.8-3x slower alone
+# than 32; no preset has one).
 ONE_CHANNEL_PRODUCTS_MAX = 144
 
 
@@ -54,20 +56,23 @@ def _one_channel_products(x: jax.Array, kernel: jax.Array, padding: Padding) -> 
     Computed in pieces of rows under ``lax.map`` (two pieces, or pieces of ``KERNEL_GRAD_ROWS`` rows when N is a
     larger multiple of it): as one elementwise expression XLA fused the sum, and the noise drawn before it, into
     each of its consumers in a train step (BatchNorm's statistics, the pooling, the backward pass), computing
-    it three times; a loop's output is written once. An odd N is one piece.
+    it three times; a loop's output is written once. An odd or empty N is one piece. Sums in float32 at least.
     """
     kh, kw, _, _ = kernel.shape
     (pt, pb), (pl, pr) = padding
+    h, w = x.shape[1:3]
     x = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (pt, pb, 0), (pl, pr, 0), (0, 0, 0)))
     out_h, out_w = x.shape[1] - kh + 1, x.shape[2] - kw + 1
+    if out_h < 1 or out_w < 1:
+        raise ValueError(f"a {kh}x{kw} kernel does not fit a {h}x{w} image padded by {padding}.")
+    wide = kernel.astype(jnp.promote_types(kernel.dtype, jnp.float32))
 
     def piece(x):
-        return sum(
-            x[:, u : u + out_h, v : v + out_w] * kernel[u : u + 1, v : v + 1] for u in range(kh) for v in range(kw)
-        )
+        taps = [(u, v) for u in range(kh) for v in range(kw)]
+        return sum(x[:, u : u + out_h, v : v + out_w] * wide[u : u + 1, v : v + 1] for u, v in taps).astype(x.dtype)
 
     n = x.shape[0]
-    if n % 2:
+    if n % 2 or n == 0:
         return piece(x)
     rows = KERNEL_GRAD_ROWS if n > KERNEL_GRAD_ROWS and n % KERNEL_GRAD_ROWS == 0 else n // 2
     return lax.map(piece, x.reshape(n // rows, rows, *x.shape[1:])).reshape(n, out_h, out_w, kernel.shape[-1])

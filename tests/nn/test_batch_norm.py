@@ -84,13 +84,17 @@ def test_fused_batch_norm_matches_flax(shape, pool, relu):
     _assert_close(inference, batch_norm.BatchNorm(fast=False, pool=pool).apply(variables, x, False))
 
 
-def test_statistics_are_differentiable_like_their_formulas():
-    """The (mean, var) outputs' own gradients: those of jnp.mean and the biased jnp.var."""
-    x, a, b = _inputs((6, 4, 4, 3)), jnp.arange(3.0), jnp.array([0.5, -1.0, 2.0])
+@pytest.mark.parametrize("pool", [None, "valid"])
+def test_statistics_are_differentiable_like_their_formulas(pool):
+    """The (mean, var) outputs' own gradients: those of jnp.mean and the biased jnp.var (of all of x)."""
+    x, a, b = _inputs((6, 5, 5, 3)), jnp.arange(3.0), jnp.array([0.5, -1.0, 2.0])
     scale, bias = jnp.ones(3), jnp.zeros(3)
 
     def fused(x):
-        _, mean, var = batch_norm.normalize(x, scale, bias, batch_norm.EPSILON, None)
+        if pool is None:
+            _, mean, var = batch_norm.normalize(x, scale, bias, batch_norm.EPSILON, None)
+        else:
+            _, mean, var = batch_norm.normalize_max_pool(x, scale, bias, batch_norm.EPSILON, None, pool)
         return jnp.sum(mean * a + var * b)
 
     def formulas(x):
@@ -127,16 +131,19 @@ def test_global_batch_statistics_over_eight_devices_match_flax(pool):
     _assert_close(run(True)[:2], jax.jit(whole)(variables, x))  # the global batch's statistics, as on one device
 
 
-def test_bfloat16_inputs_keep_float32_statistics():
+@pytest.mark.parametrize("pool", [None, "valid"])
+def test_bfloat16_inputs_keep_float32_statistics(pool):
     x = _inputs((8, 5, 5, 3), jnp.bfloat16)
-    layer, fast = _train_apply(True)
-    _, textbook = _train_apply(False)
+    layer, fast = _train_apply(True, pool=pool)
+    _, textbook = _train_apply(False, pool=pool)
     variables = _trained_variables(layer, x)
     (y, stats), (y_ref, stats_ref) = fast(variables, x), textbook(variables, x)
     assert y.dtype == y_ref.dtype and {s.dtype for s in jax.tree.leaves(stats)} == {jnp.dtype(jnp.float32)}
     _assert_close(stats, stats_ref)
-    dx = _grads(fast, variables, x, jnp.ones(x.shape))[1]
+    dx = _grads(fast, variables, x, jnp.ones(y.shape))[1]
     assert dx.dtype == jnp.bfloat16
+    half = jax.tree.map(lambda p: p.astype(jnp.bfloat16), variables)
+    assert layer.apply(half, x, False).dtype == batch_norm.BatchNorm(fast=False, pool=pool).apply(half, x, False).dtype
 
 
 def test_bn_dense576_trains_the_same_fused_or_textbook(mnist_sample):

@@ -163,3 +163,18 @@ def test_glorot_kernels_match_the_keras_layers_moments():
 def test_unknown_kernel_init_lists_choices():
     with pytest.raises(ValueError, match="kernel_init 'he'.*glorot_uniform"):
         _init(models.make("conv32", kernel_init="he"), (1, 28, 28, 1))
+
+
+def test_bn_then_pool_is_one_step_that_keeps_the_later_layers_names():
+    """A "bn" + "pool" pair is one BatchNorm step and a "pooled" placeholder: the layers after it keep the
+    indices, so the parameter names, they had before the two were fused (checkpoints stay loadable)."""
+    steps = layers.plan(("bn", "pool", "pool", "bn", "pool same", "conv 4"))
+    assert [s["op"] for s in steps] == ["bn", "pooled", "pool", "bn", "pooled", "conv"]
+    assert [s.get("pool") for s in steps if s["op"] == "bn"] == ["valid", "same"]
+    model = models.make("bn_dense576")
+    variables = model.init(jax.random.key(0), jnp.zeros((2, 28, 28, 1)))
+    assert sorted(variables["params"]) == [
+        *(f"decoder_layers_{i}_0" for i in (1, 2, 3)),
+        *(f"encoder_layers_{i}_0" for i in (0, 1, 3, 4, 6, 7, 9)),
+    ]
+    assert sorted(variables["batch_stats"]) == [f"encoder_layers_{i}_0" for i in (1, 4, 7)]

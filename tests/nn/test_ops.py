@@ -73,7 +73,9 @@ def test_few_tap_products_take_no_convolution_forward_or_backward(kernel_size, c
     assert ("conv_general_dilated" in str(jaxpr(x, w))) == convolution
 
 
-@pytest.mark.parametrize("rows,cout,maps", [(4, 16, 1), (3 * ops.KERNEL_GRAD_ROWS, 16, 1), (3, 16, 0), (4, 17, 0)])
+@pytest.mark.parametrize(
+    "rows,cout,maps", [(4, 16, 1), (3 * ops.KERNEL_GRAD_ROWS, 16, 1), (3, 16, 0), (0, 16, 0), (4, 17, 0)]
+)
 def test_a_one_channel_conv_with_few_taps_is_computed_in_pieces_without_a_convolution(rows, cout, maps):
     x, w = jnp.ones((rows, 6, 6, 1)), jnp.ones((3, 3, 1, cout))
     jaxpr = str(jax.make_jaxpr(lambda x, w: ops.conv2d(x, w, ops.same_padding(3)))(x, w))
