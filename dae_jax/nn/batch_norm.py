@@ -65,7 +65,7 @@ def normalize(
 
 
 def _statistics(x32, scale, bias, epsilon, axis_name):
-    """(mean, inv, k, shift) [C] each, of this batch: y = x k + shift with k = scale / σ, inv = 1 / σ."""
+    """(mean, var, inv, k, shift) [C] each, of this batch: y = x k + shift with k = scale / σ, inv = 1 / σ."""
     mean, mean_sq = _global(_sums(x32, jnp.square(x32)), axis_name) / _count(x32, axis_name)
     var = jnp.maximum(mean_sq - jnp.square(mean), 0.0)
     inv = lax.rsqrt(var + epsilon)
