@@ -39,6 +39,16 @@ def same_padding(kernel_size: int) -> Padding:
     return ((p, kernel_size - 1 - p), (p, kernel_size - 1 - p))
 
 
+def _output_size(x: jax.Array, kernel: jax.Array, padding: Padding) -> tuple[int, int]:
+    """(H', W') of a stride-1 convolution of x [N, H, W, Cin] with kernel [kh, kw, ...] and padding; a
+    ValueError where the kernel does not fit the padded image."""
+    (kh, kw), (h, w), ((pt, pb), (pl, pr)) = kernel.shape[:2], x.shape[1:3], padding
+    out_h, out_w = h + pt + pb - kh + 1, w + pl + pr - kw + 1
+    if out_h < 1 or out_w < 1:
+        raise ValueError(f"a {kh}x{kw} kernel does not fit a {h}x{w} image padded by {padding}.")
+    return out_h, out_w
+
+
 # On CPU a one-channel image's convolution with at most this many tap products per output pixel (kh * kw * Cout:
 # bn_dense576's first layer, 3x3 1 -> 16) is a sum of the shifted image's products with each tap's kernel row,
 # elementwise (``_one_channel_products``). Alone on one core (Zen 5), 3x3 1 -> 16 with bias and relu at 16 / 64 /
@@ -60,11 +70,8 @@ def _one_channel_products(x: jax.Array, kernel: jax.Array, padding: Padding) -> 
     """
     kh, kw, _, _ = kernel.shape
     (pt, pb), (pl, pr) = padding
-    h, w = x.shape[1:3]
+    out_h, out_w = _output_size(x, kernel, padding)
     x = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (pt, pb, 0), (pl, pr, 0), (0, 0, 0)))
-    out_h, out_w = x.shape[1] - kh + 1, x.shape[2] - kw + 1
-    if out_h < 1 or out_w < 1:
-        raise ValueError(f"a {kh}x{kw} kernel does not fit a {h}x{w} image padded by {padding}.")
     wide = kernel.astype(jnp.promote_types(kernel.dtype, jnp.float32))
 
     def piece(x):
@@ -95,9 +102,7 @@ def _shifted_products(x: jax.Array, kernel: jax.Array, padding: Padding) -> jax.
     kh, kw, cin, cout = kernel.shape
     n, h, w, _ = x.shape
     (pt, pb), (pl, pr) = padding
-    out_h, out_w = h + pt + pb - kh + 1, w + pl + pr - kw + 1
-    if out_h < 1 or out_w < 1:
-        raise ValueError(f"a {kh}x{kw} kernel does not fit a {h}x{w} image padded by {padding}.")
+    out_h, out_w = _output_size(x, kernel, padding)
     taps = kernel.transpose(2, 0, 1, 3).reshape(cin, kh * kw * cout)
     z = jnp.matmul(x, taps, preferred_element_type=jnp.float32).reshape(n, h, w, kh * kw, cout)  # f32 sums
     z = lax.pad(z, jnp.zeros((), z.dtype), ((0, 0, 0), (pt, pb, 0), (pl, pr, 0), (0, 0, 0), (0, 0, 0)))

@@ -205,3 +205,9 @@ def test_strided_and_transposed_layers_compute_keras_layers():
         reference.set_weights([to_keras(np.asarray(params["kernel"])), np.asarray(bias)])
         ours = module.apply({"params": {**params, "bias": bias}}, x)
         np.testing.assert_allclose(ours, np.asarray(reference(np.asarray(x))), atol=TOL)
+
+
+@pytest.mark.parametrize("products", [ops._shifted_products, ops._one_channel_products])
+def test_a_kernel_larger_than_the_padded_image_is_refused_with_the_sizes(products):
+    with pytest.raises(ValueError, match="a 5x5 kernel does not fit a 2x2 image"):
+        products(jnp.ones((2, 2, 2, 1)), jnp.ones((5, 5, 1, 2)), ((0, 0), (0, 0)))
