@@ -16,6 +16,7 @@ instead of turning the config into objects themselves. It is the one home of two
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -29,10 +30,17 @@ from dae_jax.data import stream
 from dae_jax.nn import losses, models
 from dae_jax.sharding import DATA_AXIS
 
-# On CPU a train step over 16 images at a time keeps a convolutional model's activations in cache
-# (results/benchmarks). Dense models are matrix products, faster whole: side by side in the device-resident
-# loop at batch 128 on 2 cores, dense32 / dense64 / linear16 trained 1.30x / 1.46x / 1.33x faster without.
+# On CPU a train step runs each device's rows a few images at a time (``micro_batch_size``), so that their
+# activations stay in cache: at most ``CPU_MICRO_BATCH``, halved while the images' layer outputs exceed
+# ``MICRO_BATCH_BYTES``. Side by side on a 2-core Intel Xeon (Emerald Rapids; JaxRunner, batch 128, alternating
+# fresh processes), images/s with 16 -> 8 -> 4 -> 2 images a micro-batch, layer outputs of 16 images in brackets:
+# conv32 (1.1 MiB) 5,629-5,902 / 5,827-6,169 at 8; conv64 (5 MiB) 1,057-1,119 / 1,138-1,265; unet32 (7 MiB)
+# 1,081-1,137 / 1,259-1,260 (at batch 32 and 512 too: 1.08-1.10x); unet_deep_residual (10.4 MiB) 507-512 /
+# 521-553 / 525-536; superres_faces (64x64x3, 25.5 MiB) 185-186 / 211-219 / 233-235 / 230. Dense models are
+# matrix products, faster whole: side by side in the device-resident loop at batch 128 on 2 cores, dense32 /
+# dense64 / linear16 trained 1.30x / 1.46x / 1.33x faster without.
 CPU_MICRO_BATCH = 16
+MICRO_BATCH_BYTES = 4 * 2**20
 
 
 class RunKeys(NamedTuple):
@@ -54,15 +62,33 @@ def training_mesh(config: ml_collections.ConfigDict) -> jax.sharding.Mesh:
     return sharding.model_mesh(models.is_convolutional(models.from_config(config.model)))
 
 
-def micro_batch_size(requested: int | None, per_device: int, model: models.Autoencoder) -> int | None:
-    """The micro-batch of the train step: ``requested`` (0: none), or by default ``CPU_MICRO_BATCH`` on CPU
-    for convolutional models without BatchNorm whose layers stay fast inside a ``lax.scan``
-    (``models.scan_friendly``) when it divides the device batch."""
+def layer_output_bytes(model: models.Autoencoder, image_shape: tuple[int, int, int]) -> int:
+    """Bytes of one image's float32 layer outputs in ``model`` (each module's output, the model's own
+    included): what a micro-batch keeps per image for the backward pass, about. Traced, nothing computed."""
+
+    def outputs(x):
+        return model.init_with_output(jax.random.key(0), x, capture_intermediates=True)[1]["intermediates"]
+
+    shapes = jax.eval_shape(outputs, jax.ShapeDtypeStruct((1, *image_shape), jnp.float32))
+    return sum(4 * math.prod(leaf.shape) for leaf in jax.tree.leaves(shapes))
+
+
+def micro_batch_size(
+    requested: int | None, per_device: int, model: models.Autoencoder, image_shape: tuple[int, int, int]
+) -> int | None:
+    """The micro-batch of the train step: ``requested`` (0: none), or by default on CPU, for convolutional
+    models without BatchNorm whose layers stay fast inside a ``lax.scan`` (``models.scan_friendly``), the
+    largest power of two up to ``CPU_MICRO_BATCH`` whose images' layer outputs fit ``MICRO_BATCH_BYTES``
+    (at least 1), when it divides the device batch."""
     batch_norm = models.has_batch_norm(model)
     if requested is None:
         cpu = jax.default_backend() == "cpu"
-        auto = cpu and models.is_convolutional(model) and models.scan_friendly(model) and not batch_norm
-        return CPU_MICRO_BATCH if auto and per_device % CPU_MICRO_BATCH == 0 else None
+        if not (cpu and models.is_convolutional(model) and models.scan_friendly(model) and not batch_norm):
+            return None
+        size, per_image = CPU_MICRO_BATCH, layer_output_bytes(model, image_shape)
+        while size > 1 and size * per_image > MICRO_BATCH_BYTES:
+            size //= 2
+        return size if per_device % size == 0 else None
     if requested == 0 or requested >= per_device:
         return None
     if batch_norm:
@@ -131,7 +157,11 @@ class Setup:
             loss=loss,
             activation=activation,
             compute_dtype=None if config.compute_dtype == "float32" else jnp.dtype(config.compute_dtype),
-            micro_batch=micro_batch_size(config.micro_batch_size, per_device, model) if training else None,
+            micro_batch=(
+                micro_batch_size(config.micro_batch_size, per_device, model, tuple(config.image_shape))
+                if training
+                else None
+            ),
             keys=run_keys(config.seed),
             ema_decay=config.get("ema_decay"),
         )

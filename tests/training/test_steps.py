@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dae_jax import sharding
+from dae_jax import setup, sharding
 from dae_jax.eval import evaluation
 from dae_jax.nn import models
 from dae_jax.setup import micro_batch_size
@@ -63,13 +63,38 @@ def test_micro_batched_step_matches_full_batch(mnist_sample):
         np.testing.assert_allclose(a, b, atol=1e-5)
 
 
+MNIST = (28, 28, 1)
+
+
 @pytest.mark.parametrize(
     "requested,per_device,model,expected",
     [(None, 64, "conv32", 16), (None, 8, "conv32", None), (None, 64, "bn_dense576", None), (0, 64, "conv32", None)]
-    + [(8, 64, "conv32", 8), (None, 64, "dense32", None), (None, 64, "linear16", None), (8, 64, "dense32", 8)],
+    + [(8, 64, "conv32", 8), (None, 64, "dense32", None), (None, 64, "linear16", None), (8, 64, "dense32", 8)]
+    + [(None, 64, "conv64", 8), (None, 64, "unet32", 8), (None, 16, "unet32", 8), (None, 64, "unet_deep_residual", 4)],
 )
 def test_micro_batch_size_choice(requested, per_device, model, expected):
-    assert micro_batch_size(requested, per_device, models.make(model)) == expected  # tests run on CPU
+    assert micro_batch_size(requested, per_device, models.make(model), MNIST) == expected  # tests run on CPU
+
+
+def test_layer_output_bytes_count_each_layers_output():
+    # conv32 on MNIST: conv+pool 14x14x32, conv+pool 7x7x32, conv 7x7x32, up+conv 14x14x32, up+conv 28x28x1 (the
+    # decoder's last layer), and the model's output 28x28x1; float32.
+    assert setup.layer_output_bytes(models.make("conv32"), MNIST) == 4 * (2 * 14 * 14 * 32 + 2 * 7 * 7 * 32 + 2 * 784)
+    assert setup.layer_output_bytes(models.make("conv32"), (56, 56, 1)) == 4 * setup.layer_output_bytes(
+        models.make("conv32"), MNIST
+    )
+
+
+@pytest.mark.parametrize("model,image_shape", [("conv32", MNIST), ("unet32", MNIST), ("superres", (48, 48, 3))])
+def test_micro_batches_are_the_largest_that_fit_the_cache_budget(model, image_shape):
+    size = micro_batch_size(None, 64, models.make(model), image_shape)
+    per_image = setup.layer_output_bytes(models.make(model), image_shape)
+    assert size * per_image <= setup.MICRO_BATCH_BYTES
+    assert size == setup.CPU_MICRO_BATCH or 2 * size * per_image > setup.MICRO_BATCH_BYTES
+
+
+def test_huge_images_train_one_at_a_time():
+    assert micro_batch_size(None, 3, models.make("conv32"), (512, 512, 1)) == 1
 
 
 def test_no_automatic_micro_batches_where_layers_are_slow_in_scans():
@@ -78,9 +103,9 @@ def test_no_automatic_micro_batches_where_layers_are_slow_in_scans():
     slow = [models.Autoencoder(encoder=("conv 8",), decoder=(t, "conv 1")) for t in ("tconv 8 s2 k5", "tconv 8")]
     assert not any(map(models.scan_friendly, slow))  # XLA's own transposed convs
     assert not models.scan_friendly(models.make("superres", fast=False))  # the textbook layers
-    assert micro_batch_size(None, 64, slow[0]) is None
-    assert micro_batch_size(8, 64, slow[0]) == 8  # asked for: done (correct, slower)
-    assert micro_batch_size(None, 64, models.make("superres")) == 16
+    assert micro_batch_size(None, 64, slow[0], MNIST) is None
+    assert micro_batch_size(8, 64, slow[0], MNIST) == 8  # asked for: done (correct, slower)
+    assert micro_batch_size(None, 64, models.make("superres"), (48, 48, 3)) == 4
 
 
 def test_device_resident_loop_by_default_where_it_is_faster():
@@ -97,9 +122,9 @@ def test_device_resident_loop_by_default_where_it_is_faster():
 
 def test_bad_micro_batch_sizes_are_named():
     with pytest.raises(ValueError, match="does not divide the 64 images per device"):
-        micro_batch_size(24, 64, models.make("conv32"))
+        micro_batch_size(24, 64, models.make("conv32"), MNIST)
     with pytest.raises(ValueError, match="BatchNorm"):
-        micro_batch_size(8, 64, models.make("bn_dense576"))
+        micro_batch_size(8, 64, models.make("bn_dense576"), MNIST)
 
 
 def test_bfloat16_compute_keeps_float32_parameters(mnist_sample):
