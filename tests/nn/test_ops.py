@@ -84,14 +84,32 @@ def test_a_one_channel_conv_with_few_taps_is_computed_in_pieces_without_a_convol
 
 
 @pytest.mark.parametrize("shape", [(2, 7, 7, 8), (3, 14, 10, 4)])
-def test_upsample_conv2d_matches_conv_of_upsampled(shape):
+@pytest.mark.parametrize("cout", [5, 4, 1])  # 4 and 1: the four phases as one matrix product
+def test_upsample_conv2d_matches_conv_of_upsampled(shape, cout):
     x = jax.random.normal(jax.random.key(2), shape)
-    w = jax.random.normal(jax.random.key(3), (3, 3, shape[-1], 5)) * 0.2
+    w = jax.random.normal(jax.random.key(3), (3, 3, shape[-1], cout)) * 0.2
 
     def reference(x, w):
         return _reference_conv(jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2), w, "SAME")
 
     _assert_same_function(ops.upsample_conv2d, reference, x, w)
+
+
+@pytest.mark.parametrize("cout,products", [(1, 1), (4, 1), (5, 0)])
+def test_an_upsample_conv_to_few_channels_is_one_matrix_product_forward_and_back(cout, products):
+    x, w = jnp.ones((2, 7, 7, 8)), jnp.ones((3, 3, 8, cout))
+    assert str(jax.make_jaxpr(ops.upsample_conv2d)(x, w)).count("dot_general[") == products
+    grads = jax.make_jaxpr(jax.grad(lambda x, w: ops.upsample_conv2d(x, w).sum(), (0, 1)))(x, w)
+    assert str(grads).count("dot_general[") == 3 * products  # the product, then dx and the taps' gradient
+
+
+def test_pixel_products_keep_bfloat16_arguments_and_sum_in_float32():
+    x, w = jnp.ones((2, 7, 7, 8), jnp.bfloat16), jnp.ones((3, 3, 8, 1), jnp.bfloat16)
+    assert ops.upsample_conv2d(x, w).dtype == jnp.bfloat16
+    dx, dw = jax.grad(lambda x, w: ops.upsample_conv2d(x, w).astype(jnp.float32).sum(), (0, 1))(x, w)
+    assert (dx.dtype, dw.dtype) == (jnp.bfloat16, jnp.bfloat16)
+    z = ops._pixel_products(jnp.full((1, 1, 300, 1), 1 / 3, jnp.bfloat16), jnp.ones((1, 1), jnp.bfloat16))
+    assert z.dtype == jnp.float32
 
 
 @pytest.mark.parametrize("padding,shape", [("valid", (2, 8, 8, 3)), ("valid", (2, 7, 9, 3)), ("same", (2, 7, 7, 3))])
