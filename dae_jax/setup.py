@@ -64,7 +64,8 @@ def training_mesh(config: ml_collections.ConfigDict) -> jax.sharding.Mesh:
 
 def layer_output_bytes(model: models.Autoencoder, image_shape: tuple[int, int, int]) -> int:
     """Bytes of one image's float32 layer outputs in ``model`` (each module's output, the model's own
-    included): what a micro-batch keeps per image for the backward pass, about. Traced, nothing computed."""
+    included): a proxy for what a micro-batch keeps per image (a conv's output before its pooling, activations
+    outside modules and skip sums are not counted; ``MICRO_BATCH_BYTES`` was set on this measure). Traced."""
 
     def outputs(x):
         return model.init_with_output(jax.random.key(0), x, capture_intermediates=True)[1]["intermediates"]

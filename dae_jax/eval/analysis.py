@@ -72,8 +72,9 @@ def linear_maps(state, image_shape: tuple[int, ...]) -> tuple[np.ndarray, np.nda
         raise ValueError("pca_angles: the model's weights are not finite (training diverged).")
     x1, x2 = jax.random.uniform(jax.random.key(0), (2, image_size))
     z1, z2 = jax.random.normal(jax.random.key(1), (2, *code_shape))
-    encoder, encoder_2 = jax.jacfwd(encode)(x1), jax.jacfwd(encode)(x2)
-    decoder, decoder_2 = jax.jacfwd(decode)(z1), jax.jacfwd(decode)(z2)
+    # Reverse mode: the fast convolutions define VJPs only (custom_vjp), which forward mode cannot pass.
+    encoder, encoder_2 = jax.jacrev(encode)(x1), jax.jacrev(encode)(x2)
+    decoder, decoder_2 = jax.jacrev(decode)(z1), jax.jacrev(decode)(z2)
     if not (np.allclose(encoder, encoder_2, atol=1e-5) and np.allclose(decoder, decoder_2, atol=1e-5)):
         raise ValueError("pca_angles needs a linear autoencoder (e.g. model linear16): this model is not affine.")
     return np.asarray(encoder, np.float64), np.asarray(decoder, np.float64)

@@ -10,15 +10,16 @@ measured on XLA CPU (results/benchmarks/):
   speed. On CPU its kernel gradient, which contracts over the batch and runs slower per row as the batch grows, is
   summed over pieces of ``KERNEL_GRAD_ROWS`` rows (a step without micro-batches: BatchNorm). A conv with few
   tap products per pixel (kh * kw * Cout <= ``SHIFTED_PRODUCTS_MAX``: a decoder's last) skips this VJP: it is
-  one matrix product of the pixels with every tap's kernel, the products shifted into place and summed, and
-  autodiff differentiates it; 1.3-3x faster than XLA:CPU's narrow convolutions. A one-channel image's conv with
-  few taps (kh * kw * Cout <= ``ONE_CHANNEL_PRODUCTS_MAX``: bn_dense576's first) is a sum of shifted products.
+  one matrix product of the pixels with every tap's kernel (``_pixel_products``, with its own VJP), the
+  products shifted into place and summed (differentiated by autodiff); 1.3-3x faster than XLA:CPU's narrow
+  convolutions. A one-channel image's conv with few taps (kh * kw * Cout <= ``ONE_CHANNEL_PRODUCTS_MAX``:
+  bn_dense576's first) is a sum of shifted products.
 - ``upsample_conv2d`` replaces conv(upsample(x)) by four 2x2 convolutions of the small image, one per output
   phase: 16/36 of the multiply-adds, and the 4x larger upsampled tensor is never built. Where the phases have
   few tap products (a decoder's last layer, to an image), all four are one matrix product.
 - The shifted products' matrix product has its own VJP, which contracts the pixels without first copying the
   output's gradient transposed: conv32's and conv32_16's train steps 1.09-1.30x as fast, unet32's and
-  bn_dense576's 1.12-1.25x (2-core Intel Xeon; results/benchmarks/).
+  bn_dense576's 1.12-1.25x (2-core Intel Xeon; results/benchmarks/README.md).
 
 Stride-2 convolutions and transposed convolutions: ``dae_jax.nn.strided``.
 
@@ -130,7 +131,7 @@ def _pixel_products(x: jax.Array, taps: jax.Array) -> jax.Array:
     transposed to [K, pixels] first: conv32's last layer (four phases, 16 rows of 14x14x32) took 950 us forward
     and backward that way against 380 us (one core, Intel Xeon).
     """
-    return jnp.matmul(x, taps, preferred_element_type=jnp.promote_types(x.dtype, jnp.float32))
+    return jnp.matmul(x, taps, preferred_element_type=jnp.promote_types(jnp.result_type(x, taps), jnp.float32))
 
 
 def _pixel_products_fwd(x, taps):
@@ -165,7 +166,7 @@ def conv2d(x: jax.Array, kernel: jax.Array, padding: Padding) -> jax.Array:
 
     x: [N, H, W, Cin]; kernel: [kh, kw, Cin, Cout] -> [N, H + pt + pb - kh + 1, W + ..., Cout].
     """
-    if _by_shifted_products(kernel):  # matrix products, slices and sums: autodiff's backward is fast already
+    if _by_shifted_products(kernel):  # a product with its own VJP, then slices and sums: no convolution VJP needed
         return _shifted_products(x, kernel, padding)
     return _conv2d(x, kernel, padding)
 

@@ -98,7 +98,9 @@ def test_upsample_conv2d_matches_conv_of_upsampled(shape, cout):
 @pytest.mark.parametrize("cout,products", [(1, 1), (4, 1), (5, 0)])
 def test_an_upsample_conv_to_few_channels_is_one_matrix_product_forward_and_back(cout, products):
     x, w = jnp.ones((2, 7, 7, 8)), jnp.ones((3, 3, 8, cout))
-    assert str(jax.make_jaxpr(ops.upsample_conv2d)(x, w)).count("dot_general[") == products
+    forward = str(jax.make_jaxpr(ops.upsample_conv2d)(x, w))
+    assert forward.count("dot_general[") == products
+    assert ("_pixel_products" in forward) == bool(products)  # the product with its own VJP
     grads = jax.make_jaxpr(jax.grad(lambda x, w: ops.upsample_conv2d(x, w).sum(), (0, 1)))(x, w)
     assert str(grads).count("dot_general[") == 3 * products  # the product, then dx and the taps' gradient
 
@@ -108,8 +110,13 @@ def test_pixel_products_keep_bfloat16_arguments_and_sum_in_float32():
     assert ops.upsample_conv2d(x, w).dtype == jnp.bfloat16
     dx, dw = jax.grad(lambda x, w: ops.upsample_conv2d(x, w).astype(jnp.float32).sum(), (0, 1))(x, w)
     assert (dx.dtype, dw.dtype) == (jnp.bfloat16, jnp.bfloat16)
-    z = ops._pixel_products(jnp.full((1, 1, 300, 1), 1 / 3, jnp.bfloat16), jnp.ones((1, 1), jnp.bfloat16))
-    assert z.dtype == jnp.float32
+    third = jnp.bfloat16(1 / 3)
+    z = ops._pixel_products(jnp.full((1, 1, 1, 300), third, jnp.bfloat16), jnp.ones((300, 1), jnp.bfloat16))
+    assert z.dtype == jnp.float32  # a bfloat16 sum of 300 thirds would be off by more than 0.1 (spacing 0.5 at 100)
+    np.testing.assert_allclose(float(z[0, 0, 0, 0]), 300 * float(third), rtol=1e-5)
+    x32, w32 = jax.random.uniform(jax.random.key(0), (2, 7, 7, 8)), jax.random.normal(jax.random.key(1), (3, 3, 8, 1))
+    low = ops.upsample_conv2d(x32.astype(jnp.bfloat16), w32.astype(jnp.bfloat16)).astype(jnp.float32)
+    np.testing.assert_allclose(low, ops.upsample_conv2d(x32, w32), atol=0.05)
 
 
 @pytest.mark.parametrize("padding,shape", [("valid", (2, 8, 8, 3)), ("valid", (2, 7, 9, 3)), ("same", (2, 7, 7, 3))])

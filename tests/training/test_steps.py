@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dae_jax import setup, sharding
+from dae_jax import configs, setup, sharding
 from dae_jax.eval import evaluation
 from dae_jax.nn import models
 from dae_jax.setup import micro_batch_size
@@ -91,6 +91,12 @@ def test_micro_batches_are_the_largest_that_fit_the_cache_budget(model, image_sh
     per_image = setup.layer_output_bytes(models.make(model), image_shape)
     assert size * per_image <= setup.MICRO_BATCH_BYTES
     assert size == setup.CPU_MICRO_BATCH or 2 * size * per_image > setup.MICRO_BATCH_BYTES
+
+
+def test_a_run_sizes_its_micro_batches_for_its_own_images():
+    config = configs.load("superres_faces")  # 64x64x3 photographs: 1.6 MiB of layer outputs an image
+    assert tuple(config.image_shape) == (64, 64, 3)
+    assert setup.Setup.from_config(config, num_devices=2).micro_batch == 2
 
 
 def test_huge_images_train_one_at_a_time():
