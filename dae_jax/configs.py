@@ -50,9 +50,8 @@ def base() -> ConfigDict:
     # e.g. 0.999: validation, test, figures and the loaded model use the parameters' moving average with
     c.ema_decay = placeholder(float)  # this decay (TrainState.with_ema); None: the parameters themselves
     c.batch_size = 128  # global, split evenly over all devices
-    # Each device's rows in chunks of this many (gradients summed; same update). None: on CPU, up to 16 sized
-    # by the layers' outputs, for convolutional models without BatchNorm whose layers are fast in a scan, else
-    # none; 0: none (dae_jax.setup.micro_batch_size).
+    # Each device's rows in chunks of this many (gradients summed; same update). None: on CPU up to 16, by the
+    # layers' outputs, for conv models without BatchNorm fast in scans; 0: none (dae_jax.setup.micro_batch_size).
     c.micro_batch_size = placeholder(int)
     c.compute_dtype = "float32"  # "bfloat16": compute in bf16 on float32 parameters (GPU/TPU; slow on CPU)
     c.eval_batch_size = 1000
