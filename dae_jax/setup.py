@@ -62,32 +62,42 @@ def training_mesh(config: ml_collections.ConfigDict) -> jax.sharding.Mesh:
     return sharding.model_mesh(models.is_convolutional(models.from_config(config.model)))
 
 
+def _layer_outputs(model: models.Autoencoder, image_shape: tuple[int, int, int]) -> tuple[Any, Any]:
+    """(output, intermediates) of ``model`` on one image of ``image_shape``, as shapes: traced once, nothing
+    computed. The intermediates are each module's output (``capture_intermediates``)."""
+
+    def outputs(x):
+        out, variables = model.init_with_output(jax.random.key(0), x, capture_intermediates=True)
+        return out, variables["intermediates"]
+
+    return jax.eval_shape(outputs, jax.ShapeDtypeStruct((1, *image_shape), jnp.float32))
+
+
+def _bytes(intermediates: Any) -> int:
+    return sum(4 * math.prod(leaf.shape) for leaf in jax.tree.leaves(intermediates))
+
+
 def layer_output_bytes(model: models.Autoencoder, image_shape: tuple[int, int, int]) -> int:
     """Bytes of one image's float32 layer outputs in ``model`` (each module's output, the model's own
     included): a proxy for what a micro-batch keeps per image (a conv's output before its pooling, activations
     outside modules and skip sums are not counted; ``MICRO_BATCH_BYTES`` was set on this measure). Traced."""
-
-    def outputs(x):
-        return model.init_with_output(jax.random.key(0), x, capture_intermediates=True)[1]["intermediates"]
-
-    shapes = jax.eval_shape(outputs, jax.ShapeDtypeStruct((1, *image_shape), jnp.float32))
-    return sum(4 * math.prod(leaf.shape) for leaf in jax.tree.leaves(shapes))
+    return _bytes(_layer_outputs(model, image_shape)[1])
 
 
 def micro_batch_size(
-    requested: int | None, per_device: int, model: models.Autoencoder, image_shape: tuple[int, int, int]
+    requested: int | None, per_device: int, model: models.Autoencoder, per_image_bytes: int
 ) -> int | None:
     """The micro-batch of the train step: ``requested`` (0: none), or by default on CPU, for convolutional
     models without BatchNorm whose layers stay fast inside a ``lax.scan`` (``models.scan_friendly``), the
-    largest power of two up to ``CPU_MICRO_BATCH`` whose images' layer outputs fit ``MICRO_BATCH_BYTES``
-    (at least 1), when it divides the device batch."""
+    largest power of two up to ``CPU_MICRO_BATCH`` whose images' layer outputs (``per_image_bytes`` each:
+    ``layer_output_bytes``) fit ``MICRO_BATCH_BYTES`` (at least 1), when it divides the device batch."""
     batch_norm = models.has_batch_norm(model)
     if requested is None:
         cpu = jax.default_backend() == "cpu"
         if not (cpu and models.is_convolutional(model) and models.scan_friendly(model) and not batch_norm):
             return None
-        size, per_image = CPU_MICRO_BATCH, layer_output_bytes(model, image_shape)
-        while size > 1 and size * per_image > MICRO_BATCH_BYTES:
+        size = CPU_MICRO_BATCH
+        while size > 1 and size * per_image_bytes > MICRO_BATCH_BYTES:
             size //= 2
         return size if per_device % size == 0 else None
     if requested == 0 or requested >= per_device:
@@ -102,11 +112,11 @@ def micro_batch_size(
     return requested
 
 
-def _check_output_shape(model: models.Autoencoder, image_shape: tuple[int, int, int], name: str) -> None:
-    """ValueError when the model's output is not an image of ``image_shape`` (traced, nothing computed)."""
-    x = jax.ShapeDtypeStruct((1, *image_shape), jnp.float32)
+def _checked_layer_bytes(model: models.Autoencoder, image_shape: tuple[int, int, int], name: str) -> int:
+    """``layer_output_bytes``, from the same trace that checks the model's output is an image of
+    ``image_shape`` (ValueError naming the field when it is not)."""
     try:
-        out = jax.eval_shape(lambda x: model.init_with_output(jax.random.key(0), x)[0], x)
+        out, intermediates = _layer_outputs(model, image_shape)
     except (ValueError, TypeError) as e:
         raise ValueError(f"config.model {name!r} cannot take images of config.image_shape {image_shape}: {e}") from None
     if out.shape[1:] != image_shape:
@@ -114,6 +124,7 @@ def _check_output_shape(model: models.Autoencoder, image_shape: tuple[int, int, 
             f"config.model {name!r} turns images of {image_shape} into {out.shape[1:]}; use a model whose "
             f"decoder ends in {image_shape[2]} channel(s) (e.g. --config.model.decoder=...) or another image_shape."
         )
+    return _bytes(intermediates)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)  # eq=False: hashed by identity (compiled functions are cached)
@@ -146,7 +157,7 @@ class Setup:
         model = models.from_config(config.model).clone(axis_name=DATA_AXIS)
         loss, activation = losses.from_config(config.loss, bool(config.get("clip_output")))
         tx = optimizers.from_config(config, total_steps=max(1, steps_per_epoch * config.num_epochs))
-        _check_output_shape(model, tuple(config.image_shape), config.model.name)
+        per_image_bytes = _checked_layer_bytes(model, tuple(config.image_shape), config.model.name)
         per_device = config.batch_size // (num_devices or jax.device_count())
         host, device = host_corruptions.split(config.corruption.to_dict())
         return cls(
@@ -159,9 +170,7 @@ class Setup:
             activation=activation,
             compute_dtype=None if config.compute_dtype == "float32" else jnp.dtype(config.compute_dtype),
             micro_batch=(
-                micro_batch_size(config.micro_batch_size, per_device, model, tuple(config.image_shape))
-                if training
-                else None
+                micro_batch_size(config.micro_batch_size, per_device, model, per_image_bytes) if training else None
             ),
             keys=run_keys(config.seed),
             ema_decay=config.get("ema_decay"),

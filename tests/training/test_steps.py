@@ -66,6 +66,12 @@ def test_micro_batched_step_matches_full_batch(mnist_sample):
 MNIST = (28, 28, 1)
 
 
+def _auto(requested, per_device, model, image_shape=MNIST):
+    """micro_batch_size of ``model`` (a name or a model) on images of ``image_shape``."""
+    model = models.make(model) if isinstance(model, str) else model
+    return micro_batch_size(requested, per_device, model, setup.layer_output_bytes(model, image_shape))
+
+
 @pytest.mark.parametrize(
     "requested,per_device,model,expected",
     [(None, 64, "conv32", 16), (None, 8, "conv32", None), (None, 64, "bn_dense576", None), (0, 64, "conv32", None)]
@@ -73,7 +79,7 @@ MNIST = (28, 28, 1)
     + [(None, 64, "conv64", 8), (None, 64, "unet32", 8), (None, 16, "unet32", 8), (None, 64, "unet_deep_residual", 4)],
 )
 def test_micro_batch_size_choice(requested, per_device, model, expected):
-    assert micro_batch_size(requested, per_device, models.make(model), MNIST) == expected  # tests run on CPU
+    assert _auto(requested, per_device, model) == expected  # tests run on CPU
 
 
 def test_layer_output_bytes_count_each_layers_output():
@@ -87,7 +93,7 @@ def test_layer_output_bytes_count_each_layers_output():
 
 @pytest.mark.parametrize("model,image_shape", [("conv32", MNIST), ("unet32", MNIST), ("superres", (48, 48, 3))])
 def test_micro_batches_are_the_largest_that_fit_the_cache_budget(model, image_shape):
-    size = micro_batch_size(None, 64, models.make(model), image_shape)
+    size = _auto(None, 64, model, image_shape)
     per_image = setup.layer_output_bytes(models.make(model), image_shape)
     assert size * per_image <= setup.MICRO_BATCH_BYTES
     assert size == setup.CPU_MICRO_BATCH or 2 * size * per_image > setup.MICRO_BATCH_BYTES
@@ -99,8 +105,18 @@ def test_a_run_sizes_its_micro_batches_for_its_own_images():
     assert setup.Setup.from_config(config, num_devices=2).micro_batch == 2
 
 
+def test_a_model_that_does_not_fit_the_images_is_named():
+    config = configs.load("conv32_adadelta")
+    config.image_shape = (28, 28, 3)  # the decoder ends in 1 channel
+    with pytest.raises(ValueError, match=r"config.model 'conv32' turns images of \(28, 28, 3\) into \(28, 28, 1\)"):
+        setup.Setup.from_config(config, num_devices=2)
+    config.image_shape = (30, 30, 1)  # 30 -> 15 -> 7 (pooled) -> 14 -> 28
+    with pytest.raises(ValueError, match=r"config.model 'conv32' turns images of \(30, 30, 1\) into \(28, 28, 1\)"):
+        setup.Setup.from_config(config, num_devices=2)
+
+
 def test_huge_images_train_one_at_a_time():
-    assert micro_batch_size(None, 3, models.make("conv32"), (512, 512, 1)) == 1
+    assert _auto(None, 3, "conv32", (512, 512, 1)) == 1
 
 
 def test_no_automatic_micro_batches_where_layers_are_slow_in_scans():
@@ -109,9 +125,9 @@ def test_no_automatic_micro_batches_where_layers_are_slow_in_scans():
     slow = [models.Autoencoder(encoder=("conv 8",), decoder=(t, "conv 1")) for t in ("tconv 8 s2 k5", "tconv 8")]
     assert not any(map(models.scan_friendly, slow))  # XLA's own transposed convs
     assert not models.scan_friendly(models.make("superres", fast=False))  # the textbook layers
-    assert micro_batch_size(None, 64, slow[0], MNIST) is None
-    assert micro_batch_size(8, 64, slow[0], MNIST) == 8  # asked for: done (correct, slower)
-    assert micro_batch_size(None, 64, models.make("superres"), (48, 48, 3)) == 4
+    assert _auto(None, 64, slow[0]) is None
+    assert _auto(8, 64, slow[0]) == 8  # asked for: done (correct, slower)
+    assert _auto(None, 64, "superres", (48, 48, 3)) == 4
 
 
 def test_device_resident_loop_by_default_where_it_is_faster():
@@ -128,9 +144,9 @@ def test_device_resident_loop_by_default_where_it_is_faster():
 
 def test_bad_micro_batch_sizes_are_named():
     with pytest.raises(ValueError, match="does not divide the 64 images per device"):
-        micro_batch_size(24, 64, models.make("conv32"), MNIST)
+        _auto(24, 64, "conv32")
     with pytest.raises(ValueError, match="BatchNorm"):
-        micro_batch_size(8, 64, models.make("bn_dense576"), MNIST)
+        _auto(8, 64, "bn_dense576")
 
 
 def test_bfloat16_compute_keeps_float32_parameters(mnist_sample):
