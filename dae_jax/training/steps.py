@@ -12,6 +12,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.flatten_util import ravel_pytree
 
 from dae_jax import corruptions
 from dae_jax.eval import metrics
@@ -72,15 +73,24 @@ def make_train_step(setup: Setup) -> Callable[[TrainState, Batch, jax.Array], tu
             zeros = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, state.params))
             (total, grads), _ = lax.scan(accumulate, zeros, chunks)
             batch_stats = state.batch_stats
-        # Equal shards: the mean over devices of this device's mean is the global mean.
-        grads = lax.pmean(jax.tree.map(lambda g: g / n, grads), DATA_AXIS)
-        # BatchNorm already normalises with global-batch statistics (axis "data"), so these agree
-        # on every device; the pmean keeps the state replicated by construction.
-        batch_stats = lax.pmean(batch_stats, DATA_AXIS)
+        # Equal shards: the mean over devices of this device's mean is the global mean. BatchNorm already
+        # normalises with global-batch statistics (axis "data"), so its statistics agree on every device; the
+        # pmean keeps the state replicated by construction. All in one all-reduce (_flat).
+        grads, batch_stats, loss = _flat(lax.pmean, (jax.tree.map(lambda g: g / n, grads), batch_stats, total / n))
         state = state.apply_gradients(grads=grads).replace(batch_stats=batch_stats).with_ema(setup.ema_decay)
-        return state, {"loss": lax.pmean(total / n, DATA_AXIS)}
+        return state, {"loss": loss}
 
     return train_step
+
+
+def _flat(all_reduce: Callable, tree):
+    """``all_reduce(tree, DATA_AXIS)`` (``lax.pmean``, ``lax.psum``) as one all-reduce of its float32 leaves
+    concatenated: the same sums, elementwise. XLA:CPU reduces a tuple of arrays one array at a time, each a
+    rendezvous of the devices' threads (22 a step for bn_dense576's gradients). Side by side on a 2-core Xeon
+    (batch 128, 2 alternating rounds), train steps at 1.11-1.18x (bn_dense576) and 1.03-1.06x (conv32) the
+    images/s."""
+    flat, unravel = ravel_pytree(tree)
+    return unravel(all_reduce(flat, DATA_AXIS))
 
 
 def _chunked(arrays: tuple[jax.Array, ...], m: int) -> list[jax.Array]:
@@ -125,8 +135,7 @@ def make_eval_step(setup: Setup) -> Callable[[dict, Batch, jax.Array], Metrics]:
         chunks = _chunked((given, clean, batch["index"]), eval_chunk(n))
         per_image = {k: v.reshape(n) for k, v in lax.map(score, chunks).items()}
         mask = batch["mask"]
-        sums = {k: lax.psum(jnp.sum(jnp.where(mask, v, 0.0)), DATA_AXIS) for k, v in per_image.items()}
-        sums["count"] = lax.psum(jnp.sum(mask.astype(jnp.float32)), DATA_AXIS)
-        return sums
+        sums = {k: jnp.sum(jnp.where(mask, v, 0.0)) for k, v in per_image.items()}
+        return _flat(lax.psum, sums | {"count": jnp.sum(mask.astype(jnp.float32))})
 
     return eval_step

@@ -1,3 +1,5 @@
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -50,6 +52,22 @@ def test_eight_devices_match_one_device(mnist_sample, model):
         assert not np.allclose(
             jax.tree.leaves(state8.batch_stats)[0], jax.tree.leaves(_state(model=model).batch_stats)[0]
         )
+
+
+@pytest.mark.parametrize("model", ["conv32", "bn_dense576"])
+def test_the_step_averages_over_devices_in_one_flat_all_reduce(mnist_sample, model):
+    # XLA:CPU reduces a tuple one array at a time (a rendezvous each): the gradients, BatchNorm's statistics and
+    # the loss go as one vector. bn_dense576's BatchNorms add one [2, C] psum of their statistics each.
+    setup = setup_of(model)
+    mesh = sharding.make_mesh(jax.devices()[:2])
+    step = sharding.data_parallel(steps.make_train_step(setup), mesh, True)
+    state = jax.device_put(create_train_state(setup, jax.random.key(0)), sharding.replicated(mesh))
+    batch = sharding.global_batch(_batches(mnist_sample, 1, 32)[0], mesh)
+    hlo = step.lower(state, batch, jax.random.key(7)).compile().as_text()
+    results = re.findall(r"= (\S+) all-reduce\(", hlo)
+    flat = [r for r in results if re.fullmatch(r"f32\[\d+\]\{0\}", r)]
+    assert len(flat) == 1 and not any(r.startswith("(") for r in results)
+    assert len(results) == 1 + 2 * models.has_batch_norm(setup.model) * 3  # forward and backward, 3 BatchNorms
 
 
 def test_micro_batched_step_matches_full_batch(mnist_sample):
