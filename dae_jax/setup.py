@@ -120,10 +120,12 @@ def _checked_layer_bytes(model: models.Autoencoder, image_shape: tuple[int, int,
     except (ValueError, TypeError) as e:
         raise ValueError(f"config.model {name!r} cannot take images of config.image_shape {image_shape}: {e}") from None
     if out.shape[1:] != image_shape:
-        raise ValueError(
-            f"config.model {name!r} turns images of {image_shape} into {out.shape[1:]}; use a model whose "
-            f"decoder ends in {image_shape[2]} channel(s) (e.g. --config.model.decoder=...) or another image_shape."
+        fix = (
+            f"use a model whose decoder ends in {image_shape[2]} channel(s) (e.g. --config.model.decoder=...)"
+            if out.shape[-1] != image_shape[2]
+            else "use an image_shape it returns unchanged: one its pooling and strides divide, or a dense decoder's own"
         )
+        raise ValueError(f"config.model {name!r} turns images of {image_shape} into {out.shape[1:]}; {fix}.")
     return _bytes(intermediates)
 
 

@@ -84,11 +84,16 @@ def make_train_step(setup: Setup) -> Callable[[TrainState, Batch, jax.Array], tu
 
 
 def _flat(all_reduce: Callable, tree):
-    """``all_reduce(tree, DATA_AXIS)`` (``lax.pmean``, ``lax.psum``) as one all-reduce of its float32 leaves
-    concatenated: the same sums, elementwise. XLA:CPU reduces a tuple of arrays one array at a time, each a
-    rendezvous of the devices' threads (22 a step for bn_dense576's gradients). Side by side on a 2-core Xeon
-    (batch 128, 2 alternating rounds), train steps at 1.11-1.18x (bn_dense576) and 1.03-1.06x (conv32) the
-    images/s."""
+    """``all_reduce(tree, DATA_AXIS)`` (``lax.pmean``, ``lax.psum``); on CPU as one all-reduce of the leaves
+    concatenated (promoted to one float dtype: here all float32), the same sums elementwise.
+
+    XLA:CPU reduces the tuple its all-reduce combiner makes one array at a time, each a rendezvous of the
+    devices' threads: bn_dense576's step had 33 on each device (its 20 gradients, 6 BatchNorm statistics and
+    loss, and its BatchNorms' own 6), 7 with one vector. Side by side on a 2-core Xeon (batch 128, 2 alternating
+    rounds), train steps at 1.11-1.18x (bn_dense576) and 1.03-1.06x (conv32) the images/s. Elsewhere XLA
+    overlaps each array's all-reduce with the rest of the backward pass, so the tree is reduced as it is."""
+    if jax.default_backend() != "cpu":
+        return all_reduce(tree, DATA_AXIS)
     flat, unravel = ravel_pytree(tree)
     return unravel(all_reduce(flat, DATA_AXIS))
 
