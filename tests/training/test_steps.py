@@ -18,10 +18,14 @@ def _state(seed=0, model="conv32"):
     return create_train_state(setup_of(model), jax.random.key(seed))
 
 
-def _run(mesh, batches, model="conv32", micro_batch=0, **fields):
-    setup = setup_of(model, micro_batch_size=micro_batch, **fields)
+def _step_and_state(mesh, setup):
+    """The jitted data-parallel train step of ``setup`` on ``mesh`` and its initial state, replicated."""
     step = sharding.data_parallel(steps.make_train_step(setup), mesh, True)
-    state = jax.device_put(create_train_state(setup, jax.random.key(0)), sharding.replicated(mesh))
+    return step, jax.device_put(create_train_state(setup, jax.random.key(0)), sharding.replicated(mesh))
+
+
+def _run(mesh, batches, model="conv32", micro_batch=0, **fields):
+    step, state = _step_and_state(mesh, setup_of(model, micro_batch_size=micro_batch, **fields))
     losses = []
     for b in batches:
         state, m = step(state, sharding.global_batch(b, mesh), jax.random.key(7))
@@ -60,8 +64,7 @@ def test_the_step_averages_over_devices_in_one_flat_all_reduce(mnist_sample, mod
     # the loss go as one vector. Each BatchNorm adds its own psums, one forward and one backward.
     setup = setup_of(model)
     mesh = sharding.make_mesh(jax.devices()[:2])
-    step = sharding.data_parallel(steps.make_train_step(setup), mesh, True)
-    state = jax.device_put(create_train_state(setup, jax.random.key(0)), sharding.replicated(mesh))
+    step, state = _step_and_state(mesh, setup)
     batch = sharding.global_batch(_batches(mnist_sample, 1, 32)[0], mesh)
     hlo = step.lower(state, batch, jax.random.key(7)).compile().as_text()
     results = re.findall(r"= (\([^)]*\)|\S+) all-reduce\(", hlo)  # a tuple's shape holds spaces
